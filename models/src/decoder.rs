@@ -1,0 +1,317 @@
+//! The Llama-family decoder: Llama 2/3/3.x, SmolLM2, Mistral, Qwen2/2.5 and Qwen3 from one
+//! implementation, switched by [`DecoderConfig`].
+//!
+//! Unlike candle-transformers' models, the KV cache belongs to the caller ([`KvCache`]) and
+//! the forward pass can return final hidden states, all-position logits or last-position
+//! logits.
+
+use candle_core::{D, DType, Device, IndexOp, Tensor};
+
+use crate::config::DecoderConfig;
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::rope;
+use crate::weights::WeightFile;
+
+/// A dense linear layer `y = x W^T + b` with `W` of shape `(out, in)`.
+#[derive(Debug, Clone)]
+struct Linear {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // Flatten leading dimensions so that the projection is a single gemm.
+        let dims = x.dims().to_vec();
+        let (in_dim, lead) = match dims.split_last() {
+            Some((last, lead)) => (*last, lead.to_vec()),
+            None => return Err(ModelError::InvalidArgument("linear on a scalar".into())),
+        };
+        let rows: usize = lead.iter().product();
+        let y = x.reshape((rows, in_dim))?.matmul(&self.w.t()?)?;
+        let y = match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out = lead;
+        out.push(self.w.dim(0)?);
+        Ok(y.reshape(out)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    input_norm: Tensor,
+    /// q, k and v projections fused into one `(q + 2 kv, hidden)` weight.
+    qkv: Linear,
+    o: Linear,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    post_norm: Tensor,
+    /// gate and up projections fused into one `(2 intermediate, hidden)` weight.
+    gate_up: Linear,
+    down: Linear,
+}
+
+/// A Llama-family causal decoder with caller-owned KV cache.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    cfg: DecoderConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    dtype: DType,
+    device: Device,
+}
+
+fn cat_rows(parts: &[Tensor]) -> Result<Tensor> {
+    Ok(Tensor::cat(parts, 0)?.contiguous()?)
+}
+
+impl Decoder {
+    /// Loads the decoder's weights (Hugging Face names) from `weights`.
+    pub fn load(cfg: &DecoderConfig, weights: &mut WeightFile, dtype: DType, device: &Device) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let hd = cfg.head_dim;
+        let qd = cfg.num_heads * hd;
+        let kvd = cfg.num_kv_heads * hd;
+        let i = cfg.intermediate_size;
+        let prefix = if weights.contains("model.embed_tokens.weight") || !weights.contains("embed_tokens.weight") {
+            "model."
+        } else {
+            ""
+        };
+        let embed = weights.get(&format!("{prefix}embed_tokens.weight"), &[cfg.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("{prefix}layers.{l}.");
+            let mut w = |name: &str, shape: &[usize]| weights.get(&format!("{p}{name}"), shape);
+            let q = w("self_attn.q_proj.weight", &[qd, h])?;
+            let k = w("self_attn.k_proj.weight", &[kvd, h])?;
+            let v = w("self_attn.v_proj.weight", &[kvd, h])?;
+            let o = w("self_attn.o_proj.weight", &[h, qd])?;
+            let qkv_b = if cfg.qkv_bias {
+                Some(cat_rows(&[
+                    w("self_attn.q_proj.bias", &[qd])?,
+                    w("self_attn.k_proj.bias", &[kvd])?,
+                    w("self_attn.v_proj.bias", &[kvd])?,
+                ])?)
+            } else {
+                None
+            };
+            let o_b = if cfg.o_bias { Some(w("self_attn.o_proj.bias", &[h])?) } else { None };
+            let (q_norm, k_norm) = if cfg.qk_norm {
+                (
+                    Some(w("self_attn.q_norm.weight", &[hd])?),
+                    Some(w("self_attn.k_norm.weight", &[hd])?),
+                )
+            } else {
+                (None, None)
+            };
+            let gate = w("mlp.gate_proj.weight", &[i, h])?;
+            let up = w("mlp.up_proj.weight", &[i, h])?;
+            let down = w("mlp.down_proj.weight", &[h, i])?;
+            let input_norm = w("input_layernorm.weight", &[h])?;
+            let post_norm = w("post_attention_layernorm.weight", &[h])?;
+            layers.push(Layer {
+                input_norm,
+                qkv: Linear { w: cat_rows(&[q, k, v])?, b: qkv_b },
+                o: Linear { w: o, b: o_b },
+                q_norm,
+                k_norm,
+                post_norm,
+                gate_up: Linear { w: cat_rows(&[gate, up])?, b: None },
+                down: Linear { w: down, b: None },
+            });
+        }
+        let norm = weights.get(&format!("{prefix}norm.weight"), &[h])?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            weights.get("lm_head.weight", &[cfg.vocab_size, h])?
+        };
+        let (cos, sin) = rope::tables(cfg, dtype, device)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// The configuration the decoder was built from.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    /// Dtype of weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A new, empty cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.cfg, self.dtype, &self.device)
+    }
+
+    /// Runs the blocks on `ids` (`(batch, seq)`, u32) and returns the final-normed hidden
+    /// states `(batch, seq, hidden)`. With a cache, the tokens continue its sequences (the
+    /// cache's batch must match) and are appended to it; without one they start at position 0.
+    pub fn forward_hidden(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        if s == 0 || b == 0 {
+            return Err(ModelError::InvalidArgument("empty input".into()));
+        }
+        let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
+        if let Some(c) = cache.as_ref()
+            && c.batch_size() != 0
+            && c.batch_size() != b
+        {
+            return Err(ModelError::InvalidArgument(format!(
+                "input has {b} rows, the cache {}",
+                c.batch_size()
+            )));
+        }
+        if offset + s > self.cfg.max_position_embeddings {
+            return Err(ModelError::InvalidArgument(format!(
+                "sequence of {} tokens exceeds the model's context of {}",
+                offset + s,
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let cos = self.cos.narrow(0, offset, s)?;
+        let sin = self.sin.narrow(0, offset, s)?;
+        let mask = self.mask(s, offset)?;
+        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, self.cfg.hidden_size))?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let residual = &x;
+            let hn = candle_nn::ops::rms_norm(&x, &layer.input_norm, self.cfg.rms_norm_eps as f32)?;
+            let attn = self.attention(l, layer, &hn, &cos, &sin, mask.as_ref(), cache.as_deref_mut())?;
+            x = (attn + residual)?;
+            let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm, self.cfg.rms_norm_eps as f32)?;
+            let gu = layer.gate_up.forward(&hn)?;
+            let i = self.cfg.intermediate_size;
+            let act = (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, i)?)? * gu.narrow(D::Minus1, i, i)?)?;
+            x = (layer.down.forward(&act)? + &x)?;
+        }
+        if let Some(c) = cache {
+            c.advance(s);
+        }
+        Ok(candle_nn::ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps as f32)?)
+    }
+
+    /// Additive causal (and sliding-window) mask `(groups * s, offset + s)`, or `None` when
+    /// every key is visible (one new token within the window).
+    fn mask(&self, s: usize, offset: usize) -> Result<Option<Tensor>> {
+        let total = offset + s;
+        let window = self.cfg.sliding_window.unwrap_or(usize::MAX);
+        if s == 1 && total <= window {
+            return Ok(None);
+        }
+        let groups = self.cfg.gqa_groups();
+        let mut m = vec![0f32; groups * s * total];
+        for g in 0..groups {
+            for i in 0..s {
+                let q_pos = offset + i;
+                let row = &mut m[(g * s + i) * total..(g * s + i + 1) * total];
+                for (j, v) in row.iter_mut().enumerate() {
+                    if j > q_pos || q_pos - j >= window {
+                        *v = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Ok(Some(Tensor::from_vec(m, (groups * s, total), &self.device)?.to_dtype(DType::F32)?))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        l: usize,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        let cfg = &self.cfg;
+        let (h, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let groups = cfg.gqa_groups();
+        let qkv = layer.qkv.forward(x)?;
+        let q = qkv.narrow(D::Minus1, 0, h * hd)?.reshape((b, s, h, hd))?;
+        let k = qkv.narrow(D::Minus1, h * hd, kvh * hd)?.reshape((b, s, kvh, hd))?;
+        let v = qkv.narrow(D::Minus1, (h + kvh) * hd, kvh * hd)?.reshape((b, s, kvh, hd))?;
+        let eps = cfg.rms_norm_eps as f32;
+        let q = match &layer.q_norm {
+            Some(w) => candle_nn::ops::rms_norm(&q.contiguous()?, w, eps)?,
+            None => q,
+        };
+        let k = match &layer.k_norm {
+            Some(w) => candle_nn::ops::rms_norm(&k.contiguous()?, w, eps)?,
+            None => k,
+        };
+        // Rotary embeddings on (b, s, heads, d), then heads-major layout.
+        let q = candle_nn::rotary_emb::rope_thd(&q.contiguous()?, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope_thd(&k.contiguous()?, cos, sin)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        // Grouped-query attention without repeating keys: the `groups` query heads of each
+        // kv head become extra rows of one matmul against that head's keys.
+        let q = (q.transpose(1, 2)?.contiguous()? * scale)?.reshape((b, kvh, groups * s, hd))?;
+        let k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let (k, v) = match cache {
+            Some(c) => c.append(l, &k, &v)?,
+            None => (k, v),
+        };
+        let total = k.dim(2)?;
+        let (k, v) = match cfg.sliding_window {
+            Some(w) if s == 1 && total > w => (k.narrow(2, total - w, w)?, v.narrow(2, total - w, w)?),
+            _ => (k, v),
+        };
+        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
+        let out = probs.matmul(&v)?; // (b, kvh, groups * s, hd)
+        let out = out.reshape((b, h, s, hd))?.transpose(1, 2)?.reshape((b, s, h * hd))?;
+        layer.o.forward(&out)
+    }
+
+    /// Projects hidden states (`(..., hidden)`) to f32 logits (`(..., vocab)`).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let lm = Linear { w: self.lm_head.clone(), b: None };
+        Ok(lm.forward(hidden)?.to_dtype(DType::F32)?)
+    }
+
+    /// Decoding step: appends `ids` to the cache and returns the logits of each row's last
+    /// position, `(batch, vocab)`.
+    pub fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let hidden = self.forward_hidden(ids, Some(cache))?;
+        let s = hidden.dim(1)?;
+        self.logits(&hidden.i((.., s - 1, ..))?.contiguous()?)
+    }
+
+    /// Logits of every position, `(batch, seq, vocab)`, for scoring and training.
+    pub fn forward_all(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let hidden = self.forward_hidden(ids, cache)?;
+        self.logits(&hidden)
+    }
+}

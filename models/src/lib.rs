@@ -1,0 +1,30 @@
+//! thresh's model runtime.
+//!
+//! One decoder implementation for the Llama family ([`Decoder`]), driven by a normalised
+//! [`DecoderConfig`], with a caller-owned batched [`KvCache`] that can fork one prefill into
+//! many rows and prune rows mid-generation. Models load from Hugging Face directories
+//! (memory-mapped safetensors) or single GGUF files (weights dequantised, tokenizer rebuilt
+//! from metadata) through [`load`].
+
+pub mod chat;
+pub mod config;
+pub mod decoder;
+pub mod error;
+#[cfg(feature = "hub")]
+pub mod hub;
+pub mod kv_cache;
+pub mod loader;
+pub mod rope;
+pub mod tokenizer;
+pub mod weights;
+
+pub use chat::{ChatMessage, ChatTemplate};
+pub use config::{DecoderConfig, Family, RopeScaling};
+pub use decoder::Decoder;
+pub use error::{ModelError, Result};
+pub use kv_cache::KvCache;
+pub use loader::{LoadOptions, LoadedModel, load, load_gguf, load_hf_dir};
+pub use tokenizer::Tokenizer;
+pub use weights::WeightFile;
+
+pub use candle_core::{DType, Device, Tensor};

@@ -1,0 +1,326 @@
+//! Loading a model from a Hugging Face directory, a GGUF file or (with the `hub` feature) a
+//! hub id.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device};
+use serde::Deserialize;
+
+use crate::chat::ChatTemplate;
+use crate::config::{DecoderConfig, Family, OneOrMany, RopeScaling};
+use crate::decoder::Decoder;
+use crate::error::{ModelError, Result};
+use crate::tokenizer::{Tokenizer, gguf_str};
+use crate::weights::WeightFile;
+
+/// Where and how to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Device for weights and activations.
+    pub device: Device,
+    /// Weight dtype; `None` picks f32 on CPU and bf16 on accelerators.
+    pub dtype: Option<DType>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// The dtype these options resolve to.
+    pub fn resolved_dtype(&self) -> DType {
+        self.dtype.unwrap_or(if self.device.is_cpu() { DType::F32 } else { DType::BF16 })
+    }
+}
+
+/// A decoder with its tokenizer and chat template.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// The network.
+    pub decoder: Decoder,
+    /// Its tokenizer, with every end-of-sequence id.
+    pub tokenizer: Tokenizer,
+    /// The chat template, where the model ships one.
+    pub chat_template: Option<ChatTemplate>,
+    /// The directory or file it came from.
+    pub source: PathBuf,
+}
+
+/// Loads a model from a Hugging Face directory, a `.gguf` file, or (with the `hub` feature)
+/// a hub id such as `HuggingFaceTB/SmolLM2-135M-Instruct`.
+pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
+    let path = resolve(spec)?;
+    if path.is_dir() {
+        load_hf_dir(&path, opts)
+    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        load_gguf(&path, opts)
+    } else {
+        Err(ModelError::bad_file(
+            &path,
+            "expected a Hugging Face model directory or a .gguf file",
+        ))
+    }
+}
+
+/// Turns a path or hub id into a local path.
+pub fn resolve(spec: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(spec);
+    if path.exists() {
+        return Ok(path);
+    }
+    #[cfg(feature = "hub")]
+    if spec.split('/').count() == 2 && !spec.starts_with('.') && !spec.starts_with('/') {
+        return crate::hub::download(spec);
+    }
+    Err(ModelError::MissingFile {
+        path,
+        what: if cfg!(feature = "hub") {
+            "a model directory, .gguf file or hub id".into()
+        } else {
+            "a model directory or .gguf file (hub ids need the `hub` feature)".into()
+        },
+    })
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct GenerationConfig {
+    eos_token_id: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TokenSpec {
+    Text(String),
+    Object { content: String },
+}
+
+impl TokenSpec {
+    fn text(self) -> String {
+        match self {
+            TokenSpec::Text(s) | TokenSpec::Object { content: s } => s,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TemplateSpec {
+    One(String),
+    Named(Vec<NamedTemplate>),
+}
+
+#[derive(Debug, Deserialize)]
+struct NamedTemplate {
+    name: String,
+    template: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct TokenizerConfig {
+    bos_token: Option<TokenSpec>,
+    eos_token: Option<TokenSpec>,
+    chat_template: Option<TemplateSpec>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(ModelError::bad_file(path, e)),
+    }
+}
+
+/// The safetensors files of a directory: `model.safetensors`, or the shards its index names.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|e| ModelError::bad_file(&index, e))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(&index, e))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| ModelError::bad_file(&index, "no weight_map"))?;
+        let mut files: Vec<PathBuf> = map
+            .values()
+            .filter_map(|f| f.as_str())
+            .map(|f| dir.join(f))
+            .collect();
+        files.sort();
+        files.dedup();
+        return Ok(files);
+    }
+    Err(ModelError::MissingFile {
+        path: single,
+        what: "model weights (model.safetensors or model.safetensors.index.json)".into(),
+    })
+}
+
+/// Loads tokenizer, special tokens and chat template of a Hugging Face directory.
+pub fn load_hf_tokenizer(dir: &Path, config_eos: &[u32]) -> Result<(Tokenizer, Option<ChatTemplate>)> {
+    let inner = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let tc: TokenizerConfig = read_json(&dir.join("tokenizer_config.json"))?;
+    let gc: GenerationConfig = read_json(&dir.join("generation_config.json"))?;
+    let bos = tc.bos_token.map(TokenSpec::text);
+    let eos = tc.eos_token.map(TokenSpec::text);
+    let mut eos_ids = config_eos.to_vec();
+    eos_ids.extend(gc.eos_token_id.map(OneOrMany::into_vec).unwrap_or_default());
+    let tokenizer = Tokenizer::new(inner, bos.clone(), eos.clone(), eos_ids);
+    let jinja = dir.join("chat_template.jinja");
+    let source = match tc.chat_template {
+        Some(TemplateSpec::One(s)) => Some(s),
+        Some(TemplateSpec::Named(list)) => list
+            .into_iter()
+            .find(|t| t.name == "default")
+            .map(|t| t.template),
+        None if jinja.exists() => {
+            Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::bad_file(&jinja, e))?)
+        }
+        None => None,
+    };
+    let template = source
+        .map(|s| ChatTemplate::new(&s, bos.as_deref().unwrap_or(""), eos.as_deref().unwrap_or("")))
+        .transpose()?;
+    Ok((tokenizer, template))
+}
+
+/// Loads a Hugging Face model directory.
+pub fn load_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+    let cfg = DecoderConfig::from_hf_json(&dir.join("config.json"))?;
+    let dtype = opts.resolved_dtype();
+    let files = safetensors_files(dir)?;
+    let mut weights = WeightFile::safetensors(&files, dtype, &opts.device)?;
+    let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device)?;
+    let (tokenizer, chat_template) = load_hf_tokenizer(dir, &cfg.eos_token_ids)?;
+    Ok(LoadedModel {
+        decoder,
+        tokenizer,
+        chat_template,
+        source: dir.to_path_buf(),
+    })
+}
+
+/// Reads a decoder configuration from GGUF metadata.
+pub fn gguf_config(content: &gguf_file::Content, path: &Path) -> Result<DecoderConfig> {
+    let md = &content.metadata;
+    let arch = gguf_str(md.get("general.architecture")).unwrap_or_default();
+    let family = Family::from_name(&arch).ok_or_else(|| ModelError::UnsupportedArchitecture {
+        arch: arch.clone(),
+        path: path.to_path_buf(),
+        supported: "GGUF architectures llama, mistral, qwen2, qwen3",
+    })?;
+    let missing = |key: String| ModelError::InvalidConfig {
+        path: path.to_path_buf(),
+        reason: format!("metadata key {key} missing or not a number"),
+    };
+    let get_u = |k: &str| -> Result<usize> {
+        let key = format!("{arch}.{k}");
+        md.get(&key)
+            .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
+            .map(|v| v as usize)
+            .ok_or_else(|| missing(key))
+    };
+    let get_f = |k: &str| md.get(&format!("{arch}.{k}")).and_then(|v| v.to_f32().ok());
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err(ModelError::InvalidConfig {
+            path: path.to_path_buf(),
+            reason: "per-dimension rope_freqs (Llama 3.1 scaling in GGUF) is not supported; load the Hugging Face directory".into(),
+        });
+    }
+    let hidden = get_u("embedding_length")?;
+    let heads = get_u("attention.head_count")?;
+    let head_dim = get_u("attention.key_length")
+        .or_else(|_| get_u("rope.dimension_count"))
+        .unwrap_or(hidden / heads.max(1));
+    let vocab = get_u("vocab_size").or_else(|_| {
+        content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map(|t| t.shape.dims()[0])
+            .ok_or_else(|| missing(format!("{arch}.vocab_size")))
+    })?;
+    let rope_scaling = match gguf_str(md.get(&format!("{arch}.rope.scaling.type"))).as_deref() {
+        Some("linear") => get_f("rope.scaling.factor").map(|f| RopeScaling::Linear { factor: f as f64 }),
+        _ => None,
+    };
+    let cfg = DecoderConfig {
+        family,
+        hidden_size: hidden,
+        intermediate_size: get_u("feed_forward_length")?,
+        vocab_size: vocab,
+        num_layers: get_u("block_count")?,
+        num_heads: heads,
+        num_kv_heads: get_u("attention.head_count_kv").unwrap_or(heads),
+        head_dim,
+        rms_norm_eps: get_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
+        rope_theta: get_f("rope.freq_base").unwrap_or(10_000.0) as f64,
+        rope_scaling,
+        max_position_embeddings: get_u("context_length").unwrap_or(4096),
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        o_bias: content.tensor_infos.contains_key("blk.0.attn_output.bias"),
+        qk_norm: content.tensor_infos.contains_key("blk.0.attn_q_norm.weight"),
+        sliding_window: None,
+        bos_token_id: md.get("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok()),
+        eos_token_ids: md
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok())
+            .into_iter()
+            .collect(),
+    };
+    cfg.validate(path)?;
+    Ok(cfg)
+}
+
+/// Loads a single GGUF file: configuration and tokenizer from its metadata, weights
+/// dequantised to the target dtype.
+pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+    let file = File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ModelError::MissingFile {
+                path: path.to_path_buf(),
+                what: "the GGUF model".into(),
+            }
+        } else {
+            ModelError::bad_file(path, e)
+        }
+    })?;
+    let mut reader = BufReader::new(file);
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| ModelError::bad_file(path, format!("not a readable GGUF file: {e}")))?;
+    let cfg = gguf_config(&content, path)?;
+    let tokenizer = Tokenizer::from_gguf(&content, path)?;
+    let chat_template = gguf_str(content.metadata.get("tokenizer.chat_template"))
+        .map(|s| {
+            ChatTemplate::new(
+                &s,
+                tokenizer.bos_token().unwrap_or(""),
+                tokenizer.eos_token().unwrap_or(""),
+            )
+        })
+        .transpose()?;
+    let arch = gguf_str(content.metadata.get("general.architecture")).unwrap_or_default();
+    // llama.cpp permutes q/k rows of Llama-architecture models (Mistral included) only.
+    let permuted = (arch == "llama" || arch == "mistral").then_some((cfg.num_heads, cfg.num_kv_heads));
+    let dtype = opts.resolved_dtype();
+    let mut weights = WeightFile::gguf(path, content, reader, permuted, dtype, &opts.device);
+    let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device)?;
+    Ok(LoadedModel {
+        decoder,
+        tokenizer,
+        chat_template,
+        source: path.to_path_buf(),
+    })
+}

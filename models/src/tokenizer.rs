@@ -1,0 +1,258 @@
+//! Tokenizers: Hugging Face `tokenizer.json`, or rebuilt from GGUF `tokenizer.ggml.*` metadata.
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use serde_json::json;
+
+use crate::error::{ModelError, Result};
+
+/// GGUF token type of control tokens (`<|im_start|>`, `<|endoftext|>`...).
+const GGUF_TOKEN_CONTROL: i32 = 3;
+/// GGUF token type of user-defined added tokens.
+const GGUF_TOKEN_USER_DEFINED: i32 = 4;
+
+/// The Llama 3 pre-tokenizer split pattern.
+const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// The Qwen2 pre-tokenizer split pattern (digits one by one).
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A tokenizer with the special tokens generation needs.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    eos_ids: Vec<u32>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("eos_ids", &self.eos_ids)
+            .finish()
+    }
+}
+
+fn tok_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// Wraps a `tokenizers` tokenizer. `eos_ids` lists every id that ends generation.
+    pub fn new(
+        inner: tokenizers::Tokenizer,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        mut eos_ids: Vec<u32>,
+    ) -> Self {
+        if let Some(id) = eos_token.as_deref().and_then(|t| inner.token_to_id(t)) {
+            eos_ids.push(id);
+        }
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
+        Self {
+            inner,
+            bos_token,
+            eos_token,
+            eos_ids,
+        }
+    }
+
+    /// Loads a Hugging Face `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<tokenizers::Tokenizer> {
+        if !path.exists() {
+            return Err(ModelError::MissingFile {
+                path: path.to_path_buf(),
+                what: "the tokenizer".into(),
+            });
+        }
+        tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::bad_file(path, e))
+    }
+
+    /// Rebuilds the tokenizer of a GGUF file from its `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(content: &Content, path: &Path) -> Result<Self> {
+        let md = &content.metadata;
+        let bad = |reason: String| ModelError::bad_file(path, reason);
+        let model = gguf_str(md.get("tokenizer.ggml.model")).unwrap_or_default();
+        if model != "gpt2" {
+            return Err(bad(format!(
+                "GGUF tokenizer model {model:?} is not supported (byte-level BPE, \"gpt2\", is); load the Hugging Face directory instead"
+            )));
+        }
+        let tokens: Vec<String> = gguf_array(md.get("tokenizer.ggml.tokens"))
+            .ok_or_else(|| bad("tokenizer.ggml.tokens missing".into()))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| bad(e.to_string())))
+            .collect::<Result<_>>()?;
+        let merges: Vec<String> = gguf_array(md.get("tokenizer.ggml.merges"))
+            .ok_or_else(|| bad("tokenizer.ggml.merges missing".into()))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| bad(e.to_string())))
+            .collect::<Result<_>>()?;
+        let types: Vec<i32> = gguf_array(md.get("tokenizer.ggml.token_type"))
+            .map(|a| a.iter().map(|v| v.to_i32().unwrap_or(1)).collect())
+            .unwrap_or_default();
+        let pre = gguf_str(md.get("tokenizer.ggml.pre")).unwrap_or_else(|| "default".into());
+        let byte_level = |use_regex: bool| {
+            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
+        };
+        let split = |pattern: &str| {
+            json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false})
+        };
+        let (normalizer, pre_tokenizer) = match pre.as_str() {
+            "default" | "gpt2" | "gpt-2" => (json!(null), byte_level(true)),
+            // SmolLM splits digits one by one before the GPT-2 byte-level regex.
+            "smollm" => (
+                json!(null),
+                json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+            ),
+            "llama-bpe" | "llama3" | "llama-v3" => (
+                json!(null),
+                json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_PATTERN), byte_level(false)]}),
+            ),
+            "qwen2" => (
+                json!({"type": "NFC"}),
+                json!({"type": "Sequence", "pretokenizers": [split(QWEN2_PATTERN), byte_level(false)]}),
+            ),
+            other => {
+                return Err(bad(format!(
+                    "GGUF pre-tokenizer {other:?} is not supported (default, gpt2, smollm, llama-bpe, qwen2)"
+                )));
+            }
+        };
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), json!(i)))
+            .collect();
+        let added: Vec<serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let ty = types.get(i).copied().unwrap_or(1);
+                (ty == GGUF_TOKEN_CONTROL || ty == GGUF_TOKEN_USER_DEFINED).then(|| {
+                    json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                           "rstrip": false, "normalized": ty != GGUF_TOKEN_CONTROL,
+                           "special": ty == GGUF_TOKEN_CONTROL})
+                })
+            })
+            .collect();
+        let id = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
+        let bos_id = id("tokenizer.ggml.bos_token_id");
+        let eos_id = id("tokenizer.ggml.eos_token_id");
+        let add_bos = md
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(false);
+        let bos_token = bos_id.and_then(|i| tokens.get(i as usize).cloned());
+        let eos_token = eos_id.and_then(|i| tokens.get(i as usize).cloned());
+        let post_processor = match (&bos_token, bos_id) {
+            (Some(bos), Some(bid)) if add_bos => json!({
+                "type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {bos.clone(): {"id": bos, "ids": [bid], "tokens": [bos]}}
+            }),
+            _ => json!(null),
+        };
+        let spec = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": normalizer,
+            "pre_tokenizer": pre_tokenizer,
+            "post_processor": post_processor,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {
+                "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                "ignore_merges": false, "vocab": vocab, "merges": merges
+            }
+        });
+        let inner: tokenizers::Tokenizer = spec
+            .to_string()
+            .parse()
+            .map_err(|e| bad(format!("cannot rebuild tokenizer: {e}")))?;
+        let mut eos = vec![];
+        eos.extend(eos_id);
+        // Chat models end turns with these; llama.cpp treats them as end-of-generation too.
+        for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>"] {
+            if let Some(i) = inner.token_to_id(t)
+                && types.get(i as usize) == Some(&GGUF_TOKEN_CONTROL)
+                && (t != "<|endoftext|>" || eos_id == Some(i))
+            {
+                eos.push(i);
+            }
+        }
+        let eot = id("tokenizer.ggml.eot_token_id");
+        eos.extend(eot);
+        Ok(Self::new(inner, bos_token, eos_token, eos))
+    }
+
+    /// Token ids of `text`. With `add_special_tokens` the tokenizer's post-processor adds
+    /// what the model expects around plain text (a BOS for Llama); rendered chat prompts
+    /// already carry their special tokens and are encoded without.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        Ok(self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Text of `ids`.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(tok_err)
+    }
+
+    /// Id of a token's exact text, if it is in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Number of ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Every id that ends generation.
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
+    }
+
+    /// Whether `id` ends generation.
+    pub fn is_eos(&self, id: u32) -> bool {
+        self.eos_ids.binary_search(&id).is_ok()
+    }
+
+    /// Text of the beginning-of-sequence token, if any.
+    pub fn bos_token(&self) -> Option<&str> {
+        self.bos_token.as_deref()
+    }
+
+    /// Text of the end-of-sequence token, if any.
+    pub fn eos_token(&self) -> Option<&str> {
+        self.eos_token.as_deref()
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+pub(crate) fn gguf_str(v: Option<&Value>) -> Option<String> {
+    v.and_then(|v| v.to_string().ok()).cloned()
+}
+
+fn gguf_array(v: Option<&Value>) -> Option<&Vec<Value>> {
+    v.and_then(|v| v.to_vec().ok())
+}
