@@ -39,7 +39,9 @@ pub struct ChatTemplate {
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate").field("source", &self.source).finish()
+        f.debug_struct("ChatTemplate")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -101,9 +103,13 @@ mod tests {
         let out = t
             .render(&[ChatMessage::new("user", "  hi  ")], true)
             .unwrap();
-        assert_eq!(out, "<s>USER: hi\nASSISTANT:");
+        // As Jinja2 renders it: trim_blocks eats the newline after a block tag, lstrip_blocks
+        // the indentation before one; indentation before an expression stays.
+        assert_eq!(out, "  <s>USER: hi\nASSISTANT:");
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
-        let err = t.render(&[ChatMessage::new("user", "x")], false).unwrap_err();
+        let err = t
+            .render(&[ChatMessage::new("user", "x")], false)
+            .unwrap_err();
         assert!(err.to_string().contains("roles must alternate"), "{err}");
     }
 }

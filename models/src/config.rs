@@ -113,7 +113,10 @@ impl DecoderConfig {
             path: path.to_path_buf(),
             reason,
         };
-        if self.hidden_size == 0 || self.num_layers == 0 || self.num_heads == 0 || self.vocab_size == 0
+        if self.hidden_size == 0
+            || self.num_layers == 0
+            || self.num_heads == 0
+            || self.vocab_size == 0
         {
             return Err(bad("hidden_size, num_hidden_layers, num_attention_heads and vocab_size must be positive".into()));
         }
@@ -124,7 +127,10 @@ impl DecoderConfig {
             )));
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return Err(bad(format!("head_dim ({}) must be even and positive", self.head_dim)));
+            return Err(bad(format!(
+                "head_dim ({}) must be even and positive",
+                self.head_dim
+            )));
         }
         if self.max_position_embeddings == 0 {
             return Err(bad("max_position_embeddings must be positive".into()));
@@ -246,7 +252,9 @@ impl HfConfig {
         if let Some(act) = &self.hidden_act
             && act != "silu"
         {
-            return Err(invalid(format!("hidden_act {act:?} is not supported (only silu)")));
+            return Err(invalid(format!(
+                "hidden_act {act:?} is not supported (only silu)"
+            )));
         }
         if self.mlp_bias {
             return Err(invalid("mlp_bias = true is not supported".into()));
@@ -256,7 +264,9 @@ impl HfConfig {
             Some(s) => match s.rope_type.as_deref() {
                 None | Some("default") => None,
                 Some("llama3") => Some(RopeScaling::Llama3 {
-                    factor: s.factor.ok_or_else(|| invalid("rope_scaling.factor missing".into()))?,
+                    factor: s
+                        .factor
+                        .ok_or_else(|| invalid("rope_scaling.factor missing".into()))?,
                     low_freq_factor: s.low_freq_factor.unwrap_or(1.0),
                     high_freq_factor: s.high_freq_factor.unwrap_or(4.0),
                     original_max_position_embeddings: s
@@ -264,7 +274,9 @@ impl HfConfig {
                         .unwrap_or(8192),
                 }),
                 Some("linear") => Some(RopeScaling::Linear {
-                    factor: s.factor.ok_or_else(|| invalid("rope_scaling.factor missing".into()))?,
+                    factor: s
+                        .factor
+                        .ok_or_else(|| invalid("rope_scaling.factor missing".into()))?,
                 }),
                 Some(other) => {
                     return Err(invalid(format!(
@@ -307,7 +319,10 @@ impl HfConfig {
             qk_norm: family == Family::Qwen3,
             sliding_window,
             bos_token_id: self.bos_token_id,
-            eos_token_ids: self.eos_token_id.map(OneOrMany::into_vec).unwrap_or_default(),
+            eos_token_ids: self
+                .eos_token_id
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default(),
         })
     }
 }

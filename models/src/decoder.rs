@@ -13,14 +13,27 @@ use crate::kv_cache::KvCache;
 use crate::rope;
 use crate::weights::WeightFile;
 
-/// A dense linear layer `y = x W^T + b` with `W` of shape `(out, in)`.
+/// A dense linear layer `y = x W^T + b`, storing `W^T` (`(in, out)`, contiguous).
+///
+/// Batch invariance: a row's output must not depend on how many rows share the batch, so that
+/// pruning rows leaves the survivors' logits bit-identical. candle's CPU gemm is invariant in
+/// the row count for a contiguous `(in, out)` right-hand side and two or more rows; one row
+/// takes a different (gemv) path, so a single row is computed as two.
 #[derive(Debug, Clone)]
 struct Linear {
-    w: Tensor,
+    wt: Tensor,
     b: Option<Tensor>,
 }
 
 impl Linear {
+    /// From a weight in PyTorch layout `(out, in)`.
+    fn new(w: Tensor, b: Option<Tensor>) -> Result<Self> {
+        Ok(Self {
+            wt: w.t()?.contiguous()?,
+            b,
+        })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // Flatten leading dimensions so that the projection is a single gemm.
         let dims = x.dims().to_vec();
@@ -29,13 +42,20 @@ impl Linear {
             None => return Err(ModelError::InvalidArgument("linear on a scalar".into())),
         };
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, in_dim))?.matmul(&self.w.t()?)?;
+        let x2 = x.reshape((rows, in_dim))?;
+        let y = if rows == 1 {
+            Tensor::cat(&[&x2, &x2], 0)?
+                .matmul(&self.wt)?
+                .narrow(0, 0, 1)?
+        } else {
+            x2.matmul(&self.wt)?
+        };
         let y = match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = lead;
-        out.push(self.w.dim(0)?);
+        out.push(self.wt.dim(1)?);
         Ok(y.reshape(out)?)
     }
 }
@@ -61,7 +81,7 @@ pub struct Decoder {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Linear,
     cos: Tensor,
     sin: Tensor,
     dtype: DType,
@@ -74,18 +94,28 @@ fn cat_rows(parts: &[Tensor]) -> Result<Tensor> {
 
 impl Decoder {
     /// Loads the decoder's weights (Hugging Face names) from `weights`.
-    pub fn load(cfg: &DecoderConfig, weights: &mut WeightFile, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        cfg: &DecoderConfig,
+        weights: &mut WeightFile,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let hd = cfg.head_dim;
         let qd = cfg.num_heads * hd;
         let kvd = cfg.num_kv_heads * hd;
         let i = cfg.intermediate_size;
-        let prefix = if weights.contains("model.embed_tokens.weight") || !weights.contains("embed_tokens.weight") {
+        let prefix = if weights.contains("model.embed_tokens.weight")
+            || !weights.contains("embed_tokens.weight")
+        {
             "model."
         } else {
             ""
         };
-        let embed = weights.get(&format!("{prefix}embed_tokens.weight"), &[cfg.vocab_size, h])?;
+        let embed = weights.get(
+            &format!("{prefix}embed_tokens.weight"),
+            &[cfg.vocab_size, h],
+        )?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = format!("{prefix}layers.{l}.");
@@ -103,7 +133,11 @@ impl Decoder {
             } else {
                 None
             };
-            let o_b = if cfg.o_bias { Some(w("self_attn.o_proj.bias", &[h])?) } else { None };
+            let o_b = if cfg.o_bias {
+                Some(w("self_attn.o_proj.bias", &[h])?)
+            } else {
+                None
+            };
             let (q_norm, k_norm) = if cfg.qk_norm {
                 (
                     Some(w("self_attn.q_norm.weight", &[hd])?),
@@ -119,20 +153,20 @@ impl Decoder {
             let post_norm = w("post_attention_layernorm.weight", &[h])?;
             layers.push(Layer {
                 input_norm,
-                qkv: Linear { w: cat_rows(&[q, k, v])?, b: qkv_b },
-                o: Linear { w: o, b: o_b },
+                qkv: Linear::new(cat_rows(&[q, k, v])?, qkv_b)?,
+                o: Linear::new(o, o_b)?,
                 q_norm,
                 k_norm,
                 post_norm,
-                gate_up: Linear { w: cat_rows(&[gate, up])?, b: None },
-                down: Linear { w: down, b: None },
+                gate_up: Linear::new(cat_rows(&[gate, up])?, None)?,
+                down: Linear::new(down, None)?,
             });
         }
         let norm = weights.get(&format!("{prefix}norm.weight"), &[h])?;
         let lm_head = if cfg.tie_word_embeddings {
-            embed.clone()
+            Linear::new(embed.clone(), None)?
         } else {
-            weights.get("lm_head.weight", &[cfg.vocab_size, h])?
+            Linear::new(weights.get("lm_head.weight", &[cfg.vocab_size, h])?, None)?
         };
         let (cos, sin) = rope::tables(cfg, dtype, device)?;
         Ok(Self {
@@ -196,22 +230,39 @@ impl Decoder {
         let cos = self.cos.narrow(0, offset, s)?;
         let sin = self.sin.narrow(0, offset, s)?;
         let mask = self.mask(s, offset)?;
-        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, self.cfg.hidden_size))?;
+        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
+            b,
+            s,
+            self.cfg.hidden_size,
+        ))?;
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let hn = candle_nn::ops::rms_norm(&x, &layer.input_norm, self.cfg.rms_norm_eps as f32)?;
-            let attn = self.attention(l, layer, &hn, &cos, &sin, mask.as_ref(), cache.as_deref_mut())?;
+            let attn = self.attention(
+                l,
+                layer,
+                &hn,
+                &cos,
+                &sin,
+                mask.as_ref(),
+                cache.as_deref_mut(),
+            )?;
             x = (attn + residual)?;
             let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm, self.cfg.rms_norm_eps as f32)?;
             let gu = layer.gate_up.forward(&hn)?;
             let i = self.cfg.intermediate_size;
-            let act = (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, i)?)? * gu.narrow(D::Minus1, i, i)?)?;
+            let act = (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, i)?)?
+                * gu.narrow(D::Minus1, i, i)?)?;
             x = (layer.down.forward(&act)? + &x)?;
         }
         if let Some(c) = cache {
             c.advance(s);
         }
-        Ok(candle_nn::ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps as f32)?)
+        Ok(candle_nn::ops::rms_norm(
+            &x,
+            &self.norm,
+            self.cfg.rms_norm_eps as f32,
+        )?)
     }
 
     /// Additive causal (and sliding-window) mask `(groups * s, offset + s)`, or `None` when
@@ -235,7 +286,9 @@ impl Decoder {
                 }
             }
         }
-        Ok(Some(Tensor::from_vec(m, (groups * s, total), &self.device)?.to_dtype(DType::F32)?))
+        Ok(Some(
+            Tensor::from_vec(m, (groups * s, total), &self.device)?.to_dtype(DType::F32)?,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -255,8 +308,12 @@ impl Decoder {
         let groups = cfg.gqa_groups();
         let qkv = layer.qkv.forward(x)?;
         let q = qkv.narrow(D::Minus1, 0, h * hd)?.reshape((b, s, h, hd))?;
-        let k = qkv.narrow(D::Minus1, h * hd, kvh * hd)?.reshape((b, s, kvh, hd))?;
-        let v = qkv.narrow(D::Minus1, (h + kvh) * hd, kvh * hd)?.reshape((b, s, kvh, hd))?;
+        let k = qkv
+            .narrow(D::Minus1, h * hd, kvh * hd)?
+            .reshape((b, s, kvh, hd))?;
+        let v = qkv
+            .narrow(D::Minus1, (h + kvh) * hd, kvh * hd)?
+            .reshape((b, s, kvh, hd))?;
         let eps = cfg.rms_norm_eps as f32;
         let q = match &layer.q_norm {
             Some(w) => candle_nn::ops::rms_norm(&q.contiguous()?, w, eps)?,
@@ -281,7 +338,9 @@ impl Decoder {
         };
         let total = k.dim(2)?;
         let (k, v) = match cfg.sliding_window {
-            Some(w) if s == 1 && total > w => (k.narrow(2, total - w, w)?, v.narrow(2, total - w, w)?),
+            Some(w) if s == 1 && total > w => {
+                (k.narrow(2, total - w, w)?, v.narrow(2, total - w, w)?)
+            }
             _ => (k, v),
         };
         let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
@@ -291,14 +350,16 @@ impl Decoder {
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
         let out = probs.matmul(&v)?; // (b, kvh, groups * s, hd)
-        let out = out.reshape((b, h, s, hd))?.transpose(1, 2)?.reshape((b, s, h * hd))?;
+        let out = out
+            .reshape((b, h, s, hd))?
+            .transpose(1, 2)?
+            .reshape((b, s, h * hd))?;
         layer.o.forward(&out)
     }
 
     /// Projects hidden states (`(..., hidden)`) to f32 logits (`(..., vocab)`).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let lm = Linear { w: self.lm_head.clone(), b: None };
-        Ok(lm.forward(hidden)?.to_dtype(DType::F32)?)
+        Ok(self.lm_head.forward(hidden)?.to_dtype(DType::F32)?)
     }
 
     /// Decoding step: appends `ids` to the cache and returns the logits of each row's last

@@ -126,7 +126,12 @@ impl KvCache {
     /// Writes `k` and `v` (`(batch, kv_heads, s, head_dim)`) for `layer` at the current end
     /// and returns the live keys and values including them. The length advances once every
     /// layer has been written, through [`KvCache::advance`].
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, _, s, _) = k.dims4()?;
         if self.batch == 0 {
             self.batch = b;
@@ -174,7 +179,9 @@ impl KvCache {
             )));
         }
         if n == 0 {
-            return Err(ModelError::InvalidArgument("fork(0) would leave no rows".into()));
+            return Err(ModelError::InvalidArgument(
+                "fork(0) would leave no rows".into(),
+            ));
         }
         let capacity = self.capacity;
         for layer in self.layers.iter_mut().flatten() {

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod kv_cache;
 pub mod loader;
 pub mod rope;
+pub mod testing;
 pub mod tokenizer;
 pub mod weights;
 

@@ -37,7 +37,11 @@ impl Default for LoadOptions {
 impl LoadOptions {
     /// The dtype these options resolve to.
     pub fn resolved_dtype(&self) -> DType {
-        self.dtype.unwrap_or(if self.device.is_cpu() { DType::F32 } else { DType::BF16 })
+        self.dtype.unwrap_or(if self.device.is_cpu() {
+            DType::F32
+        } else {
+            DType::BF16
+        })
     }
 }
 
@@ -60,7 +64,10 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
     let path = resolve(spec)?;
     if path.is_dir() {
         load_hf_dir(&path, opts)
-    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         load_gguf(&path, opts)
     } else {
         Err(ModelError::bad_file(
@@ -169,7 +176,10 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Loads tokenizer, special tokens and chat template of a Hugging Face directory.
-pub fn load_hf_tokenizer(dir: &Path, config_eos: &[u32]) -> Result<(Tokenizer, Option<ChatTemplate>)> {
+pub fn load_hf_tokenizer(
+    dir: &Path,
+    config_eos: &[u32],
+) -> Result<(Tokenizer, Option<ChatTemplate>)> {
     let inner = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
     let tc: TokenizerConfig = read_json(&dir.join("tokenizer_config.json"))?;
     let gc: GenerationConfig = read_json(&dir.join("generation_config.json"))?;
@@ -191,7 +201,13 @@ pub fn load_hf_tokenizer(dir: &Path, config_eos: &[u32]) -> Result<(Tokenizer, O
         None => None,
     };
     let template = source
-        .map(|s| ChatTemplate::new(&s, bos.as_deref().unwrap_or(""), eos.as_deref().unwrap_or("")))
+        .map(|s| {
+            ChatTemplate::new(
+                &s,
+                bos.as_deref().unwrap_or(""),
+                eos.as_deref().unwrap_or(""),
+            )
+        })
         .transpose()?;
     Ok((tokenizer, template))
 }
@@ -252,7 +268,9 @@ pub fn gguf_config(content: &gguf_file::Content, path: &Path) -> Result<DecoderC
             .ok_or_else(|| missing(format!("{arch}.vocab_size")))
     })?;
     let rope_scaling = match gguf_str(md.get(&format!("{arch}.rope.scaling.type"))).as_deref() {
-        Some("linear") => get_f("rope.scaling.factor").map(|f| RopeScaling::Linear { factor: f as f64 }),
+        Some("linear") => {
+            get_f("rope.scaling.factor").map(|f| RopeScaling::Linear { factor: f as f64 })
+        }
         _ => None,
     };
     let cfg = DecoderConfig {
@@ -271,9 +289,13 @@ pub fn gguf_config(content: &gguf_file::Content, path: &Path) -> Result<DecoderC
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
         qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
         o_bias: content.tensor_infos.contains_key("blk.0.attn_output.bias"),
-        qk_norm: content.tensor_infos.contains_key("blk.0.attn_q_norm.weight"),
+        qk_norm: content
+            .tensor_infos
+            .contains_key("blk.0.attn_q_norm.weight"),
         sliding_window: None,
-        bos_token_id: md.get("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok()),
+        bos_token_id: md
+            .get("tokenizer.ggml.bos_token_id")
+            .and_then(|v| v.to_u32().ok()),
         eos_token_ids: md
             .get("tokenizer.ggml.eos_token_id")
             .and_then(|v| v.to_u32().ok())
@@ -313,7 +335,8 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         .transpose()?;
     let arch = gguf_str(content.metadata.get("general.architecture")).unwrap_or_default();
     // llama.cpp permutes q/k rows of Llama-architecture models (Mistral included) only.
-    let permuted = (arch == "llama" || arch == "mistral").then_some((cfg.num_heads, cfg.num_kv_heads));
+    let permuted =
+        (arch == "llama" || arch == "mistral").then_some((cfg.num_heads, cfg.num_kv_heads));
     let dtype = opts.resolved_dtype();
     let mut weights = WeightFile::gguf(path, content, reader, permuted, dtype, &opts.device);
     let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device)?;

@@ -33,8 +33,8 @@ pub fn inverse_frequencies(cfg: &DecoderConfig) -> Vec<f64> {
                     } else if wavelen > low_wavelen {
                         freq / factor
                     } else {
-                        let smooth =
-                            (orig / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (orig / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * freq / factor + smooth * freq
                     }
                 })

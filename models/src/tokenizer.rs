@@ -97,12 +97,8 @@ impl Tokenizer {
             .map(|a| a.iter().map(|v| v.to_i32().unwrap_or(1)).collect())
             .unwrap_or_default();
         let pre = gguf_str(md.get("tokenizer.ggml.pre")).unwrap_or_else(|| "default".into());
-        let byte_level = |use_regex: bool| {
-            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-        };
-        let split = |pattern: &str| {
-            json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false})
-        };
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+        let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
         let (normalizer, pre_tokenizer) = match pre.as_str() {
             "default" | "gpt2" | "gpt-2" => (json!(null), byte_level(true)),
             // SmolLM splits digits one by one before the GPT-2 byte-level regex.
@@ -183,7 +179,12 @@ impl Tokenizer {
         let mut eos = vec![];
         eos.extend(eos_id);
         // Chat models end turns with these; llama.cpp treats them as end-of-generation too.
-        for t in ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>"] {
+        for t in [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<|end_of_text|>",
+            "<|endoftext|>",
+        ] {
             if let Some(i) = inner.token_to_id(t)
                 && types.get(i as usize) == Some(&GGUF_TOKEN_CONTROL)
                 && (t != "<|endoftext|>" || eos_id == Some(i))

@@ -48,8 +48,8 @@ impl WeightFile {
                 });
             }
             // Read each header once to map names to files for error messages.
-            let st = unsafe { MmapedSafetensors::new(f) }
-                .map_err(|e| ModelError::bad_file(f, e))?;
+            let st =
+                unsafe { MmapedSafetensors::new(f) }.map_err(|e| ModelError::bad_file(f, e))?;
             for (name, _) in st.tensors() {
                 paths.insert(name, f.clone());
             }
@@ -144,10 +144,14 @@ impl WeightFile {
                 // llama.cpp stores Llama q/k rows interleaved for its rotary kernel; restore the
                 // Hugging Face order so one rotary implementation serves both formats.
                 match permuted {
-                    Some((heads, _)) if gname.ends_with("attn_q.weight") || gname.ends_with("attn_q.bias") => {
+                    Some((heads, _))
+                        if gname.ends_with("attn_q.weight") || gname.ends_with("attn_q.bias") =>
+                    {
                         unpermute_rotary(&t, *heads)?
                     }
-                    Some((_, kv_heads)) if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") => {
+                    Some((_, kv_heads))
+                        if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") =>
+                    {
                         unpermute_rotary(&t, *kv_heads)?
                     }
                     _ => t,

@@ -11,7 +11,11 @@ fn smollm2_path() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
     let p = dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} missing: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/fetch-models.sh",
+        p.display()
+    );
     p
 }
 
@@ -19,7 +23,15 @@ fn smollm2_path() -> PathBuf {
 fn loads_tokenizes_templates_and_answers() {
     let m = load(smollm2_path().to_str().unwrap(), &LoadOptions::default()).unwrap();
     let cfg = m.decoder.config();
-    assert_eq!((cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads), (30, 576, 9, 3));
+    assert_eq!(
+        (
+            cfg.num_layers,
+            cfg.hidden_size,
+            cfg.num_heads,
+            cfg.num_kv_heads
+        ),
+        (30, 576, 9, 3)
+    );
     assert!(cfg.tie_word_embeddings);
 
     // Tokenizer: round trip, digits one by one, special tokens atomic.
@@ -29,16 +41,25 @@ fn loads_tokenizes_templates_and_answers() {
     assert_eq!(tok.decode(&ids, false).unwrap(), text);
     let digits = tok.encode("12345", false).unwrap();
     assert_eq!(digits.len(), 5, "digits must split one by one: {digits:?}");
-    let pieces: Vec<String> = digits.iter().map(|&d| tok.decode(&[d], false).unwrap()).collect();
+    let pieces: Vec<String> = digits
+        .iter()
+        .map(|&d| tok.decode(&[d], false).unwrap())
+        .collect();
     assert_eq!(pieces, ["1", "2", "3", "4", "5"]);
     let im_start = tok.token_to_id("<|im_start|>").unwrap();
     assert_eq!(tok.encode("<|im_start|>user", false).unwrap()[0], im_start);
     assert!(tok.is_eos(tok.token_to_id("<|im_end|>").unwrap()));
 
     // Chat template: SmolLM2's ChatML format with its default system prompt.
-    let tmpl = m.chat_template.as_ref().expect("GGUF carries a chat template");
+    let tmpl = m
+        .chat_template
+        .as_ref()
+        .expect("GGUF carries a chat template");
     let prompt = tmpl
-        .render(&[ChatMessage::new("user", "What is the capital of France?")], true)
+        .render(
+            &[ChatMessage::new("user", "What is the capital of France?")],
+            true,
+        )
         .unwrap();
     assert_eq!(
         prompt,
@@ -50,10 +71,19 @@ fn loads_tokenizes_templates_and_answers() {
     let prompt_len = ids.len();
     let mut cache = m.decoder.new_cache();
     let dev = m.decoder.device().clone();
-    let mut input = Tensor::new(ids.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
+    let mut input = Tensor::new(ids.as_slice(), &dev)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     for _ in 0..24 {
         let logits = m.decoder.forward_last(&input, &mut cache).unwrap();
-        let next = logits.i(0).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+        let next = logits
+            .i(0)
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
         if tok.is_eos(next) {
             break;
         }

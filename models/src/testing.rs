@@ -1,0 +1,167 @@
+//! Tiny random models in Hugging Face layout, written on the fly for tests and examples.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::json;
+
+use crate::config::Family;
+use crate::error::{ModelError, Result};
+
+/// Shape and switches of a tiny model.
+#[derive(Debug, Clone)]
+pub struct TinySpec {
+    /// Family, written as `model_type`.
+    pub family: Family,
+    /// Residual width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Number of blocks.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads.
+    pub num_kv_heads: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Context length.
+    pub max_position_embeddings: usize,
+    /// Reuse the embedding as LM head.
+    pub tie_word_embeddings: bool,
+    /// Llama 3 rotary scaling.
+    pub llama3_rope: bool,
+    /// Standard deviation of the random weights.
+    pub std: f32,
+}
+
+impl TinySpec {
+    /// A small grouped-query model of the given family.
+    pub fn new(family: Family) -> Self {
+        Self {
+            family,
+            hidden_size: 64,
+            intermediate_size: 96,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            vocab_size: 128,
+            max_position_embeddings: 128,
+            tie_word_embeddings: false,
+            llama3_rope: false,
+            std: 0.15,
+        }
+    }
+
+    fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// The `config.json` of this model.
+    pub fn config_json(&self) -> serde_json::Value {
+        let model_type = match self.family {
+            Family::Llama => "llama",
+            Family::Mistral => "mistral",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        };
+        let mut cfg = json!({
+            "model_type": model_type,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim(),
+            "vocab_size": self.vocab_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "max_window_layers": self.num_layers,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": false,
+            "use_sliding_window": false,
+            "sliding_window": 4096,
+            "hidden_act": "silu",
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        });
+        if self.llama3_rope {
+            cfg["rope_scaling"] = json!({
+                "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 16
+            });
+        }
+        cfg
+    }
+
+    /// Random weights with Hugging Face names.
+    pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        let dev = Device::Cpu;
+        let (h, i, v, hd) = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.vocab_size,
+            self.head_dim(),
+        );
+        let (qd, kvd) = (self.num_heads * hd, self.num_kv_heads * hd);
+        let mut w = HashMap::new();
+        let mut put = |name: String, shape: &[usize]| -> Result<()> {
+            let t = Tensor::randn(0f32, self.std, shape, &dev)?;
+            w.insert(name, t);
+            Ok(())
+        };
+        put("model.embed_tokens.weight".into(), &[v, h])?;
+        if !self.tie_word_embeddings {
+            put("lm_head.weight".into(), &[v, h])?;
+        }
+        for l in 0..self.num_layers {
+            let p = format!("model.layers.{l}.");
+            put(format!("{p}self_attn.q_proj.weight"), &[qd, h])?;
+            put(format!("{p}self_attn.k_proj.weight"), &[kvd, h])?;
+            put(format!("{p}self_attn.v_proj.weight"), &[kvd, h])?;
+            put(format!("{p}self_attn.o_proj.weight"), &[h, qd])?;
+            if self.family == Family::Qwen2 {
+                put(format!("{p}self_attn.q_proj.bias"), &[qd])?;
+                put(format!("{p}self_attn.k_proj.bias"), &[kvd])?;
+                put(format!("{p}self_attn.v_proj.bias"), &[kvd])?;
+            }
+            put(format!("{p}mlp.gate_proj.weight"), &[i, h])?;
+            put(format!("{p}mlp.up_proj.weight"), &[i, h])?;
+            put(format!("{p}mlp.down_proj.weight"), &[h, i])?;
+        }
+        // Norm weights near one, as trained models have them.
+        let mut ones = |name: String, n: usize| -> Result<()> {
+            let t = (Tensor::randn(0f32, 0.1, n, &dev)? + 1.0)?;
+            w.insert(name, t);
+            Ok(())
+        };
+        for l in 0..self.num_layers {
+            let p = format!("model.layers.{l}.");
+            ones(format!("{p}input_layernorm.weight"), h)?;
+            ones(format!("{p}post_attention_layernorm.weight"), h)?;
+            if self.family == Family::Qwen3 {
+                ones(format!("{p}self_attn.q_norm.weight"), hd)?;
+                ones(format!("{p}self_attn.k_norm.weight"), hd)?;
+            }
+        }
+        ones("model.norm.weight".into(), h)?;
+        Ok(w)
+    }
+
+    /// Writes `config.json` and `model.safetensors` (f32) into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::bad_file(dir, e))?;
+        let cfg_path = dir.join("config.json");
+        std::fs::write(&cfg_path, self.config_json().to_string())
+            .map_err(|e| ModelError::bad_file(&cfg_path, e))?;
+        let weights: HashMap<String, Tensor> = self
+            .weights()?
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?)))
+            .collect::<Result<_>>()?;
+        candle_core::safetensors::save(&weights, dir.join("model.safetensors"))?;
+        Ok(())
+    }
+}
