@@ -1,1 +1,15 @@
-pub fn _x() {}
+//! thresh's decoding layer: sampling, stopping and incremental detokenisation over a batch of
+//! rows that share one prefilled prompt ([`DecodeBatch`]), and plain generation on top of it
+//! ([`generate`]).
+
+pub mod batch;
+pub mod detok;
+pub mod error;
+pub mod generate;
+pub mod sampling;
+
+pub use batch::{BatchStats, DecodeBatch, FinishReason, Row, StopConditions};
+pub use detok::IncrementalDetokenizer;
+pub use error::{DecodeError, Result};
+pub use generate::{Generation, generate};
+pub use sampling::{Sampler, SamplingParams};

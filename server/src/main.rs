@@ -1,1 +1,34 @@
-fn main() {}
+//! `thresh`: the command line of the inference-time alignment daemon.
+
+mod generate_cmd;
+mod models_dir;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Inference-time alignment: sample from a policy LLM, pick by a reward model.
+#[derive(Debug, Parser)]
+#[command(name = "thresh", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sample continuations of a prompt from a model.
+    Generate(generate_cmd::GenerateArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Generate(args) => generate_cmd::run(args),
+    }
+}

@@ -1,0 +1,365 @@
+//! A batch of sampled continuations of one prompt, decoded in lock-step on a shared KV cache.
+//!
+//! The prompt is prefilled once and the cache forked to `n` rows. Each step samples one token
+//! per active row; rows that finish (EOS, stop string, token limit) leave the cache through
+//! `retain_rows`, so a finished row costs no more compute. Strategies (Best-of-N, Speculative
+//! Rejection) drive the same batch and may drop rows themselves with [`DecodeBatch::prune`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use candle_core::Tensor;
+use thresh_models::{Decoder, KvCache, Tokenizer};
+
+use crate::detok::{IncrementalDetokenizer, find_stop};
+use crate::error::{DecodeError, Result};
+use crate::sampling::{Sampler, SamplingParams, log_prob};
+
+/// When a row stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopConditions {
+    /// New tokens per row at most.
+    pub max_tokens: usize,
+    /// EOS cannot be sampled before this many new tokens.
+    pub min_tokens: usize,
+    /// Keep generating through EOS tokens.
+    pub ignore_eos: bool,
+    /// Strings that end a row; the text is cut before the first match.
+    pub stop: Vec<String>,
+}
+
+impl Default for StopConditions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 128,
+            min_tokens: 0,
+            ignore_eos: false,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Why a row finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced an end-of-sequence token.
+    Eos,
+    /// A stop string appeared in the text.
+    StopString(String),
+    /// `max_tokens` or the model's context was reached.
+    Length,
+    /// A strategy dropped the row before it finished.
+    Pruned,
+}
+
+impl FinishReason {
+    /// The OpenAI `finish_reason` string.
+    pub fn as_openai(&self) -> &'static str {
+        match self {
+            FinishReason::Eos | FinishReason::StopString(_) => "stop",
+            FinishReason::Length | FinishReason::Pruned => "length",
+        }
+    }
+}
+
+/// One continuation.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Generated ids (EOS excluded; tokens of a stop string included).
+    pub tokens: Vec<u32>,
+    /// Generated text, cut before a stop string.
+    pub text: String,
+    /// Sum of the log-probabilities of the sampled tokens under the model.
+    pub logprob_sum: f32,
+    /// Why the row ended, once it has.
+    pub finish: Option<FinishReason>,
+    sampler: Sampler,
+    detok: IncrementalDetokenizer,
+}
+
+/// Counters and timings of a batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchStats {
+    /// Prompt tokens prefilled (once, whatever `n`).
+    pub prompt_tokens: usize,
+    /// Tokens generated over all rows.
+    pub generated_tokens: usize,
+    /// Decoder forward passes after the prefill.
+    pub decode_steps: usize,
+    /// Largest number of KV bytes live at once.
+    pub peak_kv_bytes: usize,
+    /// Time in the prefill.
+    pub prefill_time: Duration,
+    /// Time in decoder forward passes after the prefill.
+    pub decode_time: Duration,
+    /// Time spent sampling and detokenising.
+    pub sample_time: Duration,
+}
+
+/// The state of a batch being decoded.
+pub struct DecodeBatch<'m> {
+    decoder: &'m Decoder,
+    tokenizer: &'m Tokenizer,
+    prompt: Vec<u32>,
+    stop: StopConditions,
+    cache: KvCache,
+    rows: Vec<Row>,
+    /// `active[i]` is the row held by cache row `i`.
+    active: Vec<usize>,
+    /// Next-token logits of each active row, `(active, vocab)`.
+    logits: Vec<Vec<f32>>,
+    stats: BatchStats,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl<'m> DecodeBatch<'m> {
+    /// Prefills `prompt` once and forks it into `n` rows.
+    pub fn new(
+        decoder: &'m Decoder,
+        tokenizer: &'m Tokenizer,
+        prompt: &[u32],
+        n: usize,
+        params: &SamplingParams,
+        stop: &StopConditions,
+    ) -> Result<Self> {
+        params.validate()?;
+        if n == 0 {
+            return Err(DecodeError::InvalidParameter("n must be at least 1".into()));
+        }
+        if prompt.is_empty() {
+            return Err(DecodeError::InvalidParameter(
+                "the prompt has no tokens".into(),
+            ));
+        }
+        if stop.max_tokens == 0 {
+            return Err(DecodeError::InvalidParameter(
+                "max_tokens must be at least 1".into(),
+            ));
+        }
+        if stop.min_tokens > stop.max_tokens {
+            return Err(DecodeError::InvalidParameter(format!(
+                "min_tokens ({}) exceeds max_tokens ({})",
+                stop.min_tokens, stop.max_tokens
+            )));
+        }
+        let context = decoder.config().max_position_embeddings;
+        if prompt.len() + stop.max_tokens > context {
+            return Err(DecodeError::ContextOverflow {
+                prompt: prompt.len(),
+                max_tokens: stop.max_tokens,
+                context,
+            });
+        }
+        let mut cache = decoder.new_cache();
+        let t0 = Instant::now();
+        let ids = Tensor::new(prompt, decoder.device())?.unsqueeze(0)?;
+        let logits = decoder
+            .forward_last(&ids, &mut cache)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
+        cache.fork(n)?;
+        cache.reserve(stop.max_tokens)?;
+        let prefill_time = t0.elapsed();
+        let rows = (0..n)
+            .map(|r| Row {
+                tokens: Vec::new(),
+                text: String::new(),
+                logprob_sum: 0.0,
+                finish: None,
+                sampler: Sampler::new(params, r),
+                detok: IncrementalDetokenizer::new(),
+            })
+            .collect();
+        let stats = BatchStats {
+            prompt_tokens: prompt.len(),
+            peak_kv_bytes: cache.bytes_in_use(),
+            prefill_time,
+            ..Default::default()
+        };
+        Ok(Self {
+            decoder,
+            tokenizer,
+            prompt: prompt.to_vec(),
+            stop: stop.clone(),
+            cache,
+            rows,
+            active: (0..n).collect(),
+            logits: vec![logits; n],
+            stats,
+            cancel: None,
+        })
+    }
+
+    /// Stops the batch at its next step when `flag` becomes true.
+    pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.cancel = Some(flag);
+    }
+
+    /// Every row, finished or not, in their original order.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Indices of the rows still decoding.
+    pub fn active_rows(&self) -> &[usize] {
+        &self.active
+    }
+
+    /// Whether every row has finished.
+    pub fn is_done(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// Counters and timings so far.
+    pub fn stats(&self) -> &BatchStats {
+        &self.stats
+    }
+
+    /// The shared cache (for byte accounting).
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// Samples one token for every active row, retires finished rows and runs the decoder on
+    /// the rest. Returns the rows that finished in this step.
+    pub fn step(&mut self) -> Result<Vec<usize>> {
+        if let Some(flag) = &self.cancel
+            && flag.load(Ordering::Relaxed)
+        {
+            self.cache.clear();
+            self.active.clear();
+            return Err(DecodeError::Cancelled);
+        }
+        let t0 = Instant::now();
+        let eos = self.tokenizer.eos_ids().to_vec();
+        let mut next = Vec::with_capacity(self.active.len());
+        let mut finished = Vec::new();
+        let mut keep = Vec::with_capacity(self.active.len());
+        let context = self.decoder.config().max_position_embeddings;
+        for (slot, &r) in self.active.iter().enumerate() {
+            let row = &mut self.rows[r];
+            let logits = &self.logits[slot];
+            let banned: &[u32] = if !self.stop.ignore_eos && row.tokens.len() < self.stop.min_tokens
+            {
+                &eos
+            } else {
+                &[]
+            };
+            let history: Vec<u32> = if row.sampler_needs_context() {
+                self.prompt
+                    .iter()
+                    .chain(row.tokens.iter())
+                    .copied()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let tok = row.sampler.sample(logits, &history, banned);
+            row.logprob_sum += log_prob(logits, tok);
+            if !self.stop.ignore_eos && self.tokenizer.is_eos(tok) {
+                row.finish = Some(FinishReason::Eos);
+                let tail = row.detok.flush(self.tokenizer)?;
+                row.text.push_str(&tail);
+                finished.push(r);
+                continue;
+            }
+            row.sampler.observe(tok);
+            row.tokens.push(tok);
+            let before = row.text.len();
+            let chunk = row.detok.push(self.tokenizer, tok)?;
+            row.text.push_str(&chunk);
+            if let Some(at) = find_stop(&row.text, before, &self.stop.stop) {
+                let matched = self
+                    .stop
+                    .stop
+                    .iter()
+                    .find(|s| row.text[at..].starts_with(s.as_str()))
+                    .cloned()
+                    .unwrap_or_default();
+                row.text.truncate(at);
+                row.finish = Some(FinishReason::StopString(matched));
+                finished.push(r);
+                continue;
+            }
+            if row.tokens.len() >= self.stop.max_tokens
+                || self.prompt.len() + row.tokens.len() >= context
+            {
+                let tail = row.detok.flush(self.tokenizer)?;
+                row.text.push_str(&tail);
+                row.finish = Some(FinishReason::Length);
+                finished.push(r);
+                continue;
+            }
+            keep.push(slot);
+            next.push(tok);
+        }
+        self.stats.generated_tokens += self.active.len();
+        self.stats.sample_time += t0.elapsed();
+        self.retain_slots(&keep)?;
+        if !self.active.is_empty() {
+            let t1 = Instant::now();
+            let ids = Tensor::new(next.as_slice(), self.decoder.device())?.unsqueeze(1)?;
+            let logits = self.decoder.forward_last(&ids, &mut self.cache)?;
+            self.logits = logits.to_vec2::<f32>()?;
+            self.stats.decode_steps += 1;
+            self.stats.decode_time += t1.elapsed();
+            self.stats.peak_kv_bytes = self.stats.peak_kv_bytes.max(self.cache.bytes_in_use());
+        }
+        Ok(finished)
+    }
+
+    fn retain_slots(&mut self, slots: &[usize]) -> Result<()> {
+        if slots.len() == self.active.len() {
+            return Ok(());
+        }
+        self.cache.retain_rows(slots)?;
+        self.active = slots.iter().map(|&s| self.active[s]).collect();
+        let mut logits = std::mem::take(&mut self.logits);
+        self.logits = slots
+            .iter()
+            .map(|&s| std::mem::take(&mut logits[s]))
+            .collect();
+        Ok(())
+    }
+
+    /// Drops active rows (by row index) before they finish, releasing their KV cache.
+    pub fn prune(&mut self, rows: &[usize]) -> Result<()> {
+        for &r in rows {
+            if r >= self.rows.len() || self.rows[r].finish.is_some() {
+                return Err(DecodeError::InvalidParameter(format!(
+                    "row {r} is not active"
+                )));
+            }
+        }
+        let keep: Vec<usize> = (0..self.active.len())
+            .filter(|&s| !rows.contains(&self.active[s]))
+            .collect();
+        for &r in rows {
+            let row = &mut self.rows[r];
+            let tail = row.detok.flush(self.tokenizer)?;
+            row.text.push_str(&tail);
+            row.finish = Some(FinishReason::Pruned);
+        }
+        self.retain_slots(&keep)
+    }
+
+    /// Decodes until every row has finished.
+    pub fn run_to_end(&mut self) -> Result<()> {
+        while !self.is_done() {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Consumes the batch, returning its rows and statistics.
+    pub fn into_parts(self) -> (Vec<Row>, BatchStats) {
+        (self.rows, self.stats)
+    }
+}
+
+impl Row {
+    fn sampler_needs_context(&self) -> bool {
+        self.sampler.uses_repetition_penalty()
+    }
+}

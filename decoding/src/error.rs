@@ -1,0 +1,33 @@
+//! Errors of the decoding layer.
+
+/// What can go wrong while generating.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// A sampling or stopping parameter is out of range; the message names it and the range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// The prompt plus the requested tokens do not fit the model's context.
+    #[error(
+        "prompt of {prompt} tokens plus max_tokens {max_tokens} exceeds the model's context of {context} tokens"
+    )]
+    ContextOverflow {
+        /// Prompt length in tokens.
+        prompt: usize,
+        /// Requested new tokens.
+        max_tokens: usize,
+        /// The model's context length.
+        context: usize,
+    },
+    /// The caller cancelled the generation; its memory has been released.
+    #[error("generation cancelled")]
+    Cancelled,
+    /// The model runtime failed.
+    #[error(transparent)]
+    Model(#[from] thresh_models::ModelError),
+    /// The tensor library failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result alias for decoding.
+pub type Result<T> = std::result::Result<T, DecodeError>;
