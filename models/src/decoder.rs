@@ -5,6 +5,9 @@
 //! the forward pass can return final hidden states, all-position logits or last-position
 //! logits.
 
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 
 use crate::config::DecoderConfig;
@@ -13,24 +16,44 @@ use crate::kv_cache::KvCache;
 use crate::rope;
 use crate::weights::WeightFile;
 
-/// A dense linear layer `y = x W^T + b`, storing `W^T` (`(in, out)`, contiguous).
+/// The weight of a linear layer.
+#[derive(Debug, Clone)]
+enum LinearWeight {
+    /// `W^T`, `(in, out)`, contiguous.
+    Dense(Tensor),
+    /// GGML-quantised `W` (`(out, in)`), multiplied with on-the-fly quantised activations.
+    Quant(Arc<QTensor>),
+}
+
+/// A linear layer `y = x W^T + b`.
 ///
 /// Batch invariance: a row's output must not depend on how many rows share the batch, so that
 /// pruning rows leaves the survivors' logits bit-identical. candle's CPU gemm is invariant in
 /// the row count for a contiguous `(in, out)` right-hand side and two or more rows; one row
-/// takes a different (gemv) path, so a single row is computed as two.
+/// takes a different (gemv) path, so a single row is computed as two. Quantised matmuls
+/// compute every output as its own dot product and are invariant as they are.
 #[derive(Debug, Clone)]
 struct Linear {
-    wt: Tensor,
+    w: LinearWeight,
     b: Option<Tensor>,
 }
 
 impl Linear {
-    /// From a weight in PyTorch layout `(out, in)`.
-    fn new(w: Tensor, b: Option<Tensor>) -> Result<Self> {
-        Ok(Self {
-            wt: w.t()?.contiguous()?,
-            b,
+    /// From a weight in PyTorch layout `(out, in)`, quantised when `quant` says so.
+    fn new(w: Tensor, b: Option<Tensor>, quant: Option<GgmlDType>) -> Result<Self> {
+        let w = match quant {
+            Some(q) if w.dim(1)? % q.block_size() == 0 => {
+                LinearWeight::Quant(Arc::new(QTensor::quantize(&w.to_dtype(DType::F32)?, q)?))
+            }
+            _ => LinearWeight::Dense(w.t()?.contiguous()?),
+        };
+        Ok(Self { w, b })
+    }
+
+    fn out_dim(&self) -> Result<usize> {
+        Ok(match &self.w {
+            LinearWeight::Dense(wt) => wt.dim(1)?,
+            LinearWeight::Quant(q) => q.shape().dims()[0],
         })
     }
 
@@ -43,19 +66,22 @@ impl Linear {
         };
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let y = if rows == 1 {
-            Tensor::cat(&[&x2, &x2], 0)?
-                .matmul(&self.wt)?
-                .narrow(0, 0, 1)?
-        } else {
-            x2.matmul(&self.wt)?
+        let y = match &self.w {
+            LinearWeight::Dense(wt) if rows == 1 => {
+                Tensor::cat(&[&x2, &x2], 0)?.matmul(wt)?.narrow(0, 0, 1)?
+            }
+            LinearWeight::Dense(wt) => x2.matmul(wt)?,
+            LinearWeight::Quant(q) => {
+                let x32 = x2.to_dtype(DType::F32)?.contiguous()?;
+                x32.apply_op1_no_bwd(q.as_ref())?.to_dtype(x.dtype())?
+            }
         };
         let y = match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out = lead;
-        out.push(self.wt.dim(1)?);
+        out.push(self.out_dim()?);
         Ok(y.reshape(out)?)
     }
 }
@@ -94,12 +120,21 @@ fn cat_rows(parts: &[Tensor]) -> Result<Tensor> {
 
 impl Decoder {
     /// Loads the decoder's weights (Hugging Face names) from `weights`.
+    ///
+    /// With `quant`, the projection and LM-head weights are kept GGML-quantised in that
+    /// format (CPU only); embeddings and norms stay dense.
     pub fn load(
         cfg: &DecoderConfig,
         weights: &mut WeightFile,
         dtype: DType,
         device: &Device,
+        quant: Option<GgmlDType>,
     ) -> Result<Self> {
+        if quant.is_some() && !device.is_cpu() {
+            return Err(ModelError::InvalidArgument(
+                "quantised weights are supported on the CPU only".into(),
+            ));
+        }
         let h = cfg.hidden_size;
         let hd = cfg.head_dim;
         let qd = cfg.num_heads * hd;
@@ -153,20 +188,24 @@ impl Decoder {
             let post_norm = w("post_attention_layernorm.weight", &[h])?;
             layers.push(Layer {
                 input_norm,
-                qkv: Linear::new(cat_rows(&[q, k, v])?, qkv_b)?,
-                o: Linear::new(o, o_b)?,
+                qkv: Linear::new(cat_rows(&[q, k, v])?, qkv_b, quant)?,
+                o: Linear::new(o, o_b, quant)?,
                 q_norm,
                 k_norm,
                 post_norm,
-                gate_up: Linear::new(cat_rows(&[gate, up])?, None)?,
-                down: Linear::new(down, None)?,
+                gate_up: Linear::new(cat_rows(&[gate, up])?, None, quant)?,
+                down: Linear::new(down, None, quant)?,
             });
         }
         let norm = weights.get(&format!("{prefix}norm.weight"), &[h])?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed.clone(), None)?
+            Linear::new(embed.clone(), None, quant)?
         } else {
-            Linear::new(weights.get("lm_head.weight", &[cfg.vocab_size, h])?, None)?
+            Linear::new(
+                weights.get("lm_head.weight", &[cfg.vocab_size, h])?,
+                None,
+                quant,
+            )?
         };
         let (cos, sin) = rope::tables(cfg, dtype, device)?;
         Ok(Self {
@@ -343,6 +382,10 @@ impl Decoder {
             }
             _ => (k, v),
         };
+        if s == 1 && crate::attention::applies(&q, &k, &v) {
+            let out = crate::attention::decode_attention(&q, &k, &v)?; // (b, kvh, groups, hd)
+            return layer.o.forward(&out.reshape((b, 1, h * hd))?);
+        }
         let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,

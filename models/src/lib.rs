@@ -6,6 +6,7 @@
 //! (memory-mapped safetensors) or single GGUF files (weights dequantised, tokenizer rebuilt
 //! from metadata) through [`load`].
 
+mod attention;
 pub mod chat;
 pub mod config;
 pub mod decoder;
@@ -24,8 +25,9 @@ pub use config::{DecoderConfig, Family, RopeScaling};
 pub use decoder::Decoder;
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
-pub use loader::{LoadOptions, LoadedModel, load, load_gguf, load_hf_dir};
+pub use loader::{LoadOptions, LoadedModel, load, load_gguf, load_hf_dir, parse_quant};
 pub use tokenizer::Tokenizer;
 pub use weights::WeightFile;
 
+pub use candle_core::quantized::GgmlDType;
 pub use candle_core::{DType, Device, Tensor};

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{GgmlDType, gguf_file};
 use candle_core::{DType, Device};
 use serde::Deserialize;
 
@@ -23,6 +23,9 @@ pub struct LoadOptions {
     pub device: Device,
     /// Weight dtype; `None` picks f32 on CPU and bf16 on accelerators.
     pub dtype: Option<DType>,
+    /// Keep projection weights GGML-quantised in this format (CPU only); `None` keeps them
+    /// dense in `dtype`.
+    pub quant: Option<GgmlDType>,
 }
 
 impl Default for LoadOptions {
@@ -30,6 +33,7 @@ impl Default for LoadOptions {
         Self {
             device: Device::Cpu,
             dtype: None,
+            quant: None,
         }
     }
 }
@@ -42,6 +46,28 @@ impl LoadOptions {
         } else {
             DType::BF16
         })
+    }
+
+    /// Rejects combinations the runtime cannot run.
+    pub fn validate(&self) -> Result<()> {
+        let dtype = self.resolved_dtype();
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(ModelError::InvalidArgument(format!(
+                "weight dtype {dtype:?} is not supported (f32, f16, bf16)"
+            )));
+        }
+        if self.device.is_cpu() && dtype == DType::BF16 {
+            return Err(ModelError::InvalidArgument(
+                "bf16 matmuls are not available on the CPU: use f32, f16 or quantised weights"
+                    .into(),
+            ));
+        }
+        if self.quant.is_some() && !self.device.is_cpu() {
+            return Err(ModelError::InvalidArgument(
+                "quantised weights are supported on the CPU only".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -61,6 +87,7 @@ pub struct LoadedModel {
 /// Loads a model from a Hugging Face directory, a `.gguf` file, or (with the `hub` feature)
 /// a hub id such as `HuggingFaceTB/SmolLM2-135M-Instruct`.
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
+    opts.validate()?;
     let path = resolve(spec)?;
     if path.is_dir() {
         load_hf_dir(&path, opts)
@@ -218,7 +245,7 @@ pub fn load_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     let dtype = opts.resolved_dtype();
     let files = safetensors_files(dir)?;
     let mut weights = WeightFile::safetensors(&files, dtype, &opts.device)?;
-    let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device)?;
+    let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device, opts.quant)?;
     let (tokenizer, chat_template) = load_hf_tokenizer(dir, &cfg.eos_token_ids)?;
     Ok(LoadedModel {
         decoder,
@@ -339,11 +366,29 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         (arch == "llama" || arch == "mistral").then_some((cfg.num_heads, cfg.num_kv_heads));
     let dtype = opts.resolved_dtype();
     let mut weights = WeightFile::gguf(path, content, reader, permuted, dtype, &opts.device);
-    let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device)?;
+    let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device, opts.quant)?;
     Ok(LoadedModel {
         decoder,
         tokenizer,
         chat_template,
         source: path.to_path_buf(),
+    })
+}
+
+/// Parses a weight format name: `dense` (or `f32`, `none`) keeps weights dense; `q8_0`,
+/// `q4_0`, `q4_1`, `q4k`, `q6k` keep projections GGML-quantised.
+pub fn parse_quant(name: &str) -> Result<Option<GgmlDType>> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "dense" | "f32" | "none" => None,
+        "q8_0" => Some(GgmlDType::Q8_0),
+        "q4_0" => Some(GgmlDType::Q4_0),
+        "q4_1" => Some(GgmlDType::Q4_1),
+        "q4k" | "q4_k" => Some(GgmlDType::Q4K),
+        "q6k" | "q6_k" => Some(GgmlDType::Q6K),
+        other => {
+            return Err(ModelError::InvalidArgument(format!(
+                "unknown weight format {other:?} (dense, q8_0, q4_0, q4_1, q4k, q6k)"
+            )));
+        }
     })
 }

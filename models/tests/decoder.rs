@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, qwen2, qwen3};
@@ -11,10 +12,14 @@ use thresh_models::testing::TinySpec;
 use thresh_models::{Decoder, Family, KvCache, WeightFile};
 
 fn load_ours(dir: &Path) -> Decoder {
+    load_with(dir, None)
+}
+
+fn load_with(dir: &Path, quant: Option<GgmlDType>) -> Decoder {
     let cfg = DecoderConfig::from_hf_json(&dir.join("config.json")).unwrap();
     let mut w = WeightFile::safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
         .unwrap();
-    Decoder::load(&cfg, &mut w, DType::F32, &Device::Cpu).unwrap()
+    Decoder::load(&cfg, &mut w, DType::F32, &Device::Cpu, quant).unwrap()
 }
 
 fn vb(dir: &Path) -> VarBuilder<'static> {
@@ -116,9 +121,13 @@ fn qwen3_matches_candle_transformers() {
 }
 
 fn tiny_llama() -> (tempfile::TempDir, Decoder) {
+    tiny_llama_with(None)
+}
+
+fn tiny_llama_with(quant: Option<GgmlDType>) -> (tempfile::TempDir, Decoder) {
     let dir = tempfile::tempdir().unwrap();
     TinySpec::new(Family::Llama).write(dir.path()).unwrap();
-    let d = load_ours(dir.path());
+    let d = load_with(dir.path(), quant);
     (dir, d)
 }
 
@@ -148,7 +157,13 @@ fn diverged_cache(d: &Decoder) -> (KvCache, Vec<Vec<u32>>) {
 
 #[test]
 fn retain_rows_keeps_logits_bit_identical_and_frees_bytes() {
-    let (_dir, d) = tiny_llama();
+    for quant in [None, Some(GgmlDType::Q8_0)] {
+        retain_rows_case(quant);
+    }
+}
+
+fn retain_rows_case(quant: Option<GgmlDType>) {
+    let (_dir, d) = tiny_llama_with(quant);
     let dev = Device::Cpu;
     let (mut full, _) = diverged_cache(&d);
     let mut pruned = full.clone();
@@ -259,5 +274,31 @@ fn hidden_and_all_logits_agree_with_decoding() {
     assert!(
         d.forward_last(&Tensor::new(&[[1u32], [2]], &dev).unwrap(), &mut c)
             .is_err()
+    );
+}
+
+#[test]
+fn quantised_weights_stay_close_to_dense() {
+    let dir = tempfile::tempdir().unwrap();
+    TinySpec::new(Family::Llama).write(dir.path()).unwrap();
+    let dense = load_with(dir.path(), None);
+    let q8 = load_with(dir.path(), Some(GgmlDType::Q8_0));
+    let ids = Tensor::new(&PROMPT, &Device::Cpu).unwrap();
+    let a = dense.forward_all(&ids, None).unwrap();
+    let b = q8.forward_all(&ids, None).unwrap();
+    let scale = a
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let diff = max_abs_diff(&a, &b);
+    assert!(diff > 0.0, "q8_0 must actually quantise");
+    assert!(
+        diff < 0.05 * scale,
+        "q8_0 logits drift {diff} (scale {scale})"
     );
 }

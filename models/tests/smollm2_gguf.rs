@@ -93,3 +93,63 @@ fn loads_tokenizes_templates_and_answers() {
     let answer = tok.decode(&ids[prompt_len..], true).unwrap();
     assert!(answer.contains("Paris"), "answer: {answer:?}");
 }
+
+#[test]
+fn hf_directory_reads_tokenizer_config_and_generation_config() {
+    // A tiny random decoder with SmolLM2's real tokenizer, in Hugging Face layout.
+    let gguf = load(smollm2_path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = thresh_models::testing::TinySpec::new(thresh_models::Family::Llama);
+    spec.vocab_size = gguf.tokenizer.vocab_size();
+    spec.tie_word_embeddings = true;
+    spec.write(dir.path()).unwrap();
+    gguf.tokenizer
+        .inner()
+        .save(dir.path().join("tokenizer.json"), false)
+        .unwrap();
+    let template = gguf.chat_template.as_ref().unwrap().source().to_string();
+    let tc = serde_json::json!({
+        "bos_token": {"content": "<|im_start|>", "lstrip": false},
+        "eos_token": "<|im_end|>",
+        "chat_template": template,
+    });
+    std::fs::write(dir.path().join("tokenizer_config.json"), tc.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        r#"{"eos_token_id": [2, 0]}"#,
+    )
+    .unwrap();
+
+    let m = load(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    // config.json names eos 2; generation_config adds 0; tokenizer_config's eos is id 2.
+    assert_eq!(m.tokenizer.eos_ids(), &[0, 2]);
+    assert_eq!(m.tokenizer.bos_token(), Some("<|im_start|>"));
+    let text = "Numbers 42 and 7 stay digits.";
+    let ids = m.tokenizer.encode(text, false).unwrap();
+    assert_eq!(ids, gguf.tokenizer.encode(text, false).unwrap());
+    assert_eq!(m.tokenizer.decode(&ids, false).unwrap(), text);
+    let msgs = [
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi"),
+    ];
+    assert_eq!(
+        m.chat_template
+            .as_ref()
+            .unwrap()
+            .render(&msgs, true)
+            .unwrap(),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // The tiny decoder runs on the real vocabulary.
+    let logits = m
+        .decoder
+        .forward_all(
+            &Tensor::new(ids.as_slice(), m.decoder.device())
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(logits.dims(), &[1, ids.len(), spec.vocab_size]);
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use thresh_decoding::{SamplingParams, StopConditions, generate};
-use thresh_models::{ChatMessage, Device, LoadOptions, load};
+use thresh_models::{ChatMessage, Device, LoadOptions, load, parse_quant};
 
 use crate::models_dir::default_policy;
 
@@ -52,6 +52,9 @@ pub struct GenerateArgs {
     /// Stop string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// Weight format on the CPU: dense (f32) or a GGML quantisation (q8_0, q4_0, q4k, q6k).
+    #[arg(long, env = "THRESH_WEIGHTS", default_value = "dense")]
+    weights: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -70,6 +73,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let opts = LoadOptions {
         device: Device::Cpu,
         dtype: None,
+        quant: parse_quant(&args.weights)?,
     };
     let spec = path.to_string_lossy();
     let model = load(&spec, &opts).with_context(|| format!("loading {}", path.display()))?;

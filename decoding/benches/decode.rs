@@ -1,0 +1,121 @@
+//! Decode and prefill throughput of the demo policy (SmolLM2-135M-Instruct GGUF) at several
+//! batch sizes: a 64-token prompt, prefilled once and forked to the batch, then 128 new tokens
+//! per row (EOS ignored, so every row runs the full length).
+//!
+//! `cargo bench -p thresh-decoding --bench decode -- [--batches 1,8,32,64] [--reps 3] [--model PATH]`
+//!
+//! Prints one line per batch size with the median over repetitions: aggregate decode
+//! tokens/s, prefill tokens/s, the split of decode time between forward passes and sampling,
+//! and the process's peak RSS so far (batches run in increasing order).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use thresh_decoding::{SamplingParams, StopConditions, generate};
+use thresh_models::{LoadOptions, load, parse_quant};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let model = arg("--model").map(PathBuf::from).unwrap_or_else(|| {
+        let dir = std::env::var_os("THRESH_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
+        dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    let batches: Vec<usize> = arg("--batches")
+        .unwrap_or_else(|| "1,8,32,64".into())
+        .split(',')
+        .map(|b| b.trim().parse().expect("--batches takes numbers"))
+        .collect();
+    let reps: usize = arg("--reps").map_or(3, |r| r.parse().expect("--reps takes a number"));
+    let new_tokens: usize =
+        arg("--new-tokens").map_or(128, |r| r.parse().expect("--new-tokens takes a number"));
+    let t0 = Instant::now();
+    let weights = arg("--weights").unwrap_or_else(|| "dense".into());
+    let opts = LoadOptions {
+        quant: parse_quant(&weights).expect("--weights"),
+        ..Default::default()
+    };
+    let m = load(model.to_str().expect("utf-8 path"), &opts).expect("load model");
+    println!(
+        "weights {weights}; model {} loaded in {:.2} s, peak RSS {:.0} MiB",
+        model.display(),
+        t0.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+    // A 64-token prompt.
+    let text = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined movable metal type, oil-based ink and a wooden screw press. Within decades, printed books spread across Europe and changed how people learned, argued and";
+    let mut prompt = m.tokenizer.encode(text, false).expect("encode");
+    prompt.truncate(64);
+    assert_eq!(prompt.len(), 64, "prompt must have 64 tokens");
+    let stop = StopConditions {
+        max_tokens: new_tokens,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let params = SamplingParams {
+        temperature: 0.8,
+        top_p: 0.95,
+        seed: 0,
+        ..Default::default()
+    };
+    println!(
+        "| batch | decode tok/s | prefill tok/s | ms/step | forward % | sampling % | peak RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &b in &batches {
+        let (mut tps, mut pps, mut step_ms, mut fwd, mut smp) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for rep in 0..reps {
+            let params = SamplingParams {
+                seed: rep as u64,
+                ..params.clone()
+            };
+            let t = Instant::now();
+            let g =
+                generate(&m.decoder, &m.tokenizer, &prompt, b, &params, &stop).expect("generate");
+            let wall = t.elapsed().as_secs_f64();
+            let s = &g.stats;
+            assert_eq!(s.generated_tokens, b * new_tokens);
+            let decode = wall - s.prefill_time.as_secs_f64();
+            tps.push(s.generated_tokens as f64 / decode);
+            pps.push(s.prompt_tokens as f64 / s.prefill_time.as_secs_f64());
+            step_ms.push(decode * 1e3 / new_tokens as f64);
+            fwd.push(100.0 * s.decode_time.as_secs_f64() / decode);
+            smp.push(100.0 * s.sample_time.as_secs_f64() / decode);
+        }
+        println!(
+            "| {b} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            median(tps),
+            median(pps),
+            median(step_ms),
+            median(fwd),
+            median(smp),
+            peak_rss_mib()
+        );
+    }
+}
