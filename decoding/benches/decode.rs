@@ -2,7 +2,7 @@
 //! batch sizes: a 64-token prompt, prefilled once and forked to the batch, then 128 new tokens
 //! per row (EOS ignored, so every row runs the full length).
 //!
-//! `cargo bench -p thresh-decoding --bench decode -- [--batches 1,8,32,64] [--reps 3] [--model PATH]`
+//! `cargo bench -p thresh-decoding --bench decode -- [--batches 1,8,32,64] [--reps 3] [--model PATH] [--weights auto|dense|q8_0]`
 //!
 //! Prints one line per batch size with the median over repetitions: aggregate decode
 //! tokens/s, prefill tokens/s, the split of decode time between forward passes and sampling,
@@ -13,6 +13,9 @@ use std::time::Instant;
 
 use thresh_decoding::{SamplingParams, StopConditions, generate};
 use thresh_models::{LoadOptions, load, parse_quant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -55,9 +58,9 @@ fn main() {
     let new_tokens: usize =
         arg("--new-tokens").map_or(128, |r| r.parse().expect("--new-tokens takes a number"));
     let t0 = Instant::now();
-    let weights = arg("--weights").unwrap_or_else(|| "dense".into());
+    let weights = arg("--weights").unwrap_or_else(|| "auto".into());
     let opts = LoadOptions {
-        quant: parse_quant(&weights).expect("--weights"),
+        quant: parse_quant(&weights, &model.to_string_lossy()).expect("--weights"),
         ..Default::default()
     };
     let m = load(model.to_str().expect("utf-8 path"), &opts).expect("load model");
@@ -68,7 +71,7 @@ fn main() {
         peak_rss_mib()
     );
     // A 64-token prompt.
-    let text = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined movable metal type, oil-based ink and a wooden screw press. Within decades, printed books spread across Europe and changed how people learned, argued and";
+    let text = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined movable metal type, oil-based ink and a wooden screw press. Within decades, printed books spread across Europe and changed how people learned, argued and prayed. Pamphlets carried news and dissent faster than any scribe could copy them, and the price of a book fell so far that";
     let mut prompt = m.tokenizer.encode(text, false).expect("encode");
     prompt.truncate(64);
     assert_eq!(prompt.len(), 64, "prompt must have 64 tokens");

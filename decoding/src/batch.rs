@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
+use thresh_models::parallel::parallel_for_each_mut;
 use thresh_models::{Decoder, KvCache, Tokenizer};
 
 use crate::detok::{IncrementalDetokenizer, find_stop};
@@ -237,26 +238,40 @@ impl<'m> DecodeBatch<'m> {
         let mut finished = Vec::new();
         let mut keep = Vec::with_capacity(self.active.len());
         let context = self.decoder.config().max_position_embeddings;
-        for (slot, &r) in self.active.iter().enumerate() {
-            let row = &mut self.rows[r];
-            let logits = &self.logits[slot];
-            let banned: &[u32] = if !self.stop.ignore_eos && row.tokens.len() < self.stop.min_tokens
-            {
+        // Sample every active row in parallel: each row has its own sampler and logits.
+        let mut work: Vec<(&mut Row, &Vec<f32>, (u32, f32))> = {
+            let mut rows: Vec<&mut Row> = self.rows.iter_mut().collect();
+            let mut picked = Vec::with_capacity(self.active.len());
+            // `active` is ascending, so walking it in reverse lets `pop` hand out each row.
+            for (slot, &r) in self.active.iter().enumerate().rev() {
+                rows.truncate(r + 1);
+                if let Some(row) = rows.pop() {
+                    picked.push((row, &self.logits[slot], (0u32, 0f32)));
+                }
+            }
+            picked.reverse();
+            picked
+        };
+        let (prompt, stop) = (&self.prompt, &self.stop);
+        parallel_for_each_mut(&mut work, |_, (row, logits, out)| {
+            let banned: &[u32] = if !stop.ignore_eos && row.tokens.len() < stop.min_tokens {
                 &eos
             } else {
                 &[]
             };
-            let history: Vec<u32> = if row.sampler_needs_context() {
-                self.prompt
-                    .iter()
-                    .chain(row.tokens.iter())
-                    .copied()
-                    .collect()
+            let history: Vec<u32> = if row.sampler.uses_repetition_penalty() {
+                prompt.iter().chain(row.tokens.iter()).copied().collect()
             } else {
                 Vec::new()
             };
             let tok = row.sampler.sample(logits, &history, banned);
-            row.logprob_sum += log_prob(logits, tok);
+            *out = (tok, log_prob(logits, tok));
+        });
+        let sampled: Vec<(u32, f32)> = work.into_iter().map(|w| w.2).collect();
+        for (slot, &r) in self.active.iter().enumerate() {
+            let row = &mut self.rows[r];
+            let (tok, lp) = sampled[slot];
+            row.logprob_sum += lp;
             if !self.stop.ignore_eos && self.tokenizer.is_eos(tok) {
                 row.finish = Some(FinishReason::Eos);
                 let tail = row.detok.flush(self.tokenizer)?;
@@ -355,11 +370,5 @@ impl<'m> DecodeBatch<'m> {
     /// Consumes the batch, returning its rows and statistics.
     pub fn into_parts(self) -> (Vec<Row>, BatchStats) {
         (self.rows, self.stats)
-    }
-}
-
-impl Row {
-    fn sampler_needs_context(&self) -> bool {
-        self.sampler.uses_repetition_penalty()
     }
 }

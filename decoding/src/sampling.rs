@@ -191,47 +191,36 @@ impl Sampler {
         );
         let total: f32 = cands.iter().map(|c| c.1).sum();
         let by_prob = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        let mut keep = if p.top_k > 0 {
-            p.top_k.min(cands.len())
-        } else {
-            cands.len()
-        };
-        let prefix = if p.top_k > 0 {
+        let n = cands.len();
+        let mut keep = if p.top_k > 0 { p.top_k.min(n) } else { n };
+        // Sort only as long a prefix of the candidates as the filters need: top-k's, or for
+        // top-p a prefix grown until it holds the nucleus (usually the first one does).
+        let mut prefix = if p.top_k > 0 {
             keep
         } else {
-            NUCLEUS_PREFIX.min(cands.len())
+            NUCLEUS_PREFIX.min(n)
         };
-        if prefix < cands.len() {
-            cands.select_nth_unstable_by(prefix, by_prob);
-        }
-        cands[..prefix].sort_unstable_by(by_prob);
-        if p.top_p < 1.0 {
+        loop {
+            if prefix < n {
+                cands.select_nth_unstable_by(prefix, by_prob);
+            }
+            cands[..prefix].sort_unstable_by(by_prob);
+            if p.top_p >= 1.0 {
+                break;
+            }
             let target = p.top_p * total;
             let mut acc = 0.0;
-            let mut cut = None;
-            for (i, c) in cands[..prefix].iter().enumerate() {
+            if let Some(i) = cands[..prefix].iter().position(|c| {
                 acc += c.1;
-                if acc >= target {
-                    cut = Some(i + 1);
-                    break;
-                }
+                acc >= target
+            }) {
+                keep = keep.min(i + 1);
+                break;
             }
-            let cut = match cut {
-                Some(c) => c,
-                None => {
-                    // The nucleus is wider than the prefix: sort everything.
-                    cands.sort_unstable_by(by_prob);
-                    let mut acc = 0.0;
-                    cands
-                        .iter()
-                        .position(|c| {
-                            acc += c.1;
-                            acc >= target
-                        })
-                        .map_or(cands.len(), |i| i + 1)
-                }
-            };
-            keep = keep.min(cut);
+            if prefix == n || p.top_k > 0 {
+                break;
+            }
+            prefix = (prefix * 4).min(n);
         }
         if p.min_p > 0.0 {
             let floor = p.min_p * cands[0].1;

@@ -7,7 +7,6 @@
 //! row alone, so it keeps the decoder batch-invariant.
 
 use candle_core::{DType, Device, Storage, Tensor};
-use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
 
@@ -50,9 +49,9 @@ pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
         })
 }
 
-/// `softmax(q k^T) v` for `q` `(b, kv_heads, groups, d)` (already scaled) against `k`, `v`
+/// `softmax(scale q k^T) v` for `q` `(b, kv_heads, groups, d)` against `k`, `v`
 /// `(b, kv_heads, len, d)` views of the cache. Returns `(b, kv_heads, groups, d)`.
-pub(crate) fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+pub(crate) fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
     let (b, kvh, g, hd) = q.dims4()?;
     let len = k.dim(2)?;
     let (qs, ql) = q.storage_and_layout();
@@ -62,34 +61,75 @@ pub(crate) fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Ten
     let (kst, vst) = (kl.stride(), vl.stride());
     let (qd, kd, vd) = (as_f32(&qs)?, as_f32(&ks)?, as_f32(&vs)?);
     let mut out = vec![0f32; b * kvh * g * hd];
-    out.par_chunks_mut(g * hd).enumerate().for_each(|(bh, o)| {
+    let mut heads: Vec<&mut [f32]> = out.chunks_mut(g * hd).collect();
+    crate::parallel::parallel_for_each_mut(&mut heads, |bh, o| {
         let (bi, hi) = (bh / kvh, bh % kvh);
         let kb = ko + bi * kst[0] + hi * kst[1];
         let vb = vo + bi * vst[0] + hi * vst[1];
-        let mut scores = vec![0f32; len];
-        for gi in 0..g {
-            let qrow = &qd[qo + (bh * g + gi) * hd..][..hd];
-            let mut max = f32::NEG_INFINITY;
-            for (j, s) in scores.iter_mut().enumerate() {
-                *s = dot(qrow, &kd[kb + j * kst[2]..][..hd]);
-                max = max.max(*s);
+        let qrows: Vec<&[f32]> = (0..g)
+            .map(|gi| &qd[qo + (bh * g + gi) * hd..][..hd])
+            .collect();
+        // scores[gi * len + j]: every key row is loaded once for the whole query group.
+        let mut scores = vec![0f32; g * len];
+        for j in 0..len {
+            let krow = &kd[kb + j * kst[2]..][..hd];
+            for (gi, q) in qrows.iter().enumerate() {
+                scores[gi * len + j] = scale * dot(q, krow);
             }
+        }
+        for gi in 0..g {
+            let row = &mut scores[gi * len..(gi + 1) * len];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
-            for s in scores.iter_mut() {
+            for s in row.iter_mut() {
                 *s = (*s - max).exp();
                 sum += *s;
             }
             let inv = 1.0 / sum;
-            let orow = &mut o[gi * hd..(gi + 1) * hd];
-            for (j, s) in scores.iter().enumerate() {
-                let p = s * inv;
-                let vrow = &vd[vb + j * vst[2]..][..hd];
+            row.iter_mut().for_each(|s| *s *= inv);
+        }
+        for j in 0..len {
+            let vrow = &vd[vb + j * vst[2]..][..hd];
+            for gi in 0..g {
+                let p = scores[gi * len + j];
+                let orow = &mut o[gi * hd..(gi + 1) * hd];
                 for (x, y) in orow.iter_mut().zip(vrow) {
                     *x += p * y;
                 }
             }
         }
     });
+    drop(heads);
     drop((qs, ks, vs));
     Ok(Tensor::from_vec(out, (b, kvh, g, hd), q.device())?)
+}
+
+/// `silu(x[.., :n]) * x[.., n:]` for the fused gate/up projection output `(rows, 2n)`, in one
+/// pass over contiguous f32 CPU memory; `None` where it does not apply.
+pub(crate) fn silu_mul(gate_up: &Tensor, n: usize) -> Result<Option<Tensor>> {
+    if !matches!(gate_up.device(), Device::Cpu)
+        || gate_up.dtype() != DType::F32
+        || !gate_up.is_contiguous()
+    {
+        return Ok(None);
+    }
+    let dims = gate_up.dims().to_vec();
+    let rows = gate_up.elem_count() / (2 * n);
+    let (st, layout) = gate_up.storage_and_layout();
+    let data = &as_f32(&st)?[layout.start_offset()..];
+    let mut out = vec![0f32; rows * n];
+    let mut chunks: Vec<&mut [f32]> = out.chunks_mut(n).collect();
+    crate::parallel::parallel_for_each_mut(&mut chunks, |r, o| {
+        let (gate, up) = data[r * 2 * n..(r + 1) * 2 * n].split_at(n);
+        for ((o, g), u) in o.iter_mut().zip(gate).zip(up) {
+            *o = g / (1.0 + (-g).exp()) * u;
+        }
+    });
+    drop(chunks);
+    drop(st);
+    let mut shape = dims;
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Ok(Some(Tensor::from_vec(out, shape, gate_up.device())?))
 }

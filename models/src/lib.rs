@@ -15,6 +15,7 @@ pub mod error;
 pub mod hub;
 pub mod kv_cache;
 pub mod loader;
+pub mod parallel;
 pub mod rope;
 pub mod testing;
 pub mod tokenizer;

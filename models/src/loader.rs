@@ -375,10 +375,16 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     })
 }
 
-/// Parses a weight format name: `dense` (or `f32`, `none`) keeps weights dense; `q8_0`,
-/// `q4_0`, `q4_1`, `q4k`, `q6k` keep projections GGML-quantised.
-pub fn parse_quant(name: &str) -> Result<Option<GgmlDType>> {
+/// Parses a weight format name for the model at `spec`: `dense` (or `f32`, `none`) keeps
+/// weights dense; `q8_0`, `q4_0`, `q4_1`, `q4k`, `q6k` keep projections GGML-quantised;
+/// `auto` picks q8_0 for GGUF files (already quantised, and several times faster than dense
+/// f32 on the CPU, see BENCHMARKS.md) and dense for Hugging Face directories.
+pub fn parse_quant(name: &str, spec: &str) -> Result<Option<GgmlDType>> {
     Ok(match name.to_ascii_lowercase().as_str() {
+        "auto" => spec
+            .to_ascii_lowercase()
+            .ends_with(".gguf")
+            .then_some(GgmlDType::Q8_0),
         "dense" | "f32" | "none" => None,
         "q8_0" => Some(GgmlDType::Q8_0),
         "q4_0" => Some(GgmlDType::Q4_0),
@@ -387,7 +393,7 @@ pub fn parse_quant(name: &str) -> Result<Option<GgmlDType>> {
         "q6k" | "q6_k" => Some(GgmlDType::Q6K),
         other => {
             return Err(ModelError::InvalidArgument(format!(
-                "unknown weight format {other:?} (dense, q8_0, q4_0, q4_1, q4k, q6k)"
+                "unknown weight format {other:?} (auto, dense, q8_0, q4_0, q4_1, q4k, q6k)"
             )));
         }
     })

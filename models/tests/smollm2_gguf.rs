@@ -22,6 +22,20 @@ fn smollm2_path() -> PathBuf {
 #[test]
 fn loads_tokenizes_templates_and_answers() {
     let m = load(smollm2_path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    check_model(&m);
+}
+
+#[test]
+fn q8_0_weights_answer_too() {
+    let opts = LoadOptions {
+        quant: Some(thresh_models::GgmlDType::Q8_0),
+        ..Default::default()
+    };
+    let m = load(smollm2_path().to_str().unwrap(), &opts).unwrap();
+    check_model(&m);
+}
+
+fn check_model(m: &thresh_models::LoadedModel) {
     let cfg = m.decoder.config();
     assert_eq!(
         (

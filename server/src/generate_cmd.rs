@@ -52,8 +52,9 @@ pub struct GenerateArgs {
     /// Stop string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Weight format on the CPU: dense (f32) or a GGML quantisation (q8_0, q4_0, q4k, q6k).
-    #[arg(long, env = "THRESH_WEIGHTS", default_value = "dense")]
+    /// Weight format on the CPU: auto (q8_0 for GGUF files, dense for HF directories), dense
+    /// (f32), or a GGML quantisation (q8_0, q4_0, q4k, q6k).
+    #[arg(long, env = "THRESH_WEIGHTS", default_value = "auto")]
     weights: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -70,12 +71,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         );
     }
     let t0 = Instant::now();
+    let spec = path.to_string_lossy();
     let opts = LoadOptions {
         device: Device::Cpu,
         dtype: None,
-        quant: parse_quant(&args.weights)?,
+        quant: parse_quant(&args.weights, &spec)?,
     };
-    let spec = path.to_string_lossy();
     let model = load(&spec, &opts).with_context(|| format!("loading {}", path.display()))?;
     let load_time = t0.elapsed();
     let text = if args.chat {
