@@ -13,7 +13,7 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check cmake ninja
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary llama-cpp-python \
   "llama-cpp-python==$version" -d "$work"
 tar xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
 src=$(ls -d "$work"/llama_cpp_python-*/vendor/llama.cpp)

@@ -326,3 +326,18 @@ impl HfConfig {
         })
     }
 }
+
+/// Reads a JSON file (such as `config.json`) as an untyped value, naming the file on error.
+pub fn read_json_value(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ModelError::MissingFile {
+                path: path.to_path_buf(),
+                what: "a JSON configuration".into(),
+            }
+        } else {
+            ModelError::bad_file(path, e)
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e))
+}

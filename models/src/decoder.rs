@@ -121,6 +121,13 @@ struct Layer {
     down: Linear,
 }
 
+/// Which output head to load.
+#[derive(Debug, Clone, Copy)]
+enum Head {
+    Lm,
+    None,
+}
+
 /// A Llama-family causal decoder with caller-owned KV cache.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -128,7 +135,8 @@ pub struct Decoder {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Linear,
+    /// `None` for backbones loaded without an LM head (sequence classifiers).
+    lm_head: Option<Linear>,
     cos: Tensor,
     sin: Tensor,
     dtype: DType,
@@ -150,6 +158,29 @@ impl Decoder {
         dtype: DType,
         device: &Device,
         quant: Option<GgmlDType>,
+    ) -> Result<Self> {
+        Self::load_with_head(cfg, weights, dtype, device, quant, Head::Lm)
+    }
+
+    /// Loads the blocks and final norm only, for checkpoints without an LM head
+    /// (`*ForSequenceClassification`): [`Decoder::forward_hidden`] works, logits do not.
+    pub fn load_backbone(
+        cfg: &DecoderConfig,
+        weights: &mut WeightFile,
+        dtype: DType,
+        device: &Device,
+        quant: Option<GgmlDType>,
+    ) -> Result<Self> {
+        Self::load_with_head(cfg, weights, dtype, device, quant, Head::None)
+    }
+
+    fn load_with_head(
+        cfg: &DecoderConfig,
+        weights: &mut WeightFile,
+        dtype: DType,
+        device: &Device,
+        quant: Option<GgmlDType>,
+        head: Head,
     ) -> Result<Self> {
         if quant.is_some() && !device.is_cpu() {
             return Err(ModelError::InvalidArgument(
@@ -219,14 +250,14 @@ impl Decoder {
             });
         }
         let norm = weights.get(&format!("{prefix}norm.weight"), &[h])?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed.clone(), None, quant)?
-        } else {
-            Linear::new(
+        let lm_head = match head {
+            Head::Lm if cfg.tie_word_embeddings => Some(Linear::new(embed.clone(), None, quant)?),
+            Head::Lm => Some(Linear::new(
                 weights.get("lm_head.weight", &[cfg.vocab_size, h])?,
                 None,
                 quant,
-            )?
+            )?),
+            Head::None => None,
         };
         let (cos, sin) = rope::tables(cfg, dtype, device)?;
         Ok(Self {
@@ -431,7 +462,10 @@ impl Decoder {
 
     /// Projects hidden states (`(..., hidden)`) to f32 logits (`(..., vocab)`).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.lm_head.forward(hidden)?.to_dtype(DType::F32)?)
+        let head = self.lm_head.as_ref().ok_or_else(|| {
+            ModelError::InvalidArgument("this decoder was loaded without an LM head".into())
+        })?;
+        Ok(head.forward(hidden)?.to_dtype(DType::F32)?)
     }
 
     /// Decoding step: appends `ids` to the cache and returns the logits of each row's last

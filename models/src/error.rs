@@ -80,7 +80,8 @@ pub enum ModelError {
 pub type Result<T> = std::result::Result<T, ModelError>;
 
 impl ModelError {
-    pub(crate) fn bad_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+    /// A [`ModelError::BadFile`] for `path`.
+    pub fn bad_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
         ModelError::BadFile {
             path: path.into(),
             reason: reason.to_string(),

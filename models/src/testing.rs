@@ -165,3 +165,94 @@ impl TinySpec {
         Ok(())
     }
 }
+
+/// The GPT-2 byte-to-character map of byte-level BPE.
+fn bytes_to_unicode() -> Vec<char> {
+    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut chars: Vec<u32> = printable.clone();
+    let mut extra = 0;
+    for b in 0..256u32 {
+        if !printable.contains(&b) {
+            printable.push(b);
+            chars.push(256 + extra);
+            extra += 1;
+        }
+    }
+    let mut map = vec!['\0'; 256];
+    for (b, c) in printable.iter().zip(chars) {
+        map[*b as usize] = char::from_u32(c).unwrap_or('?');
+    }
+    map
+}
+
+/// Number of ids of [`write_byte_tokenizer`]'s tokenizer: 256 bytes, then `<|im_start|>`
+/// (256) and `<|im_end|>` (257).
+pub const BYTE_TOKENIZER_VOCAB: usize = 258;
+
+/// Writes a byte-level tokenizer (one token per byte, no merges) with ChatML special tokens
+/// and template: `tokenizer.json` and `tokenizer_config.json`. Tiny models with
+/// `vocab_size = BYTE_TOKENIZER_VOCAB` then load as complete Hugging Face directories.
+pub fn write_byte_tokenizer(dir: &Path) -> Result<()> {
+    let vocab: serde_json::Map<String, serde_json::Value> = bytes_to_unicode()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (c.to_string(), json!(i)))
+        .collect();
+    let special = |id: usize, content: &str| {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+               "rstrip": false, "normalized": false, "special": true})
+    };
+    let tok = json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(256, "<|im_start|>"), special(257, "<|im_end|>")],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": []}
+    });
+    let cfg = json!({
+        "bos_token": null,
+        "eos_token": "<|im_end|>",
+        "chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    });
+    for (name, value) in [("tokenizer.json", tok), ("tokenizer_config.json", cfg)] {
+        let path = dir.join(name);
+        std::fs::write(&path, value.to_string()).map_err(|e| ModelError::bad_file(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a complete tiny `LlamaForSequenceClassification`-style reward model (decoder
+/// without LM head, `score.weight` of shape `(num_labels, hidden)`, byte tokenizer) into
+/// `dir` and returns the score weight.
+pub fn write_tiny_classifier(spec: &TinySpec, dir: &Path, num_labels: usize) -> Result<Tensor> {
+    let mut spec = spec.clone();
+    spec.vocab_size = BYTE_TOKENIZER_VOCAB;
+    spec.tie_word_embeddings = true;
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::bad_file(dir, e))?;
+    let arch = match spec.family {
+        Family::Llama => "LlamaForSequenceClassification",
+        Family::Mistral => "MistralForSequenceClassification",
+        Family::Qwen2 => "Qwen2ForSequenceClassification",
+        Family::Qwen3 => "Qwen3ForSequenceClassification",
+    };
+    let mut cfg = spec.config_json();
+    cfg["architectures"] = json!([arch]);
+    cfg["num_labels"] = json!(num_labels);
+    cfg["tie_word_embeddings"] = json!(false);
+    let cfg_path = dir.join("config.json");
+    std::fs::write(&cfg_path, cfg.to_string()).map_err(|e| ModelError::bad_file(&cfg_path, e))?;
+    let mut weights = spec.weights()?;
+    weights.remove("lm_head.weight");
+    let score = Tensor::randn(0f32, 1.0, (num_labels, spec.hidden_size), &Device::Cpu)?;
+    weights.insert("score.weight".into(), score.clone());
+    candle_core::safetensors::save(&weights, dir.join("model.safetensors"))?;
+    write_byte_tokenizer(dir)?;
+    Ok(score)
+}

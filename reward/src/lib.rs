@@ -1,0 +1,73 @@
+//! thresh's reward models.
+//!
+//! One trait, [`RewardModel`], scores batches of (prompt, possibly partial response) pairs.
+//! Text is the interface: each model renders the pair with its own tokenizer and chat
+//! template, since policy and reward tokenizers differ. Families:
+//! - [`DecoderClassifier`]: `*ForSequenceClassification` decoders (Llama, Mistral, Qwen2,
+//!   Qwen3) with a `score` head, read at each row's last real token;
+//! - [`RelevanceReward`] and [`LinearReward`]: sentence embeddings (all-MiniLM-L6-v2).
+//!
+//! Batches are formed under a token budget with right padding, and a pair's score never
+//! depends on which other pairs share its batch.
+
+pub mod batching;
+pub mod classifier;
+pub mod embedding;
+pub mod error;
+pub mod input;
+
+use std::path::Path;
+
+pub use classifier::DecoderClassifier;
+pub use embedding::{LinearReward, RelevanceReward, SentenceEmbedder};
+pub use error::{Result, RewardError};
+pub use input::{Prompt, RewardInput, Scored};
+use thresh_models::LoadOptions;
+use thresh_models::config::read_json_value;
+
+/// Scores (prompt, response) pairs.
+pub trait RewardModel: Send + Sync {
+    /// A name for logs and responses.
+    fn name(&self) -> &str;
+
+    /// One score per pair, in input order. Errors on an empty batch or an empty prompt.
+    fn score(&self, inputs: &[RewardInput]) -> Result<Vec<Scored>>;
+}
+
+/// Families [`load`] recognises, for error messages.
+pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceClassification, Qwen2ForSequenceClassification, Qwen3ForSequenceClassification, and BERT sentence encoders (BertModel) with the relevance or linear head";
+
+/// Loads a reward model from a Hugging Face directory, detecting its family from
+/// `config.json`'s `architectures`. `head` picks the head of sentence encoders: `None` or
+/// `relevance` for cosine relevance, or a path to a linear head's safetensors file.
+pub fn load(dir: &Path, head: Option<&str>, opts: &LoadOptions) -> Result<Box<dyn RewardModel>> {
+    let cfg_path = dir.join("config.json");
+    let cfg = read_json_value(&cfg_path)?;
+    let arch = cfg
+        .get("architectures")
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.first())
+        .and_then(|a| a.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let unsupported = || RewardError::UnsupportedArchitecture {
+        arch: arch.clone(),
+        path: cfg_path.clone(),
+        supported: SUPPORTED,
+    };
+    match arch.as_str() {
+        "LlamaForSequenceClassification"
+        | "MistralForSequenceClassification"
+        | "Qwen2ForSequenceClassification"
+        | "Qwen3ForSequenceClassification" => Ok(Box::new(DecoderClassifier::load(dir, opts)?)),
+        "BertModel" => match head {
+            None | Some("relevance") => Ok(Box::new(RelevanceReward::load(dir, &opts.device)?)),
+            Some(path) => Ok(Box::new(LinearReward::load(
+                dir,
+                Path::new(path),
+                &opts.device,
+            )?)),
+        },
+        _ => Err(unsupported()),
+    }
+}
