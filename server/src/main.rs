@@ -2,6 +2,7 @@
 
 mod generate_cmd;
 mod models_dir;
+mod score_cmd;
 
 use anyhow::Result;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Sample continuations of a prompt from a model.
     Generate(generate_cmd::GenerateArgs),
+    /// Score (prompt, response) pairs with a reward model.
+    Score(score_cmd::ScoreArgs),
 }
 
 fn main() -> Result<()> {
@@ -35,5 +38,6 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Score(args) => score_cmd::run(args),
     }
 }

@@ -13,3 +13,8 @@ pub fn models_dir() -> PathBuf {
 pub fn default_policy() -> PathBuf {
     models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
+
+/// The demo reward encoder: all-MiniLM-L6-v2 (relevance head).
+pub fn default_reward() -> PathBuf {
+    models_dir().join("all-minilm-l6-v2")
+}
