@@ -21,6 +21,9 @@ pub enum DecodeError {
     /// The caller cancelled the generation; its memory has been released.
     #[error("generation cancelled")]
     Cancelled,
+    /// The reward model failed.
+    #[error("reward model: {0}")]
+    Reward(String),
     /// The model runtime failed.
     #[error(transparent)]
     Model(#[from] thresh_models::ModelError),

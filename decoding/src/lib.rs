@@ -7,6 +7,7 @@ pub mod detok;
 pub mod error;
 pub mod generate;
 pub mod sampling;
+pub mod strategy;
 
 pub use batch::{BatchStats, DecodeBatch, FinishReason, Row, StopConditions};
 pub use detok::IncrementalDetokenizer;

@@ -1,0 +1,61 @@
+//! Best-of-N: sample N answers in one batch, return the highest-reward one.
+
+use std::time::Instant;
+
+use thresh_reward::RewardModel;
+
+use super::{StrategyInput, StrategyOutput, StrategyStats, candidate, rank, score_rows, validate};
+use crate::batch::DecodeBatch;
+use crate::error::Result;
+
+/// Prefills the prompt once, forks it to `n` rows, decodes them in one batch (finished rows
+/// leave the batch), scores every answer and returns the best (ties: lowest row).
+pub fn best_of_n(
+    input: &StrategyInput<'_>,
+    reward: &dyn RewardModel,
+    n: usize,
+) -> Result<StrategyOutput> {
+    validate(input)?;
+    let t = Instant::now();
+    let mut batch = DecodeBatch::new(
+        input.decoder,
+        input.tokenizer,
+        input.prompt_ids,
+        n,
+        &input.sampling,
+        &input.stop,
+    )?;
+    if let Some(flag) = &input.cancel {
+        batch.set_cancel_flag(flag.clone());
+    }
+    batch.run_to_end()?;
+    let (rows, bstats) = batch.into_parts();
+    let mut stats = StrategyStats {
+        prompt_tokens: bstats.prompt_tokens,
+        policy_tokens: bstats.generated_tokens,
+        initial_batch: n,
+        rounds: 1,
+        peak_kv_bytes: bstats.peak_kv_bytes,
+        policy_time: t.elapsed(),
+        ..Default::default()
+    };
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let scores = score_rows(reward, &input.reward_prompt, &rows, &all, &mut stats)?;
+    let mut ranked: Vec<(usize, f32)> = all.iter().map(|&r| (r, scores[r])).collect();
+    rank(&mut ranked);
+    let best = ranked
+        .iter()
+        .take(input.top_k)
+        .map(|&(r, s)| candidate(r, &rows[r], s, None))
+        .collect();
+    let candidates = input.return_candidates.then(|| {
+        all.iter()
+            .map(|&r| candidate(r, &rows[r], scores[r], None))
+            .collect()
+    });
+    Ok(StrategyOutput {
+        best,
+        candidates,
+        stats,
+    })
+}

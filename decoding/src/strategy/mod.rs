@@ -1,0 +1,169 @@
+//! Alignment strategies on the batched engine: Best-of-N and Speculative Rejection.
+//!
+//! Both run on the same [`DecodeBatch`](crate::DecodeBatch) and the same
+//! [`RewardModel`] trait, so their compute is counted the same way: prompt tokens prefilled,
+//! policy tokens generated (every sampled token, EOS included), reward-model tokens scored,
+//! peak KV bytes, and wall time in the policy and in the reward model.
+
+mod best_of_n;
+mod speculative;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+pub use best_of_n::best_of_n;
+pub use speculative::{SpeculativeParams, initial_batch, keep_count, speculative_rejection};
+use thresh_models::{Decoder, Tokenizer};
+use thresh_reward::{Prompt, RewardInput, RewardModel};
+
+use crate::batch::{FinishReason, Row, StopConditions};
+use crate::error::{DecodeError, Result};
+use crate::sampling::SamplingParams;
+
+/// What a strategy needs to know about one request.
+pub struct StrategyInput<'a> {
+    /// The policy.
+    pub decoder: &'a Decoder,
+    /// The policy's tokenizer.
+    pub tokenizer: &'a Tokenizer,
+    /// The prompt as policy token ids (already templated).
+    pub prompt_ids: &'a [u32],
+    /// The prompt as the reward model sees it: the untemplated user text or messages.
+    pub reward_prompt: Prompt,
+    /// Sampling parameters; row `r` samples with `seed + r`.
+    pub sampling: SamplingParams,
+    /// Stop conditions (`max_tokens` is the length cap).
+    pub stop: StopConditions,
+    /// How many of the best answers to return.
+    pub top_k: usize,
+    /// Whether to return every candidate with its score and fate.
+    pub return_candidates: bool,
+    /// Stops the work at the next step when set.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// How a candidate ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// It finished (EOS or stop string).
+    Finished,
+    /// It reached `max_tokens` or the context.
+    LengthCapped,
+    /// Speculative Rejection dropped it at the end of this round (1-based).
+    Pruned {
+        /// The round.
+        round: usize,
+    },
+}
+
+/// One sampled answer.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Its row in the batch (row `r` sampled with `seed + r`).
+    pub row: usize,
+    /// Its text (cut before a stop string).
+    pub text: String,
+    /// Its token ids.
+    pub tokens: Vec<u32>,
+    /// Its reward: for pruned rows, the score of the partial answer that got it pruned.
+    pub score: f32,
+    /// How it ended.
+    pub fate: Fate,
+    /// The OpenAI finish reason of its row.
+    pub finish_reason: &'static str,
+}
+
+/// Compute spent by a strategy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StrategyStats {
+    /// Prompt tokens prefilled (once per batch).
+    pub prompt_tokens: usize,
+    /// Policy tokens sampled over all rows.
+    pub policy_tokens: usize,
+    /// Reward-model tokens run over all scoring calls.
+    pub reward_tokens: usize,
+    /// Reward-model calls (rounds of scoring).
+    pub reward_calls: usize,
+    /// Initial batch size.
+    pub initial_batch: usize,
+    /// Rows dropped at the end of each round (Speculative Rejection).
+    pub pruned_per_round: Vec<usize>,
+    /// Decoding rounds.
+    pub rounds: usize,
+    /// Largest number of KV bytes live at once.
+    pub peak_kv_bytes: usize,
+    /// Wall time in the policy (prefill, decoding, sampling).
+    pub policy_time: Duration,
+    /// Wall time in the reward model.
+    pub reward_time: Duration,
+}
+
+/// The result of a strategy.
+#[derive(Debug, Clone)]
+pub struct StrategyOutput {
+    /// The `top_k` best candidates, best first (ties: lowest row first).
+    pub best: Vec<Candidate>,
+    /// Every candidate, in row order, when asked for.
+    pub candidates: Option<Vec<Candidate>>,
+    /// Compute spent.
+    pub stats: StrategyStats,
+}
+
+pub(crate) fn validate(input: &StrategyInput<'_>) -> Result<()> {
+    if input.top_k == 0 {
+        return Err(DecodeError::InvalidParameter(
+            "top_k (answers to return) must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Scores the texts of `rows` of `all` with the reward model.
+pub(crate) fn score_rows(
+    reward: &dyn RewardModel,
+    prompt: &Prompt,
+    all: &[Row],
+    rows: &[usize],
+    stats: &mut StrategyStats,
+) -> Result<Vec<f32>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let t = std::time::Instant::now();
+    let inputs: Vec<RewardInput> = rows
+        .iter()
+        .map(|&r| RewardInput {
+            prompt: prompt.clone(),
+            response: all[r].text.clone(),
+        })
+        .collect();
+    let scored = reward
+        .score(&inputs)
+        .map_err(|e| DecodeError::Reward(e.to_string()))?;
+    stats.reward_time += t.elapsed();
+    stats.reward_calls += 1;
+    stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();
+    Ok(scored.into_iter().map(|s| s.score).collect())
+}
+
+/// Orders `(row, score)` best first, ties by lowest row.
+pub(crate) fn rank(scored: &mut [(usize, f32)]) {
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
+pub(crate) fn candidate(row: usize, r: &Row, score: f32, pruned_in: Option<usize>) -> Candidate {
+    let fate = match (pruned_in, &r.finish) {
+        (Some(round), _) => Fate::Pruned { round },
+        (None, Some(FinishReason::Length)) => Fate::LengthCapped,
+        _ => Fate::Finished,
+    };
+    Candidate {
+        row,
+        text: r.text.clone(),
+        tokens: r.tokens.clone(),
+        score,
+        fate,
+        finish_reason: r.finish.as_ref().map_or("length", FinishReason::as_openai),
+    }
+}
