@@ -188,7 +188,8 @@ fn reference(
             binds = false;
         }
         let mut finished_now = Vec::new();
-        while !active.is_empty() && !(binds && active.len() * (prompt_len + k + 1) > budget) {
+        let over = |n: usize, k: usize| binds && n * (prompt_len + k + 1) > budget;
+        while !active.is_empty() && !over(active.len(), k) {
             let mut still = Vec::new();
             for &r in &active {
                 let t = &trajs[r];
