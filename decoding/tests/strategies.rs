@@ -364,3 +364,43 @@ fn cancellation_returns_promptly() {
     };
     assert!(speculative_rejection(&input(&ids, 8, false), relevance(), &bad).is_err());
 }
+
+#[test]
+fn soft_best_of_n_and_rejection_sampling() {
+    use thresh_decoding::strategy::{rejection_sampling, soft_best_of_n};
+    let ids = prompt_ids();
+    let reward = LetterCount('e');
+    let bon = best_of_n(&input(&ids, 16, true), &reward, 4).unwrap();
+    // A tiny temperature makes the soft choice the argmax.
+    let soft = soft_best_of_n(&input(&ids, 16, false), &reward, 4, 1e-4).unwrap();
+    assert_eq!(soft.best[0].row, bon.best[0].row);
+    assert_eq!(soft.best[0].tokens, bon.best[0].tokens);
+    assert!(soft_best_of_n(&input(&ids, 16, false), &reward, 4, 0.0).is_err());
+
+    // A threshold the first batch meets stops after one batch.
+    let easy =
+        rejection_sampling(&input(&ids, 16, false), &reward, 2, f32::NEG_INFINITY, 5).unwrap();
+    assert_eq!(easy.stats.rounds, 1);
+    // An unreachable one draws every batch, with fresh seeds, and returns the best seen.
+    let hard = rejection_sampling(&input(&ids, 16, true), &reward, 2, f32::INFINITY, 3).unwrap();
+    assert_eq!(hard.stats.rounds, 3);
+    let cands = hard.candidates.unwrap();
+    assert_eq!(
+        cands.iter().map(|c| c.row).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    let max = cands
+        .iter()
+        .map(|c| c.score)
+        .fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(hard.best[0].score, max);
+    assert_eq!(
+        hard.stats.policy_tokens,
+        cands
+            .iter()
+            .map(|c| c.tokens.len() + usize::from(c.finish_reason == "stop"))
+            .sum::<usize>()
+    );
+    // Batch 1 of try 0 is row 1 of Best-of-N with the same seed.
+    assert_eq!(cands[1].tokens, bon.candidates.as_ref().unwrap()[1].tokens);
+}

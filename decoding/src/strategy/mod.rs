@@ -6,6 +6,7 @@
 //! peak KV bytes, and wall time in the policy and in the reward model.
 
 mod best_of_n;
+mod extras;
 mod speculative;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use best_of_n::best_of_n;
+pub use extras::{rejection_sampling, soft_best_of_n};
 pub use speculative::{SpeculativeParams, initial_batch, keep_count, speculative_rejection};
 use thresh_models::{Decoder, Tokenizer};
 use thresh_reward::{Prompt, RewardInput, RewardModel};
