@@ -43,12 +43,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let model = arg("--model").map(PathBuf::from).unwrap_or_else(|| {
-        let dir = std::env::var_os("THRESH_MODELS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
-        dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let model = arg("--model")
+        .map(PathBuf::from)
+        .unwrap_or_else(thresh_models::testing::smollm2_gguf);
     let batches: Vec<usize> = arg("--batches")
         .unwrap_or_else(|| "1,8,32,64".into())
         .split(',')

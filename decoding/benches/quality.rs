@@ -51,12 +51,10 @@ fn compute(o: &StrategyOutput, wall: f64) -> (f64, f64) {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let models = std::env::var_os("THRESH_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("models"));
+    let models = thresh_models::testing::demo_models_dir();
     let n_prompts: usize =
         arg("--prompts").map_or(30, |v| v.parse().expect("--prompts takes a number"));
-    let out_dir = PathBuf::from(arg("--out").unwrap_or_else(|| "bench-out".into()));
+    let out_dir = arg("--out").map_or_else(|| root.join("bench-out"), PathBuf::from);
     let policy_path = models.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     let opts = LoadOptions {
         quant: Some(GgmlDType::Q8_0),

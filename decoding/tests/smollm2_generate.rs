@@ -1,7 +1,6 @@
 //! Generation on the real SmolLM2-135M-Instruct GGUF: reproducible seeds, stop strings, EOS,
 //! token limits, pruning and cancellation.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -14,15 +13,7 @@ use thresh_models::{ChatMessage, LoadOptions, LoadedModel, load};
 fn model() -> &'static LoadedModel {
     static MODEL: OnceLock<LoadedModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let dir = std::env::var_os("THRESH_MODELS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
-        let p = dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert!(
-            p.exists(),
-            "{} missing: run scripts/fetch-models.sh",
-            p.display()
-        );
+        let p = thresh_models::testing::smollm2_gguf();
         load(p.to_str().unwrap(), &LoadOptions::default()).unwrap()
     })
 }

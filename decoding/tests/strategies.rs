@@ -2,7 +2,6 @@
 //! relevance reward and with deterministic scorers whose selections a reference
 //! implementation in this file recomputes.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -14,21 +13,10 @@ use thresh_decoding::{DecodeError, SamplingParams, StopConditions};
 use thresh_models::{ChatMessage, GgmlDType, LoadOptions, LoadedModel, load};
 use thresh_reward::{Prompt, RelevanceReward, RewardInput, RewardModel, Scored};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("THRESH_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
-}
-
 fn policy() -> &'static LoadedModel {
     static M: OnceLock<LoadedModel> = OnceLock::new();
     M.get_or_init(|| {
-        let p = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert!(
-            p.exists(),
-            "{} missing: run scripts/fetch-models.sh",
-            p.display()
-        );
+        let p = thresh_models::testing::smollm2_gguf();
         let opts = LoadOptions {
             quant: Some(GgmlDType::Q8_0),
             ..Default::default()
@@ -41,7 +29,7 @@ fn relevance() -> &'static RelevanceReward {
     static R: OnceLock<RelevanceReward> = OnceLock::new();
     R.get_or_init(|| {
         RelevanceReward::load(
-            &models_dir().join("all-minilm-l6-v2"),
+            &thresh_models::testing::minilm_dir(),
             &candle_core::Device::Cpu,
         )
         .unwrap()
@@ -311,6 +299,21 @@ fn check_against_reference(reward: &dyn RewardModel, score_text: &dyn Fn(&str) -
         sr.stats.policy_tokens < full.stats.policy_tokens,
         "pruning saves policy tokens"
     );
+    // KV bytes fall whenever a decision drops rows that were still decoding.
+    assert_eq!(
+        sr.stats.kv_bytes_per_round.len(),
+        sr.stats.pruned_per_round.len()
+    );
+    for (round, &(before, after)) in sr.stats.kv_bytes_per_round.iter().enumerate() {
+        let dropped_active = cands
+            .iter()
+            .any(|c| c.fate == (Fate::Pruned { round: round + 1 }) && c.finish_reason == "length");
+        if dropped_active {
+            assert!(after < before, "round {}: {before} -> {after}", round + 1);
+        } else {
+            assert_eq!(after, before);
+        }
+    }
 }
 
 #[test]
@@ -403,4 +406,30 @@ fn soft_best_of_n_and_rejection_sampling() {
     );
     // Batch 1 of try 0 is row 1 of Best-of-N with the same seed.
     assert_eq!(cands[1].tokens, bon.candidates.as_ref().unwrap()[1].tokens);
+}
+
+#[test]
+fn single_round_variant_decides_at_fixed_token_counts() {
+    let ids = prompt_ids();
+    let n0 = 6;
+    let params = SpeculativeParams {
+        alpha: 0.5,
+        kv_budget_tokens: usize::MAX,
+        max_batch: n0,
+        initial_batch: Some(n0),
+        decision_tokens: Some(vec![6]),
+    };
+    let reward = LetterCount('e');
+    let sr = speculative_rejection(&input(&ids, 24, true), &reward, &params).unwrap();
+    assert_eq!(
+        sr.stats.rounds, 2,
+        "one decision at tau, then the survivors run to the end"
+    );
+    assert_eq!(sr.stats.pruned_per_round, vec![n0 - keep_count(0.5, n0)]);
+    // The pruned rows had exactly tau tokens when they were dropped (unless EOS came first).
+    for c in sr.candidates.unwrap() {
+        if c.fate == (Fate::Pruned { round: 1 }) && c.finish_reason == "length" {
+            assert_eq!(c.tokens.len(), 6);
+        }
+    }
 }

@@ -133,3 +133,63 @@ pub(crate) fn silu_mul(gate_up: &Tensor, n: usize) -> Result<Option<Tensor>> {
     }
     Ok(Some(Tensor::from_vec(out, shape, gate_up.device())?))
 }
+
+/// Causal attention for `s` new queries per row at positions `offset..offset + s`:
+/// `q` `(b, kv_heads, groups * s, d)` (row `g * s + i` is query `i` of group `g`) against
+/// `k`, `v` `(b, kv_heads, len, d)`. Query `i` sees keys `0..=offset + i` (and, with a
+/// sliding window `w`, only the last `w` of them). Keys a query cannot see are never read,
+/// so right padding after a row's real tokens, or the length the batch is padded to, cannot
+/// change its result: prefill is batch-invariant, as decoding is.
+pub(crate) fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    s: usize,
+    offset: usize,
+    window: Option<usize>,
+    scale: f32,
+) -> Result<Tensor> {
+    let (b, kvh, gs, hd) = q.dims4()?;
+    let len = k.dim(2)?;
+    let (qs, ql) = q.storage_and_layout();
+    let (ks, kl) = k.storage_and_layout();
+    let (vs, vl) = v.storage_and_layout();
+    let (qo, ko, vo) = (ql.start_offset(), kl.start_offset(), vl.start_offset());
+    let (kst, vst) = (kl.stride(), vl.stride());
+    let (qd, kd, vd) = (as_f32(&qs)?, as_f32(&ks)?, as_f32(&vs)?);
+    let mut out = vec![0f32; b * kvh * gs * hd];
+    // One task per (row, kv head, query): enough parallelism for short prompts.
+    let mut rows: Vec<&mut [f32]> = out.chunks_mut(hd).collect();
+    crate::parallel::parallel_for_each_mut(&mut rows, |idx, o| {
+        let bh = idx / gs;
+        let r = idx % gs;
+        let i = r % s;
+        let (bi, hi) = (bh / kvh, bh % kvh);
+        let kb = ko + bi * kst[0] + hi * kst[1];
+        let vb = vo + bi * vst[0] + hi * vst[1];
+        let pos = offset + i;
+        let hi_key = (pos + 1).min(len);
+        let lo_key = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let qrow = &qd[qo + (bh * gs + r) * hd..][..hd];
+        let mut scores: Vec<f32> = (lo_key..hi_key)
+            .map(|j| scale * dot(qrow, &kd[kb + j * kst[2]..][..hd]))
+            .collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += *sc;
+        }
+        let inv = 1.0 / sum;
+        for (j, sc) in (lo_key..hi_key).zip(&scores) {
+            let p = sc * inv;
+            let vrow = &vd[vb + j * vst[2]..][..hd];
+            for (x, y) in o.iter_mut().zip(vrow) {
+                *x += p * y;
+            }
+        }
+    });
+    drop(rows);
+    drop((qs, ks, vs));
+    Ok(Tensor::from_vec(out, (b, kvh, gs, hd), q.device())?)
+}

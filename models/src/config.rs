@@ -140,18 +140,8 @@ impl DecoderConfig {
 
     /// Parses a Hugging Face `config.json`.
     pub fn from_hf_json(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ModelError::MissingFile {
-                    path: path.to_path_buf(),
-                    what: "the model configuration".into(),
-                }
-            } else {
-                ModelError::bad_file(path, e)
-            }
-        })?;
-        let raw: HfConfig =
-            serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e))?;
+        let raw: HfConfig = serde_json::from_value(read_json_value(path)?)
+            .map_err(|e| ModelError::bad_file(path, e))?;
         let cfg = raw.into_config(path)?;
         cfg.validate(path)?;
         Ok(cfg)

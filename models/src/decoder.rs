@@ -442,9 +442,26 @@ impl Decoder {
             }
             _ => (k, v),
         };
-        if s == 1 && crate::attention::applies(&q, &k, &v) {
-            let out = crate::attention::decode_attention(&q, &k, &v, scale as f32)?; // (b, kvh, groups, hd)
-            return layer.o.forward(&out.reshape((b, 1, h * hd))?);
+        if crate::attention::applies(&q, &k, &v) {
+            let out = if s == 1 {
+                crate::attention::decode_attention(&q, &k, &v, scale as f32)? // (b, kvh, groups, hd)
+            } else {
+                let offset = total - s;
+                crate::attention::causal_attention(
+                    &q,
+                    &k,
+                    &v,
+                    s,
+                    offset,
+                    cfg.sliding_window,
+                    scale as f32,
+                )?
+            };
+            let out = out
+                .reshape((b, h, s, hd))?
+                .transpose(1, 2)?
+                .reshape((b, s, h * hd))?;
+            return layer.o.forward(&out);
         }
         let scores = (q.matmul(&k.t()?)?.to_dtype(DType::F32)? * scale)?;
         let scores = match mask {

@@ -1,7 +1,7 @@
 //! Tiny random models in Hugging Face layout, written on the fly for tests and examples.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
@@ -229,11 +229,13 @@ pub fn write_byte_tokenizer(dir: &Path) -> Result<()> {
 }
 
 /// Writes a complete tiny `LlamaForSequenceClassification`-style reward model (decoder
-/// without LM head, `score.weight` of shape `(num_labels, hidden)`, byte tokenizer) into
-/// `dir` and returns the score weight.
+/// without LM head, `score.weight` of shape `(num_labels, hidden)`, byte tokenizer, vocabulary
+/// `max(spec.vocab_size, BYTE_TOKENIZER_VOCAB)`) into `dir` and returns the score weight.
 pub fn write_tiny_classifier(spec: &TinySpec, dir: &Path, num_labels: usize) -> Result<Tensor> {
     let mut spec = spec.clone();
-    spec.vocab_size = BYTE_TOKENIZER_VOCAB;
+    // At least the byte tokenizer's ids; a larger vocabulary is kept, for callers that put a
+    // real tokenizer.json in place afterwards.
+    spec.vocab_size = spec.vocab_size.max(BYTE_TOKENIZER_VOCAB);
     spec.tie_word_embeddings = true;
     std::fs::create_dir_all(dir).map_err(|e| ModelError::bad_file(dir, e))?;
     let arch = match spec.family {
@@ -255,4 +257,32 @@ pub fn write_tiny_classifier(spec: &TinySpec, dir: &Path, num_labels: usize) -> 
     candle_core::safetensors::save(&weights, dir.join("model.safetensors"))?;
     write_byte_tokenizer(dir)?;
     Ok(score)
+}
+
+/// Where `scripts/fetch-models.sh` puts the demo models: `$THRESH_MODELS`, or the
+/// workspace's `models/`.
+pub fn demo_models_dir() -> PathBuf {
+    std::env::var_os("THRESH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
+}
+
+fn demo_model(rel: &str) -> PathBuf {
+    let p = demo_models_dir().join(rel);
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/fetch-models.sh",
+        p.display()
+    );
+    p
+}
+
+/// The demo policy, SmolLM2-135M-Instruct (Q4_1 GGUF); panics with the fix if it is missing.
+pub fn smollm2_gguf() -> PathBuf {
+    demo_model("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The demo reward encoder, all-MiniLM-L6-v2; panics with the fix if it is missing.
+pub fn minilm_dir() -> PathBuf {
+    demo_model("all-minilm-l6-v2")
 }

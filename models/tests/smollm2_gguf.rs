@@ -7,16 +7,7 @@ use candle_core::{IndexOp, Tensor};
 use thresh_models::{ChatMessage, LoadOptions, load};
 
 fn smollm2_path() -> PathBuf {
-    let dir = std::env::var_os("THRESH_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
-    let p = dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
+    thresh_models::testing::smollm2_gguf()
 }
 
 #[test]

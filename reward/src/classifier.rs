@@ -119,9 +119,10 @@ impl RewardModel for DecoderClassifier {
                 .map(|(r, &i)| hidden.i((r, lengths[i] - 1)))
                 .collect::<candle_core::Result<_>>()?;
             let last = Tensor::stack(&last, 0)?.to_dtype(DType::F32)?;
+            // Label 0, as a per-row product and sum: no gemm whose path depends on the rows.
             let scores = last
-                .matmul(&self.score.t()?)?
-                .i((.., 0))?
+                .broadcast_mul(&self.score.i(0)?)?
+                .sum(1)?
                 .to_vec1::<f32>()?;
             for (r, &i) in batch.iter().enumerate() {
                 out[i] = Scored {

@@ -5,6 +5,7 @@
 //! template, since policy and reward tokenizers differ. Families:
 //! - [`DecoderClassifier`]: `*ForSequenceClassification` decoders (Llama, Mistral, Qwen2,
 //!   Qwen3) with a `score` head, read at each row's last real token;
+//! - [`BertClassifier`]: `BertForSequenceClassification` encoders;
 //! - [`RelevanceReward`] and [`LinearReward`]: sentence embeddings (all-MiniLM-L6-v2).
 //!
 //! Batches are formed under a token budget with right padding, and a pair's score never
@@ -13,6 +14,7 @@
 pub mod batching;
 pub mod classifier;
 pub mod embedding;
+pub mod encoder_classifier;
 pub mod error;
 pub mod input;
 
@@ -20,6 +22,7 @@ use std::path::Path;
 
 pub use classifier::DecoderClassifier;
 pub use embedding::{LinearReward, RelevanceReward, SentenceEmbedder};
+pub use encoder_classifier::BertClassifier;
 pub use error::{Result, RewardError};
 pub use input::{Prompt, RewardInput, Scored};
 use thresh_models::LoadOptions;
@@ -35,7 +38,7 @@ pub trait RewardModel: Send + Sync {
 }
 
 /// Families [`load`] recognises, for error messages.
-pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceClassification, Qwen2ForSequenceClassification, Qwen3ForSequenceClassification, and BERT sentence encoders (BertModel) with the relevance or linear head";
+pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceClassification, Qwen2ForSequenceClassification, Qwen3ForSequenceClassification, BertForSequenceClassification, and BERT sentence encoders (BertModel) with the relevance or linear head";
 
 /// Loads a reward model from a Hugging Face directory, detecting its family from
 /// `config.json`'s `architectures`. `head` picks the head of sentence encoders: `None` or
@@ -60,6 +63,7 @@ pub fn load(dir: &Path, head: Option<&str>, opts: &LoadOptions) -> Result<Box<dy
         | "MistralForSequenceClassification"
         | "Qwen2ForSequenceClassification"
         | "Qwen3ForSequenceClassification" => Ok(Box::new(DecoderClassifier::load(dir, opts)?)),
+        "BertForSequenceClassification" => Ok(Box::new(BertClassifier::load(dir, &opts.device)?)),
         "BertModel" => match head {
             None | Some("relevance") => Ok(Box::new(RelevanceReward::load(dir, &opts.device)?)),
             Some(path) => Ok(Box::new(LinearReward::load(

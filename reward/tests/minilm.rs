@@ -9,16 +9,7 @@ use thresh_models::LoadOptions;
 use thresh_reward::{LinearReward, RelevanceReward, RewardInput, RewardModel, load};
 
 fn minilm() -> PathBuf {
-    let dir = std::env::var_os("THRESH_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
-    let p = dir.join("all-minilm-l6-v2");
-    assert!(
-        p.join("model.safetensors").exists(),
-        "{} missing: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
+    thresh_models::testing::minilm_dir()
 }
 
 fn cos(a: &[f32], b: &[f32]) -> f32 {

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use thresh_reward::RewardModel;
 
-use super::{StrategyInput, StrategyOutput, StrategyStats, candidate, rank, score_rows, validate};
+use super::{StrategyInput, StrategyOutput, StrategyStats, candidate, score_rows, top_k, validate};
 use crate::batch::DecodeBatch;
 use crate::error::Result;
 
@@ -41,13 +41,11 @@ pub fn best_of_n(
     };
     let all: Vec<usize> = (0..rows.len()).collect();
     let scores = score_rows(reward, &input.reward_prompt, &rows, &all, &mut stats)?;
-    let mut ranked: Vec<(usize, f32)> = all.iter().map(|&r| (r, scores[r])).collect();
-    rank(&mut ranked);
-    let best = ranked
-        .iter()
-        .take(input.top_k)
-        .map(|&(r, s)| candidate(r, &rows[r], s, None))
-        .collect();
+    let best = top_k(
+        all.iter().map(|&r| (r, scores[r])).collect(),
+        &rows,
+        input.top_k,
+    );
     let candidates = input.return_candidates.then(|| {
         all.iter()
             .map(|&r| candidate(r, &rows[r], scores[r], None))

@@ -91,6 +91,8 @@ pub struct StrategyStats {
     pub initial_batch: usize,
     /// Rows dropped at the end of each round (Speculative Rejection).
     pub pruned_per_round: Vec<usize>,
+    /// Live KV bytes just before and just after each round's pruning (Speculative Rejection).
+    pub kv_bytes_per_round: Vec<(usize, usize)>,
     /// Decoding rounds.
     pub rounds: usize,
     /// Largest number of KV bytes live at once.
@@ -152,6 +154,16 @@ pub(crate) fn score_rows(
 /// Orders `(row, score)` best first, ties by lowest row.
 pub(crate) fn rank(scored: &mut [(usize, f32)]) {
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
+/// The `k` best of `scored` as candidates, best first.
+pub(crate) fn top_k(mut scored: Vec<(usize, f32)>, rows: &[Row], k: usize) -> Vec<Candidate> {
+    rank(&mut scored);
+    scored
+        .iter()
+        .take(k)
+        .map(|&(r, s)| candidate(r, &rows[r], s, None))
+        .collect()
 }
 
 pub(crate) fn candidate(row: usize, r: &Row, score: f32, pruned_in: Option<usize>) -> Candidate {

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use thresh_reward::RewardModel;
 
-use super::{StrategyInput, StrategyOutput, StrategyStats, candidate, rank, score_rows, validate};
+use super::{
+    StrategyInput, StrategyOutput, StrategyStats, candidate, rank, score_rows, top_k, validate,
+};
 use crate::batch::DecodeBatch;
 use crate::error::{DecodeError, Result};
 
@@ -170,20 +172,18 @@ pub fn speculative_rejection(
             .filter(|k| !active.contains(&k.0))
             .collect();
         stats.peak_kv_bytes = stats.peak_kv_bytes.max(batch.stats().peak_kv_bytes);
+        let before = batch.cache().bytes_in_use();
         batch.prune(&drop_active)?;
+        stats
+            .kv_bytes_per_round
+            .push((before, batch.cache().bytes_in_use()));
     }
     let (rows, bstats) = batch.into_parts();
     stats.prompt_tokens = bstats.prompt_tokens;
     stats.policy_tokens = bstats.generated_tokens;
     stats.peak_kv_bytes = stats.peak_kv_bytes.max(bstats.peak_kv_bytes);
     stats.policy_time = t.elapsed().saturating_sub(stats.reward_time);
-    let mut ranked = kept_finished;
-    rank(&mut ranked);
-    let best = ranked
-        .iter()
-        .take(input.top_k)
-        .map(|&(r, s)| candidate(r, &rows[r], s, None))
-        .collect();
+    let best = top_k(kept_finished, &rows, input.top_k);
     let candidates = input.return_candidates.then(|| {
         (0..rows.len())
             .map(|r| {

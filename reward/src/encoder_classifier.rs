@@ -1,0 +1,162 @@
+//! Encoder classifiers: `BertForSequenceClassification`, on candle-transformers' BERT
+//! encoder plus the pooler (`tanh` of a dense layer on the first token) and the
+//! `classifier` head, as Hugging Face defines them. The pair is encoded as a text pair
+//! (prompt, response), the way OpenAssistant-style reward models are trained.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use thresh_models::ModelError;
+use thresh_models::config::read_json_value;
+
+use crate::RewardModel;
+use crate::batching::plan;
+use crate::error::{Result, RewardError};
+use crate::input::{RewardInput, Scored, validate};
+
+/// A BERT sequence classifier used as a reward model (label 0 is the reward).
+pub struct BertClassifier {
+    bert: BertModel,
+    pooler: Linear,
+    classifier: Linear,
+    tokenizer: tokenizers::Tokenizer,
+    max_len: usize,
+    budget: usize,
+    device: Device,
+    name: String,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> RewardError {
+    RewardError::Model(ModelError::Tokenizer(e.to_string()))
+}
+
+impl BertClassifier {
+    /// Loads a `BertForSequenceClassification` directory.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let raw = read_json_value(&cfg_path)?;
+        let cfg: BertConfig =
+            serde_json::from_value(raw.clone()).map_err(|e| ModelError::bad_file(&cfg_path, e))?;
+        let num_labels = raw
+            .get("num_labels")
+            .and_then(|v| v.as_u64())
+            .map(|n| n as usize)
+            .or_else(|| {
+                raw.get("id2label")
+                    .and_then(|m| m.as_object())
+                    .map(|m| m.len())
+            })
+            .unwrap_or(1)
+            .max(1);
+        let weights = dir.join("model.safetensors");
+        if !weights.exists() {
+            return Err(ModelError::MissingFile {
+                path: weights,
+                what: "model weights".into(),
+            }
+            .into());
+        }
+        // SAFETY: memory-mapped read-only, as for every model file thresh serves.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .map_err(|e| ModelError::bad_file(&weights, e))?;
+        let named = |e: candle_core::Error| ModelError::bad_file(&weights, e);
+        let bert = BertModel::load(vb.clone(), &cfg).map_err(named)?;
+        let h = cfg.hidden_size;
+        let pooler = candle_nn::linear(h, h, vb.pp("bert.pooler.dense")).map_err(named)?;
+        let classifier = candle_nn::linear(h, num_labels, vb.pp("classifier")).map_err(named)?;
+        let mut tokenizer = thresh_models::Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+        tokenizer.with_truncation(None).map_err(tok_err)?;
+        tokenizer.with_padding(None);
+        Ok(Self {
+            bert,
+            pooler,
+            classifier,
+            tokenizer,
+            max_len: cfg.max_position_embeddings,
+            budget: 16384,
+            device: device.clone(),
+            name: dir.display().to_string(),
+        })
+    }
+
+    /// Caps the scored length.
+    pub fn with_max_len(mut self, max_len: usize) -> Self {
+        self.max_len = max_len.max(2);
+        self
+    }
+
+    /// Token ids and type ids of a pair; when too long, tokens right after the first are
+    /// dropped, so the first (`[CLS]`) token and the end of the response are kept.
+    pub fn encode(&self, input: &RewardInput) -> Result<(Vec<u32>, Vec<u32>, bool)> {
+        let enc = self
+            .tokenizer
+            .encode((input.prompt.text(), input.response.clone()), true)
+            .map_err(tok_err)?;
+        let (mut ids, mut types) = (enc.get_ids().to_vec(), enc.get_type_ids().to_vec());
+        let truncated = ids.len() > self.max_len;
+        if truncated {
+            let cut = ids.len() - self.max_len;
+            ids.drain(1..1 + cut);
+            types.drain(1..1 + cut);
+        }
+        Ok((ids, types, truncated))
+    }
+}
+
+impl RewardModel for BertClassifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn score(&self, inputs: &[RewardInput]) -> Result<Vec<Scored>> {
+        validate(inputs)?;
+        let encoded: Vec<(Vec<u32>, Vec<u32>, bool)> = inputs
+            .iter()
+            .map(|i| self.encode(i))
+            .collect::<Result<_>>()?;
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.0.len()).collect();
+        let mut out = vec![
+            Scored {
+                score: 0.0,
+                tokens: 0,
+                truncated: false
+            };
+            inputs.len()
+        ];
+        for batch in plan(&lengths, self.budget) {
+            let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+            let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+            for &i in &batch {
+                let (e, t, _) = &encoded[i];
+                let pad = longest - e.len();
+                ids.extend(e.iter().copied().chain(std::iter::repeat_n(0, pad)));
+                types.extend(t.iter().copied().chain(std::iter::repeat_n(0, pad)));
+                mask.extend(
+                    std::iter::repeat_n(1f32, e.len()).chain(std::iter::repeat_n(0f32, pad)),
+                );
+            }
+            let shape = (batch.len(), longest);
+            let ids = Tensor::from_vec(ids, shape, &self.device)?;
+            let types = Tensor::from_vec(types, shape, &self.device)?;
+            let mask = Tensor::from_vec(mask, shape, &self.device)?;
+            let hidden = self.bert.forward(&ids, &types, Some(&mask))?;
+            let first = hidden.i((.., 0))?.contiguous()?;
+            let pooled = self.pooler.forward(&first)?.tanh()?;
+            let scores = self
+                .classifier
+                .forward(&pooled)?
+                .i((.., 0))?
+                .to_vec1::<f32>()?;
+            for (r, &i) in batch.iter().enumerate() {
+                out[i] = Scored {
+                    score: scores[r],
+                    tokens: lengths[i],
+                    truncated: encoded[i].2,
+                };
+            }
+        }
+        Ok(out)
+    }
+}
