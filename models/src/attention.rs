@@ -36,6 +36,18 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Softmax of one row of scores, in place.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for s in row.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|s| *s *= inv);
+}
+
 /// Whether the kernel applies: f32 tensors on the CPU whose innermost two dimensions of keys
 /// and values are row-major.
 pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
@@ -77,16 +89,8 @@ pub(crate) fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -
                 scores[gi * len + j] = scale * dot(q, krow);
             }
         }
-        for gi in 0..g {
-            let row = &mut scores[gi * len..(gi + 1) * len];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|s| *s *= inv);
+        for row in scores.chunks_mut(len) {
+            softmax_in_place(row);
         }
         for j in 0..len {
             let vrow = &vd[vb + j * vst[2]..][..hd];
@@ -174,15 +178,8 @@ pub(crate) fn causal_attention(
         let mut scores: Vec<f32> = (lo_key..hi_key)
             .map(|j| scale * dot(qrow, &kd[kb + j * kst[2]..][..hd]))
             .collect();
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for sc in scores.iter_mut() {
-            *sc = (*sc - max).exp();
-            sum += *sc;
-        }
-        let inv = 1.0 / sum;
-        for (j, sc) in (lo_key..hi_key).zip(&scores) {
-            let p = sc * inv;
+        softmax_in_place(&mut scores);
+        for (j, &p) in (lo_key..hi_key).zip(&scores) {
             let vrow = &vd[vb + j * vst[2]..][..hd];
             for (x, y) in o.iter_mut().zip(vrow) {
                 *x += p * y;

@@ -37,17 +37,7 @@ impl DecoderClassifier {
         let cfg_path = dir.join("config.json");
         let cfg = DecoderConfig::from_hf_json(&cfg_path)?;
         let raw = read_json_value(&cfg_path)?;
-        let num_labels = raw
-            .get("num_labels")
-            .and_then(|v| v.as_u64())
-            .map(|n| n as usize)
-            .or_else(|| {
-                raw.get("id2label")
-                    .and_then(|m| m.as_object())
-                    .map(|m| m.len())
-            })
-            .unwrap_or(1)
-            .max(1);
+        let num_labels = crate::bert_files::num_labels(&raw);
         let dtype = opts.resolved_dtype();
         let mut weights = WeightFile::safetensors(&safetensors_files(dir)?, dtype, &opts.device)?;
         let decoder = Decoder::load_backbone(&cfg, &mut weights, dtype, &opts.device, opts.quant)?;

@@ -7,14 +7,14 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::BertModel;
 use thresh_models::ModelError;
 use thresh_models::config::read_json_value;
 
 use crate::RewardModel;
 use crate::batching::{plan, truncate_front};
-use crate::error::{Result, RewardError};
+use crate::bert_files::{BertFiles, load_bert, tok_err};
+use crate::error::Result;
 use crate::input::{RewardInput, Scored, validate};
 
 /// A BERT sentence encoder with mean pooling.
@@ -26,33 +26,16 @@ pub struct SentenceEmbedder {
     device: Device,
 }
 
-fn tok_err(e: impl std::fmt::Display) -> RewardError {
-    RewardError::Model(ModelError::Tokenizer(e.to_string()))
-}
-
 impl SentenceEmbedder {
     /// Loads a sentence-transformers directory (`config.json`, `model.safetensors`,
     /// `tokenizer.json`, optional `sentence_bert_config.json` for the sequence length).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let cfg: BertConfig = serde_json::from_value(read_json_value(&cfg_path)?)
-            .map_err(|e| ModelError::bad_file(&cfg_path, e))?;
-        let weights = dir.join("model.safetensors");
-        if !weights.exists() {
-            return Err(ModelError::MissingFile {
-                path: weights,
-                what: "model weights".into(),
-            }
-            .into());
-        }
-        // SAFETY: memory-mapped read-only, as for every model file thresh serves.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(|e| ModelError::bad_file(&weights, e))?;
-        let bert = BertModel::load(vb, &cfg).map_err(|e| ModelError::bad_file(&weights, e))?;
-        let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = thresh_models::Tokenizer::from_file(&tok_path)?;
-        tokenizer.with_truncation(None).map_err(tok_err)?;
-        tokenizer.with_padding(None);
+        let BertFiles {
+            bert,
+            config,
+            tokenizer,
+            ..
+        } = load_bert(dir, device)?;
         let st = dir.join("sentence_bert_config.json");
         let max_len = if st.exists() {
             read_json_value(&st)?
@@ -62,7 +45,7 @@ impl SentenceEmbedder {
         } else {
             None
         }
-        .unwrap_or(cfg_max_positions(&cfg_path)?)
+        .unwrap_or(config.max_position_embeddings)
         .max(3);
         Ok(Self {
             bert,
@@ -132,13 +115,6 @@ impl SentenceEmbedder {
     pub fn dim(&self) -> Result<usize> {
         Ok(self.embed(&["x"])?[0].0.len())
     }
-}
-
-fn cfg_max_positions(cfg_path: &Path) -> Result<usize> {
-    Ok(read_json_value(cfg_path)?
-        .get("max_position_embeddings")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(512) as usize)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -5,15 +5,15 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_core::{Device, IndexOp, Tensor};
+use candle_nn::{Linear, Module};
+use candle_transformers::models::bert::BertModel;
 use thresh_models::ModelError;
-use thresh_models::config::read_json_value;
 
 use crate::RewardModel;
 use crate::batching::plan;
-use crate::error::{Result, RewardError};
+use crate::bert_files::{BertFiles, load_bert, num_labels, tok_err};
+use crate::error::Result;
 use crate::input::{RewardInput, Scored, validate};
 
 /// A BERT sequence classifier used as a reward model (label 0 is the reward).
@@ -28,53 +28,28 @@ pub struct BertClassifier {
     name: String,
 }
 
-fn tok_err(e: impl std::fmt::Display) -> RewardError {
-    RewardError::Model(ModelError::Tokenizer(e.to_string()))
-}
-
 impl BertClassifier {
     /// Loads a `BertForSequenceClassification` directory.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let raw = read_json_value(&cfg_path)?;
-        let cfg: BertConfig =
-            serde_json::from_value(raw.clone()).map_err(|e| ModelError::bad_file(&cfg_path, e))?;
-        let num_labels = raw
-            .get("num_labels")
-            .and_then(|v| v.as_u64())
-            .map(|n| n as usize)
-            .or_else(|| {
-                raw.get("id2label")
-                    .and_then(|m| m.as_object())
-                    .map(|m| m.len())
-            })
-            .unwrap_or(1)
-            .max(1);
-        let weights = dir.join("model.safetensors");
-        if !weights.exists() {
-            return Err(ModelError::MissingFile {
-                path: weights,
-                what: "model weights".into(),
-            }
-            .into());
-        }
-        // SAFETY: memory-mapped read-only, as for every model file thresh serves.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(|e| ModelError::bad_file(&weights, e))?;
+        let BertFiles {
+            bert,
+            config,
+            raw_config,
+            vb,
+            tokenizer,
+            weights,
+        } = load_bert(dir, device)?;
         let named = |e: candle_core::Error| ModelError::bad_file(&weights, e);
-        let bert = BertModel::load(vb.clone(), &cfg).map_err(named)?;
-        let h = cfg.hidden_size;
+        let h = config.hidden_size;
         let pooler = candle_nn::linear(h, h, vb.pp("bert.pooler.dense")).map_err(named)?;
-        let classifier = candle_nn::linear(h, num_labels, vb.pp("classifier")).map_err(named)?;
-        let mut tokenizer = thresh_models::Tokenizer::from_file(&dir.join("tokenizer.json"))?;
-        tokenizer.with_truncation(None).map_err(tok_err)?;
-        tokenizer.with_padding(None);
+        let classifier =
+            candle_nn::linear(h, num_labels(&raw_config), vb.pp("classifier")).map_err(named)?;
         Ok(Self {
             bert,
             pooler,
             classifier,
             tokenizer,
-            max_len: cfg.max_position_embeddings,
+            max_len: config.max_position_embeddings,
             budget: 16384,
             device: device.clone(),
             name: dir.display().to_string(),

@@ -12,6 +12,7 @@
 //! depends on which other pairs share its batch.
 
 pub mod batching;
+mod bert_files;
 pub mod classifier;
 pub mod embedding;
 pub mod encoder_classifier;
