@@ -1,5 +1,8 @@
 //! Grouping token sequences into right-padded batches under a token budget.
 
+use crate::error::Result;
+use crate::input::Scored;
+
 /// Cuts `ids` to at most `max_len` tokens, dropping from the front so that the end of the
 /// response is kept. Returns whether anything was dropped.
 pub fn truncate_front(ids: &mut Vec<u32>, max_len: usize) -> bool {
@@ -47,6 +50,36 @@ pub fn pad_right(rows: &[&[u32]], pad: u32) -> (Vec<u32>, usize) {
         flat.extend(std::iter::repeat_n(pad, longest - r.len()));
     }
     (flat, longest)
+}
+
+/// Scores encoded pairs in token-budget batches. `lengths[i]` and `truncated[i]` describe
+/// pair `i` after encoding; `run` scores one batch (pair indices, shortest first) and returns
+/// one score per index, in that order.
+pub fn score_in_batches(
+    lengths: &[usize],
+    truncated: &[bool],
+    budget: usize,
+    mut run: impl FnMut(&[usize]) -> Result<Vec<f32>>,
+) -> Result<Vec<Scored>> {
+    let mut out = vec![
+        Scored {
+            score: 0.0,
+            tokens: 0,
+            truncated: false
+        };
+        lengths.len()
+    ];
+    for batch in plan(lengths, budget) {
+        let scores = run(&batch)?;
+        for (&i, score) in batch.iter().zip(scores) {
+            out[i] = Scored {
+                score,
+                tokens: lengths[i],
+                truncated: truncated[i],
+            };
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

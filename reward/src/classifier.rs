@@ -12,7 +12,7 @@ use thresh_models::loader::{load_hf_tokenizer, safetensors_files};
 use thresh_models::{ChatTemplate, Decoder, LoadOptions, Tokenizer, WeightFile};
 
 use crate::RewardModel;
-use crate::batching::{pad_right, plan, truncate_front};
+use crate::batching::{pad_right, score_in_batches, truncate_front};
 use crate::error::Result;
 use crate::input::{RewardInput, Scored, render, validate};
 
@@ -89,15 +89,8 @@ impl RewardModel for DecoderClassifier {
             .map(|i| self.encode(i))
             .collect::<Result<_>>()?;
         let lengths: Vec<usize> = encoded.iter().map(|e| e.0.len()).collect();
-        let mut out = vec![
-            Scored {
-                score: 0.0,
-                tokens: 0,
-                truncated: false
-            };
-            inputs.len()
-        ];
-        for batch in plan(&lengths, self.budget) {
+        let truncated: Vec<bool> = encoded.iter().map(|e| e.1).collect();
+        score_in_batches(&lengths, &truncated, self.budget, |batch| {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| encoded[i].0.as_slice()).collect();
             // Right padding with any id: causal attention keeps pads out of real positions.
             let (flat, longest) = pad_right(&rows, 0);
@@ -110,18 +103,10 @@ impl RewardModel for DecoderClassifier {
                 .collect::<candle_core::Result<_>>()?;
             let last = Tensor::stack(&last, 0)?.to_dtype(DType::F32)?;
             // Label 0, as a per-row product and sum: no gemm whose path depends on the rows.
-            let scores = last
+            Ok(last
                 .broadcast_mul(&self.score.i(0)?)?
                 .sum(1)?
-                .to_vec1::<f32>()?;
-            for (r, &i) in batch.iter().enumerate() {
-                out[i] = Scored {
-                    score: scores[r],
-                    tokens: lengths[i],
-                    truncated: encoded[i].1,
-                };
-            }
-        }
-        Ok(out)
+                .to_vec1::<f32>()?)
+        })
     }
 }

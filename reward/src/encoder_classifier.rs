@@ -11,7 +11,7 @@ use candle_transformers::models::bert::BertModel;
 use thresh_models::ModelError;
 
 use crate::RewardModel;
-use crate::batching::plan;
+use crate::batching::score_in_batches;
 use crate::bert_files::{BertFiles, load_bert, num_labels, tok_err};
 use crate::error::Result;
 use crate::input::{RewardInput, Scored, validate};
@@ -92,18 +92,11 @@ impl RewardModel for BertClassifier {
             .map(|i| self.encode(i))
             .collect::<Result<_>>()?;
         let lengths: Vec<usize> = encoded.iter().map(|e| e.0.len()).collect();
-        let mut out = vec![
-            Scored {
-                score: 0.0,
-                tokens: 0,
-                truncated: false
-            };
-            inputs.len()
-        ];
-        for batch in plan(&lengths, self.budget) {
+        let truncated: Vec<bool> = encoded.iter().map(|e| e.2).collect();
+        score_in_batches(&lengths, &truncated, self.budget, |batch| {
             let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
             let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-            for &i in &batch {
+            for &i in batch {
                 let (e, t, _) = &encoded[i];
                 let pad = longest - e.len();
                 ids.extend(e.iter().copied().chain(std::iter::repeat_n(0, pad)));
@@ -119,19 +112,11 @@ impl RewardModel for BertClassifier {
             let hidden = self.bert.forward(&ids, &types, Some(&mask))?;
             let first = hidden.i((.., 0))?.contiguous()?;
             let pooled = self.pooler.forward(&first)?.tanh()?;
-            let scores = self
+            Ok(self
                 .classifier
                 .forward(&pooled)?
                 .i((.., 0))?
-                .to_vec1::<f32>()?;
-            for (r, &i) in batch.iter().enumerate() {
-                out[i] = Scored {
-                    score: scores[r],
-                    tokens: lengths[i],
-                    truncated: encoded[i].2,
-                };
-            }
-        }
-        Ok(out)
+                .to_vec1::<f32>()?)
+        })
     }
 }
