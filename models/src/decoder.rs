@@ -37,7 +37,8 @@ const QUANT_K_ALIGN: usize = 256;
 /// pruning rows leaves the survivors' logits bit-identical. candle's CPU gemm is invariant in
 /// the row count for a contiguous `(in, out)` right-hand side and two or more rows; one row
 /// takes a different (gemv) path, so a single row is computed as two. Quantised matmuls
-/// compute every output as its own dot product and are invariant as they are.
+/// compute every output as its own dot product and are invariant as they are. On a GPU,
+/// cuBLAS picks its kernel by shape, so rows agree only to rounding across batch sizes.
 #[derive(Debug, Clone)]
 struct Linear {
     w: LinearWeight,
@@ -82,7 +83,7 @@ impl Linear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_dim))?;
         let y = match &self.w {
-            LinearWeight::Dense(wt) if rows == 1 => {
+            LinearWeight::Dense(wt) if rows == 1 && x.device().is_cpu() => {
                 Tensor::cat(&[&x2, &x2], 0)?.matmul(wt)?.narrow(0, 0, 1)?
             }
             LinearWeight::Dense(wt) => x2.matmul(wt)?,

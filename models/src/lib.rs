@@ -10,6 +10,7 @@ mod attention;
 pub mod chat;
 pub mod config;
 pub mod decoder;
+pub mod device;
 pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
@@ -24,9 +25,12 @@ pub mod weights;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{DecoderConfig, Family, RopeScaling};
 pub use decoder::Decoder;
+pub use device::parse_device;
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
-pub use loader::{LoadOptions, LoadedModel, load, load_gguf, load_hf_dir, parse_quant};
+pub use loader::{
+    LoadOptions, LoadedModel, load, load_gguf, load_hf_dir, parse_quant, parse_weights,
+};
 pub use tokenizer::Tokenizer;
 pub use weights::WeightFile;
 

@@ -375,6 +375,15 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     })
 }
 
+/// Parses a weight format name for `device`: as [`parse_quant`], except that `auto` keeps
+/// accelerator weights dense (bf16 by default), since the quantised kernels are the CPU's.
+pub fn parse_weights(name: &str, spec: &str, device: &Device) -> Result<Option<GgmlDType>> {
+    if name.eq_ignore_ascii_case("auto") && !device.is_cpu() {
+        return Ok(None);
+    }
+    parse_quant(name, spec)
+}
+
 /// Parses a weight format name for the model at `spec`: `dense` (or `f32`, `none`) keeps
 /// weights dense; `q8_0`, `q4_0`, `q4_1`, `q4k`, `q6k` keep projections GGML-quantised;
 /// `auto` picks q8_0 for GGUF files (already quantised, and several times faster than dense

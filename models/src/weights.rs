@@ -137,10 +137,11 @@ impl WeightFile {
                 let gname = gguf_name(name).ok_or_else(missing)?;
                 let info = content.tensor_infos.get(&gname).ok_or_else(missing)?;
                 check_shape(name, &path, shape, info.shape.dims())?;
+                // Dequantised on the CPU, where every GGML type has a kernel, then moved.
                 let q = content
-                    .tensor(reader, &gname, &self.device)
+                    .tensor(reader, &gname, &Device::Cpu)
                     .map_err(|e| ModelError::bad_file(&path, format!("tensor {gname}: {e}")))?;
-                let t = q.dequantize(&self.device)?;
+                let t = q.dequantize(&Device::Cpu)?;
                 // llama.cpp stores Llama q/k rows interleaved for its rotary kernel; restore the
                 // Hugging Face order so one rotary implementation serves both formats.
                 match permuted {
@@ -156,6 +157,7 @@ impl WeightFile {
                     }
                     _ => t,
                 }
+                .to_device(&self.device)?
             }
         };
         Ok(tensor.to_dtype(self.dtype)?)

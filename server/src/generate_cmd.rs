@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use thresh_decoding::{SamplingParams, StopConditions, generate};
-use thresh_models::{ChatMessage, Device, LoadOptions, load, parse_quant};
+use thresh_models::{ChatMessage, LoadOptions, load, parse_device, parse_weights};
 
 use crate::models_dir::default_policy;
 
@@ -52,10 +52,13 @@ pub struct GenerateArgs {
     /// Stop string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Weight format on the CPU: auto (q8_0 for GGUF files, dense for HF directories), dense
-    /// (f32), or a GGML quantisation (q8_0, q4_0, q4k, q6k).
+    /// Weight format: auto (on the CPU q8_0 for GGUF files and dense f32 for HF directories; on
+    /// a GPU dense bf16), dense, or a GGML quantisation for the CPU (q8_0, q4_0, q4k, q6k).
     #[arg(long, env = "THRESH_WEIGHTS", default_value = "auto")]
     weights: String,
+    /// Device: cpu, or cuda:N in a build with the `cuda` feature.
+    #[arg(long, env = "THRESH_DEVICE", default_value = "cpu")]
+    device: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -72,10 +75,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let t0 = Instant::now();
     let spec = path.to_string_lossy();
+    let device = parse_device(&args.device)?;
     let opts = LoadOptions {
-        device: Device::Cpu,
+        quant: parse_weights(&args.weights, &spec, &device)?,
+        device,
         dtype: None,
-        quant: parse_quant(&args.weights, &spec)?,
     };
     let model = load(&spec, &opts).with_context(|| format!("loading {}", path.display()))?;
     let load_time = t0.elapsed();

@@ -1,6 +1,7 @@
 //! `thresh`: the command line of the inference-time alignment daemon.
 
 mod generate_cmd;
+mod gpu_check_cmd;
 mod models_dir;
 mod score_cmd;
 
@@ -26,6 +27,8 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// Score (prompt, response) pairs with a reward model.
     Score(score_cmd::ScoreArgs),
+    /// The prepared GPU check: logits parity, decode throughput, strategies (scripts/gpu-check.sh).
+    GpuCheck(gpu_check_cmd::GpuCheckArgs),
 }
 
 fn main() -> Result<()> {
@@ -39,5 +42,6 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Generate(args) => generate_cmd::run(args),
         Command::Score(args) => score_cmd::run(args),
+        Command::GpuCheck(args) => gpu_check_cmd::run(args),
     }
 }
