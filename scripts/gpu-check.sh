@@ -64,11 +64,11 @@ stash() {
 find_cuda_libs() {
   # One folder for cuBLAS and cuBLASLt (their versions must match), others only where missing.
   local dirs=() lib hit d found
-  for lib in libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libcurand.so.10 libnvrtc.so.13; do
+  for lib in libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libcurand.so.10 libnvrtc.so.13 libcuda.so.1; do
     found=0
     for d in "${dirs[@]}"; do [[ -e "$d/$lib" ]] && found=1; done
     [[ $found == 1 ]] && continue
-    hit="$(find /usr/local /usr/lib /opt -name "$lib" 2>/dev/null | head -1 || true)"
+    hit="$(find /usr/local /usr/lib /usr/lib64 /opt -name "$lib" -not -path '*stubs*' 2>/dev/null | head -1 || true)"
     [[ -n "$hit" ]] && dirs+=("$(dirname "$hit")")
   done
   (
