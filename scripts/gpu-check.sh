@@ -26,9 +26,12 @@ prepare() {
   bash scripts/cuda-toolkit.sh --link
   # shellcheck disable=SC1091
   source .cuda/env.sh
-  cargo build --release -p thresh-server --features cuda
+  # The binary runs on another machine's CPU: build it for x86-64-v3 (AVX2, FMA) rather than
+  # this host's native target (.cargo/config.toml), in a target folder of its own.
+  RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR="$ROOT/target/portable" \
+    cargo build --release -p thresh-server --features cuda
   rm -rf .gpu && mkdir -p .gpu/pack
-  strip -o .gpu/pack/thresh target/release/thresh
+  strip -o .gpu/pack/thresh target/portable/release/thresh
   xz -T0 -6 .gpu/pack/thresh
   local models="${THRESH_MODELS:-$ROOT/models}"
   mkdir -p .gpu/pack/minilm
@@ -64,7 +67,7 @@ stash() {
 find_cuda_libs() {
   # One folder for cuBLAS and cuBLASLt (their versions must match), others only where missing.
   local dirs=() lib hit d found
-  for lib in libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libcurand.so.10 libnvrtc.so.13 libcuda.so.1; do
+  for lib in libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libcurand.so.10 libnvrtc.so.13; do
     found=0
     for d in "${dirs[@]}"; do [[ -e "$d/$lib" ]] && found=1; done
     [[ $found == 1 ]] && continue
