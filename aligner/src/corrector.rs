@@ -1,0 +1,215 @@
+//! The corrector: renders (question, answer) through the Aligner template and generates the
+//! correction on the policy runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use thresh_decoding::{BatchStats, DecodeBatch, FinishReason, SamplingParams, StopConditions};
+use thresh_models::LoadedModel;
+use thresh_reward::{Prompt, RewardInput, RewardModel};
+
+use crate::error::{AlignerError, Result};
+use crate::template::AlignerTemplate;
+
+/// One pair to correct.
+#[derive(Debug, Clone)]
+pub struct CorrectionInput {
+    /// The question, as text or as a conversation (its last user turn is the question, the
+    /// turns before it are kept as context lines).
+    pub question: Prompt,
+    /// The upstream answer, from any model.
+    pub answer: String,
+}
+
+impl CorrectionInput {
+    /// A pair from plain text.
+    pub fn new(question: impl Into<String>, answer: impl Into<String>) -> Self {
+        Self {
+            question: Prompt::Text(question.into()),
+            answer: answer.into(),
+        }
+    }
+
+    /// The question as the template's `{question}` text.
+    pub fn question_text(&self) -> String {
+        match &self.question {
+            Prompt::Text(t) => t.clone(),
+            Prompt::Messages(m) if m.len() == 1 => m[0].content.clone(),
+            Prompt::Messages(m) => m
+                .iter()
+                .map(|m| format!("{}: {}", m.role, m.content))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// A corrected answer.
+#[derive(Debug, Clone)]
+pub struct Correction {
+    /// The corrected text, without the leading whitespace the template leaves.
+    pub text: String,
+    /// Tokens of the rendered prompt.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+    /// Why generation stopped.
+    pub finish: FinishReason,
+    /// Counters and timings of the generation.
+    pub stats: BatchStats,
+}
+
+/// Which of the two answers a guarded correction returns, with both scores.
+#[derive(Debug, Clone)]
+pub struct Guarded {
+    /// The correction that was generated.
+    pub correction: Correction,
+    /// Reward of the original answer.
+    pub original_score: f32,
+    /// Reward of the corrected answer.
+    pub corrected_score: f32,
+    /// Whether the corrected answer scored at least as high and is returned.
+    pub use_corrected: bool,
+}
+
+/// An Aligner corrector: a causal LM plus its prompt template.
+pub struct Corrector {
+    model: Arc<LoadedModel>,
+    template: AlignerTemplate,
+}
+
+impl Corrector {
+    /// A corrector from a loaded model and a template.
+    pub fn new(model: Arc<LoadedModel>, template: AlignerTemplate) -> Self {
+        Self { model, template }
+    }
+
+    /// The template in use.
+    pub fn template(&self) -> &AlignerTemplate {
+        &self.template
+    }
+
+    /// The model.
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+
+    /// Renders and tokenises one pair, checking it against the model's context.
+    pub fn prompt_ids(&self, input: &CorrectionInput, max_tokens: usize) -> Result<Vec<u32>> {
+        let question = input.question_text();
+        if question.trim().is_empty() {
+            return Err(AlignerError::InvalidInput(
+                "question must not be empty".into(),
+            ));
+        }
+        if input.answer.trim().is_empty() {
+            return Err(AlignerError::InvalidInput(
+                "answer must not be empty".into(),
+            ));
+        }
+        let text = self.template.render(&question, &input.answer);
+        let ids = self.model.tokenizer.encode(&text, true)?;
+        let context = self.model.decoder.config().max_position_embeddings;
+        if ids.len() + max_tokens > context {
+            return Err(AlignerError::InvalidInput(format!(
+                "question and answer take {} tokens; with max_tokens {max_tokens} that exceeds the \
+                 corrector's context of {context} tokens",
+                ids.len()
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Corrects each pair (one decode batch per pair, since their prompts differ). All inputs
+    /// are validated before any generation starts. `cancel` stops generation at the next step.
+    pub fn correct(
+        &self,
+        inputs: &[CorrectionInput],
+        sampling: &SamplingParams,
+        stop: &StopConditions,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<Vec<Correction>> {
+        if inputs.is_empty() {
+            return Err(AlignerError::InvalidInput(
+                "at least one question/answer pair is needed".into(),
+            ));
+        }
+        let prompts = inputs
+            .iter()
+            .map(|i| self.prompt_ids(i, stop.max_tokens))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for ids in prompts {
+            let mut batch = DecodeBatch::new(
+                &self.model.decoder,
+                &self.model.tokenizer,
+                &ids,
+                1,
+                sampling,
+                stop,
+            )?;
+            if let Some(flag) = &cancel {
+                batch.set_cancel_flag(flag.clone());
+            }
+            batch.run_to_end()?;
+            let (rows, stats) = batch.into_parts();
+            let row = rows.into_iter().next().ok_or_else(|| {
+                AlignerError::InvalidInput("the corrector produced no output".into())
+            })?;
+            out.push(Correction {
+                text: row.text.trim_start().to_string(),
+                prompt_tokens: ids.len(),
+                completion_tokens: row.tokens.len(),
+                finish: row.finish.unwrap_or(FinishReason::Length),
+                stats,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Corrects one pair, scores the original and the corrected answer with `reward`, and
+    /// says which to return: the correction only when it scores at least as high.
+    pub fn correct_guarded(
+        &self,
+        input: &CorrectionInput,
+        reward: &dyn RewardModel,
+        sampling: &SamplingParams,
+        stop: &StopConditions,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<Guarded> {
+        let correction = self
+            .correct(std::slice::from_ref(input), sampling, stop, cancel)?
+            .pop()
+            .ok_or_else(|| AlignerError::InvalidInput("no correction".into()))?;
+        let pairs = [
+            RewardInput {
+                prompt: input.question.clone(),
+                response: input.answer.clone(),
+            },
+            RewardInput {
+                prompt: input.question.clone(),
+                response: correction.text.clone(),
+            },
+        ];
+        let scores = if correction.text.trim().is_empty() {
+            // An empty correction cannot win; score the original alone.
+            let s = reward
+                .score(&pairs[..1])
+                .map_err(|e| AlignerError::Reward(e.to_string()))?;
+            vec![s[0].score, f32::NEG_INFINITY]
+        } else {
+            reward
+                .score(&pairs)
+                .map_err(|e| AlignerError::Reward(e.to_string()))?
+                .iter()
+                .map(|s| s.score)
+                .collect()
+        };
+        Ok(Guarded {
+            use_corrected: scores[1] >= scores[0],
+            original_score: scores[0],
+            corrected_score: scores[1],
+            correction,
+        })
+    }
+}

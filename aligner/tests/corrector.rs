@@ -1,0 +1,157 @@
+//! The corrector end to end on a tiny random Llama (byte tokenizer) and on the real SmolLM2 as
+//! a stand-in corrector, with the real MiniLM relevance reward for guarded correction.
+
+use std::sync::Arc;
+
+use thresh_aligner::{AlignerError, AlignerTemplate, CorrectionInput, Corrector};
+use thresh_decoding::{SamplingParams, StopConditions};
+use thresh_models::testing::{BYTE_TOKENIZER_VOCAB, TinySpec, write_byte_tokenizer};
+use thresh_models::{ChatMessage, Family, LoadOptions, load};
+use thresh_reward::{Prompt, RelevanceReward, RewardInput, RewardModel};
+
+fn tiny(dir: &std::path::Path) -> Corrector {
+    let mut spec = TinySpec::new(Family::Llama);
+    spec.vocab_size = BYTE_TOKENIZER_VOCAB;
+    spec.max_position_embeddings = 256;
+    spec.write(dir).unwrap();
+    write_byte_tokenizer(dir).unwrap();
+    let m = load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    Corrector::new(Arc::new(m), AlignerTemplate::Current)
+}
+
+fn greedy() -> SamplingParams {
+    SamplingParams {
+        temperature: 0.0,
+        ..Default::default()
+    }
+}
+
+fn stop(max_tokens: usize) -> StopConditions {
+    StopConditions {
+        max_tokens,
+        ignore_eos: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn tiny_llama_batch_equals_single_and_counts_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tiny(dir.path());
+    let a = CorrectionInput::new("Is the sky green?", "Yes, always.");
+    let b = CorrectionInput::new("Name a prime.", "Four.");
+    let both = c
+        .correct(&[a.clone(), b.clone()], &greedy(), &stop(12), None)
+        .unwrap();
+    let only_b = c.correct(&[b.clone()], &greedy(), &stop(12), None).unwrap();
+    assert_eq!(both.len(), 2);
+    assert_eq!(both[1].text, only_b[0].text);
+    assert_eq!(both[1].completion_tokens, 12);
+    // The prompt is the rendered template, byte-tokenised.
+    let rendered = AlignerTemplate::Current.render("Is the sky green?", "Yes, always.");
+    let ids = c.model().tokenizer.encode(&rendered, true).unwrap();
+    assert_eq!(both[0].prompt_tokens, ids.len());
+    assert_eq!(c.prompt_ids(&a, 12).unwrap(), ids);
+    // Another template renders another prompt.
+    let v1 = Corrector::new(
+        Arc::new(load(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap()),
+        AlignerTemplate::V1,
+    );
+    assert_ne!(v1.prompt_ids(&a, 12).unwrap(), ids);
+}
+
+#[test]
+fn bad_inputs_are_rejected_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tiny(dir.path());
+    let ok = CorrectionInput::new("q", "a");
+    let cases = [
+        (CorrectionInput::new("  ", "a"), "question"),
+        (CorrectionInput::new("q", ""), "answer"),
+        (CorrectionInput::new("q", "x".repeat(300)), "context of 256"),
+    ];
+    for (bad, needle) in cases {
+        // The valid first pair must not be generated either: validation covers the batch.
+        let e = c
+            .correct(&[ok.clone(), bad], &greedy(), &stop(8), None)
+            .unwrap_err();
+        assert!(matches!(e, AlignerError::InvalidInput(_)), "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    let e = c.correct(&[], &greedy(), &stop(8), None).unwrap_err();
+    assert!(e.to_string().contains("at least one"), "{e}");
+}
+
+#[test]
+fn chat_messages_become_the_question() {
+    let single = CorrectionInput {
+        question: Prompt::Messages(vec![ChatMessage::new("user", "Why is the sea salty?")]),
+        answer: "Fish.".into(),
+    };
+    assert_eq!(single.question_text(), "Why is the sea salty?");
+    let multi = CorrectionInput {
+        question: Prompt::Messages(vec![
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "Why is the sea salty?"),
+        ]),
+        answer: "Fish.".into(),
+    };
+    assert_eq!(
+        multi.question_text(),
+        "system: Be brief.\nuser: Why is the sea salty?"
+    );
+}
+
+#[test]
+fn smollm2_corrects_and_the_guard_keeps_the_better_answer() {
+    let p = thresh_models::testing::smollm2_gguf();
+    let m = load(p.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let c = Corrector::new(Arc::new(m), AlignerTemplate::Current);
+    let reward = RelevanceReward::load(
+        &thresh_models::testing::minilm_dir(),
+        &thresh_models::Device::Cpu,
+    )
+    .unwrap();
+    let input = CorrectionInput::new(
+        "What is the capital of France?",
+        "I like turtles and the colour blue.",
+    );
+    let stop = StopConditions {
+        max_tokens: 24,
+        ..Default::default()
+    };
+    let first = c.correct(&[input.clone()], &greedy(), &stop, None).unwrap();
+    let again = c.correct(&[input.clone()], &greedy(), &stop, None).unwrap();
+    assert!(!first[0].text.is_empty());
+    assert!(first[0].completion_tokens <= 24);
+    assert_eq!(
+        first[0].text, again[0].text,
+        "greedy correction is deterministic"
+    );
+    assert!(!first[0].text.starts_with(' '));
+
+    let g = c
+        .correct_guarded(&input, &reward, &greedy(), &stop, None)
+        .unwrap();
+    assert_eq!(g.correction.text, first[0].text);
+    // The scores are the reward model's own, and the higher one wins.
+    let direct = reward
+        .score(&[
+            RewardInput::new(input.question_text(), input.answer.clone()),
+            RewardInput::new(input.question_text(), g.correction.text.clone()),
+        ])
+        .unwrap();
+    assert!((direct[0].score - g.original_score).abs() < 1e-5);
+    assert!((direct[1].score - g.corrected_score).abs() < 1e-5);
+    assert_eq!(g.use_corrected, g.corrected_score >= g.original_score);
+    // An answer that is the question itself is as relevant as text gets: it stays.
+    let perfect = CorrectionInput::new(
+        "Paris is the capital of France.",
+        "Paris is the capital of France.",
+    );
+    let g = c
+        .correct_guarded(&perfect, &reward, &greedy(), &stop, None)
+        .unwrap();
+    assert!(g.original_score > 0.99, "{}", g.original_score);
+    assert_eq!(g.use_corrected, g.corrected_score >= g.original_score);
+}
