@@ -43,7 +43,9 @@ fn tiny_llama_batch_equals_single_and_counts_tokens() {
     let both = c
         .correct(&[a.clone(), b.clone()], &greedy(), &stop(12), None)
         .unwrap();
-    let only_b = c.correct(&[b.clone()], &greedy(), &stop(12), None).unwrap();
+    let only_b = c
+        .correct(std::slice::from_ref(&b), &greedy(), &stop(12), None)
+        .unwrap();
     assert_eq!(both.len(), 2);
     assert_eq!(both[1].text, only_b[0].text);
     assert_eq!(both[1].completion_tokens, 12);
@@ -120,8 +122,12 @@ fn smollm2_corrects_and_the_guard_keeps_the_better_answer() {
         max_tokens: 24,
         ..Default::default()
     };
-    let first = c.correct(&[input.clone()], &greedy(), &stop, None).unwrap();
-    let again = c.correct(&[input.clone()], &greedy(), &stop, None).unwrap();
+    let first = c
+        .correct(std::slice::from_ref(&input), &greedy(), &stop, None)
+        .unwrap();
+    let again = c
+        .correct(std::slice::from_ref(&input), &greedy(), &stop, None)
+        .unwrap();
     assert!(!first[0].text.is_empty());
     assert!(first[0].completion_tokens <= 24);
     assert_eq!(
