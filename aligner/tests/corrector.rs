@@ -10,7 +10,11 @@ use thresh_models::{ChatMessage, Family, LoadOptions, load};
 use thresh_reward::{Prompt, RelevanceReward, RewardInput, RewardModel};
 
 fn tiny(dir: &std::path::Path) -> Corrector {
-    let mut spec = TinySpec::new(Family::Llama);
+    tiny_of(Family::Llama, dir)
+}
+
+fn tiny_of(family: Family, dir: &std::path::Path) -> Corrector {
+    let mut spec = TinySpec::new(family);
     spec.vocab_size = BYTE_TOKENIZER_VOCAB;
     spec.max_position_embeddings = 256;
     spec.write(dir).unwrap();
@@ -60,6 +64,29 @@ fn tiny_llama_batch_equals_single_and_counts_tokens() {
         AlignerTemplate::V1,
     );
     assert_ne!(v1.prompt_ids(&a, 12).unwrap(), ids);
+}
+
+#[test]
+fn tiny_gemma_corrector_runs_the_v1_template() {
+    // Released Aligners are Llama-2 and Gemma based; Gemma runs on the same decoder.
+    let dir = tempfile::tempdir().unwrap();
+    let c = tiny_of(Family::Gemma, dir.path());
+    assert!(c.model().decoder.config().scale_embeddings);
+    let c = Corrector::new(
+        Arc::new(load(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap()),
+        AlignerTemplate::V1,
+    );
+    let input = CorrectionInput::new("Is fire cold?", "Yes.");
+    let out = c
+        .correct(std::slice::from_ref(&input), &greedy(), &stop(6), None)
+        .unwrap();
+    assert_eq!(out[0].completion_tokens, 6);
+    let ids = c
+        .model()
+        .tokenizer
+        .encode(&AlignerTemplate::V1.render("Is fire cold?", "Yes."), true)
+        .unwrap();
+    assert_eq!(out[0].prompt_tokens, ids.len());
 }
 
 #[test]

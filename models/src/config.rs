@@ -19,11 +19,23 @@ pub enum Family {
     Qwen2,
     /// Qwen3: RMSNorm on q and k per head, no projection bias.
     Qwen3,
+    /// Gemma (1): embeddings scaled by sqrt(hidden), RMSNorm weights applied as `1 + w`,
+    /// GeGLU (tanh-approximated GELU) MLP, tied embeddings. Released Aligner correctors use it.
+    Gemma,
+}
+
+/// The MLP's gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// SwiGLU: `silu(gate) * up` (Llama, Mistral, Qwen).
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (Gemma's `gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 impl Family {
     /// Architectures accepted in `config.json` (`model_type`), for error messages.
-    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3 (and their *ForCausalLM / *ForSequenceClassification checkpoints)";
+    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3, gemma (and their *ForCausalLM / *ForSequenceClassification checkpoints)";
 
     /// Maps a Hugging Face `model_type` or GGUF `general.architecture` to a family.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -32,6 +44,7 @@ impl Family {
             "mistral" => Some(Family::Mistral),
             "qwen2" => Some(Family::Qwen2),
             "qwen3" => Some(Family::Qwen3),
+            "gemma" => Some(Family::Gemma),
             _ => None,
         }
     }
@@ -95,6 +108,12 @@ pub struct DecoderConfig {
     pub qk_norm: bool,
     /// Sliding-window attention width, where the model uses one.
     pub sliding_window: Option<usize>,
+    /// The MLP's gate activation.
+    pub activation: Activation,
+    /// Multiply token embeddings by `sqrt(hidden_size)` (Gemma).
+    pub scale_embeddings: bool,
+    /// RMSNorm weights are stored as offsets from one and applied as `1 + w` (Gemma).
+    pub norm_weight_offset: bool,
     /// Beginning-of-sequence token, where known.
     pub bos_token_id: Option<u32>,
     /// End-of-sequence tokens named by the config.
@@ -204,6 +223,7 @@ struct HfConfig {
     bos_token_id: Option<u32>,
     eos_token_id: Option<OneOrMany>,
     hidden_act: Option<String>,
+    hidden_activation: Option<String>,
 }
 
 fn default_eps() -> f64 {
@@ -239,13 +259,26 @@ impl HfConfig {
             path: path.to_path_buf(),
             reason,
         };
-        if let Some(act) = &self.hidden_act
-            && act != "silu"
-        {
-            return Err(invalid(format!(
-                "hidden_act {act:?} is not supported (only silu)"
-            )));
-        }
+        // Gemma names its activation `hidden_activation` (older configs `hidden_act`: "gelu",
+        // which transformers runs as the tanh approximation too).
+        let activation = match (
+            family,
+            self.hidden_activation.as_ref().or(self.hidden_act.as_ref()),
+        ) {
+            (Family::Gemma, None) => Activation::GeluTanh,
+            (Family::Gemma, Some(a))
+                if matches!(a.as_str(), "gelu" | "gelu_pytorch_tanh" | "gelu_new") =>
+            {
+                Activation::GeluTanh
+            }
+            (_, None) => Activation::Silu,
+            (_, Some(a)) if a == "silu" => Activation::Silu,
+            (_, Some(a)) => {
+                return Err(invalid(format!(
+                    "hidden_act {a:?} is not supported for {arch_name} (silu; gelu_pytorch_tanh for gemma)"
+                )));
+            }
+        };
         if self.mlp_bias {
             return Err(invalid("mlp_bias = true is not supported".into()));
         }
@@ -303,11 +336,14 @@ impl HfConfig {
             rope_theta: self.rope_theta,
             rope_scaling,
             max_position_embeddings: self.max_position_embeddings,
-            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(family == Family::Gemma),
             qkv_bias,
             o_bias,
             qk_norm: family == Family::Qwen3,
             sliding_window,
+            activation,
+            scale_embeddings: family == Family::Gemma,
+            norm_weight_offset: family == Family::Gemma,
             bos_token_id: self.bos_token_id,
             eos_token_ids: self
                 .eos_token_id

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 
-use crate::config::DecoderConfig;
+use crate::config::{Activation, DecoderConfig};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::rope;
@@ -144,6 +144,15 @@ pub struct Decoder {
     device: Device,
 }
 
+/// An RMSNorm weight as the fused kernel applies it: Gemma stores `w` and scales by `1 + w`.
+fn norm_weight(cfg: &DecoderConfig, w: Tensor) -> Result<Tensor> {
+    Ok(if cfg.norm_weight_offset {
+        (w.to_dtype(DType::F32)? + 1.0)?.to_dtype(w.dtype())?
+    } else {
+        w
+    })
+}
+
 fn cat_rows(parts: &[Tensor]) -> Result<Tensor> {
     Ok(Tensor::cat(parts, 0)?.contiguous()?)
 }
@@ -237,8 +246,8 @@ impl Decoder {
             let gate = w("mlp.gate_proj.weight", &[i, h])?;
             let up = w("mlp.up_proj.weight", &[i, h])?;
             let down = w("mlp.down_proj.weight", &[h, i])?;
-            let input_norm = w("input_layernorm.weight", &[h])?;
-            let post_norm = w("post_attention_layernorm.weight", &[h])?;
+            let input_norm = norm_weight(cfg, w("input_layernorm.weight", &[h])?)?;
+            let post_norm = norm_weight(cfg, w("post_attention_layernorm.weight", &[h])?)?;
             layers.push(Layer {
                 input_norm,
                 qkv: Linear::new(cat_rows(&[q, k, v])?, qkv_b, quant)?,
@@ -250,7 +259,7 @@ impl Decoder {
                 down: Linear::new(down, None, quant)?,
             });
         }
-        let norm = weights.get(&format!("{prefix}norm.weight"), &[h])?;
+        let norm = norm_weight(cfg, weights.get(&format!("{prefix}norm.weight"), &[h])?)?;
         let lm_head = match head {
             Head::Lm if cfg.tie_word_embeddings => Some(Linear::new(embed.clone(), None, quant)?),
             Head::Lm => Some(Linear::new(
@@ -327,6 +336,12 @@ impl Decoder {
             s,
             self.cfg.hidden_size,
         ))?;
+        if self.cfg.scale_embeddings {
+            // Gemma: the normaliser is rounded to the activation dtype, as transformers does.
+            let scale = Tensor::new((self.cfg.hidden_size as f32).sqrt(), &self.device)?
+                .to_dtype(self.dtype)?;
+            x = x.broadcast_mul(&scale)?;
+        }
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let hn = candle_nn::ops::rms_norm(&x, &layer.input_norm, self.cfg.rms_norm_eps as f32)?;
@@ -343,11 +358,16 @@ impl Decoder {
             let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm, self.cfg.rms_norm_eps as f32)?;
             let gu = layer.gate_up.forward(&hn)?;
             let i = self.cfg.intermediate_size;
-            let act = match crate::attention::silu_mul(&gu, i)? {
-                Some(a) => a,
-                None => {
-                    (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, i)?)?
-                        * gu.narrow(D::Minus1, i, i)?)?
+            let act = match self.cfg.activation {
+                Activation::Silu => match crate::attention::silu_mul(&gu, i)? {
+                    Some(a) => a,
+                    None => {
+                        (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, i)?)?
+                            * gu.narrow(D::Minus1, i, i)?)?
+                    }
+                },
+                Activation::GeluTanh => {
+                    (gu.narrow(D::Minus1, 0, i)?.gelu()? * gu.narrow(D::Minus1, i, i)?)?
                 }
             };
             x = (layer.down.forward(&act)? + &x)?;

@@ -320,6 +320,14 @@ pub fn gguf_config(content: &gguf_file::Content, path: &Path) -> Result<DecoderC
             .tensor_infos
             .contains_key("blk.0.attn_q_norm.weight"),
         sliding_window: None,
+        activation: if family == Family::Gemma {
+            crate::config::Activation::GeluTanh
+        } else {
+            crate::config::Activation::Silu
+        },
+        scale_embeddings: family == Family::Gemma,
+        // llama.cpp's converter stores Gemma's norm weights with the one already added.
+        norm_weight_offset: false,
         bos_token_id: md
             .get("tokenizer.ggml.bos_token_id")
             .and_then(|v| v.to_u32().ok()),

@@ -65,6 +65,7 @@ impl TinySpec {
             Family::Mistral => "mistral",
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            Family::Gemma => "gemma",
         };
         let mut cfg = json!({
             "model_type": model_type,
@@ -87,6 +88,10 @@ impl TinySpec {
             "bos_token_id": 1,
             "eos_token_id": 2,
         });
+        if self.family == Family::Gemma {
+            cfg["hidden_act"] = serde_json::Value::Null;
+            cfg["hidden_activation"] = json!("gelu_pytorch_tanh");
+        }
         if self.llama3_rope {
             cfg["rope_scaling"] = json!({
                 "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
@@ -243,6 +248,7 @@ pub fn write_tiny_classifier(spec: &TinySpec, dir: &Path, num_labels: usize) -> 
         Family::Mistral => "MistralForSequenceClassification",
         Family::Qwen2 => "Qwen2ForSequenceClassification",
         Family::Qwen3 => "Qwen3ForSequenceClassification",
+        Family::Gemma => "GemmaForSequenceClassification",
     };
     let mut cfg = spec.config_json();
     cfg["architectures"] = json!([arch]);

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{llama, qwen2, qwen3};
+use candle_transformers::models::{gemma, llama, qwen2, qwen3};
 use thresh_models::config::DecoderConfig;
 use thresh_models::testing::TinySpec;
 use thresh_models::{Decoder, Family, KvCache, WeightFile};
@@ -115,6 +115,22 @@ fn qwen3_matches_candle_transformers() {
     let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
     let cfg: qwen3::Config = serde_json::from_str(&text).unwrap();
     let mut reference = qwen3::ModelForCausalLM::new(&cfg, vb(dir.path())).unwrap();
+    compare(&ours, |x, pos| {
+        reference.forward(x, pos).unwrap().squeeze(1).unwrap()
+    });
+}
+
+#[test]
+fn gemma_matches_candle_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = TinySpec::new(Family::Gemma);
+    spec.tie_word_embeddings = true;
+    spec.write(dir.path()).unwrap();
+    let ours = load_ours(dir.path());
+    assert!(ours.config().scale_embeddings && ours.config().norm_weight_offset);
+    let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    let cfg: gemma::Config = serde_json::from_str(&text).unwrap();
+    let mut reference = gemma::Model::new(false, &cfg, vb(dir.path())).unwrap();
     compare(&ours, |x, pos| {
         reference.forward(x, pos).unwrap().squeeze(1).unwrap()
     });
