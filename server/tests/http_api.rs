@@ -396,7 +396,7 @@ async fn every_error_status() {
         ),
         (
             json!({"prompt": "x", "alignment": {"unknown": 1}}),
-            "alignment",
+            "alignment.unknown",
         ),
         (json!({"prompt": "x", "temperature": "hot"}), "temperature"),
     ] {

@@ -19,6 +19,7 @@ fn long_body(max_tokens: usize) -> Value {
 
 #[tokio::test]
 async fn full_queue_answers_429_while_admitted_requests_complete() {
+    let _serial = METRICS_LOCK.lock().await;
     let m = tiny_models(1024);
     let mut cfg = tiny_config(&m);
     cfg.max_queue = 2;
@@ -59,6 +60,7 @@ async fn full_queue_answers_429_while_admitted_requests_complete() {
 
 #[tokio::test]
 async fn a_disconnected_request_is_cancelled_and_does_not_delay_the_next() {
+    let _serial = METRICS_LOCK.lock().await;
     let m = tiny_models(4096);
     let mut cfg = tiny_config(&m);
     cfg.kv_budget_tokens = 1 << 20;
@@ -186,6 +188,7 @@ async fn thirty_two_concurrent_clients_all_get_answers() {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_work() {
+    let _serial = METRICS_LOCK.lock().await;
     let m = tiny_models(1024);
     let server = start_ready(tiny_config(&m)).await;
     let c = client();

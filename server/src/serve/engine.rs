@@ -130,7 +130,7 @@ pub struct ScoreJob {
 /// Work for the engine.
 pub enum Job {
     /// Generate.
-    Generate(GenJob),
+    Generate(Box<GenJob>),
     /// Score pairs.
     Score(ScoreJob),
 }
@@ -216,6 +216,7 @@ pub fn spawn(
 fn run_job(models: &Models, cfg: &ServeConfig, job: Job) {
     match job {
         Job::Generate(job) => {
+            let job = *job;
             let queue_time = job.enqueued.elapsed();
             m::queue_time(queue_time);
             let strategy = job.req.req.strategy.name();

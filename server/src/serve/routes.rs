@@ -52,7 +52,11 @@ fn parse_body<T: DeserializeOwned>(
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path.is_empty() || path == "." {
+        let syntax = matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        );
+        if syntax || path.is_empty() || path == "." {
             ApiError::InvalidJson(format!("invalid JSON body: {inner}"))
         } else {
             ApiError::param(path.clone(), format!("{path}: {inner}"))
@@ -180,12 +184,12 @@ async fn generation(
     let (tx, mut rx) = mpsc::unbounded_channel();
     enqueue(
         &s,
-        Job::Generate(GenJob {
+        Job::Generate(Box::new(GenJob {
             req: tokenized,
             cancel,
             enqueued: Instant::now(),
             events: tx,
-        }),
+        })),
     )?;
     if stream {
         let resp = stream_response(ctx, rx, guard, s.cfg.request_timeout);

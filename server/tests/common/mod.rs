@@ -12,6 +12,10 @@ use thresh_models::testing::{
 };
 use thresh_server::serve::{ServeConfig, Server, start};
 
+/// Serialises the tests of one binary that read process-wide metrics (the Prometheus
+/// recorder is global, so concurrent servers in one test process share it).
+pub static METRICS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A tiny random policy (byte tokenizer, ChatML template) and a tiny classifier reward.
 pub struct TinyModels {
     pub dir: tempfile::TempDir,
