@@ -189,7 +189,7 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
         };
         if !candle_core::utils::cuda_is_available() {
             anyhow::bail!(
-                "--device {s}: this build has no CUDA support (rebuild thresh with candle's cuda feature, see docker/Dockerfile.cuda)"
+                "--device {s}: this build has no CUDA support (rebuild thresh with candle's cuda feature)"
             );
         }
         return Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("--device {s}: {e}"));
