@@ -290,6 +290,29 @@ async fn rewards_models_health_and_metrics() {
     assert!(metric(&page, "thresh_generated_tokens_total", "") >= 1.0);
     assert!(page.contains("thresh_queue_duration_seconds_bucket"));
     assert!(page.contains("thresh_time_to_first_token_seconds"));
+    let doc: Value = c
+        .get(url(&server, "/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/rewards",
+        "/v1/models",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let props = &doc["components"]["schemas"]["GenerationBody"]["properties"];
+    assert!(
+        props["alignment"].is_object() && props["max_tokens"].is_object(),
+        "{props}"
+    );
     server.shutdown();
     server.wait().await.unwrap();
 }

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod responses;
 pub mod routes;
 pub mod sse;
@@ -63,6 +64,7 @@ fn route_label(path: &str) -> &'static str {
         "/v1/models" => "/v1/models",
         "/health" => "/health",
         "/metrics" => "/metrics",
+        "/openapi.json" => "/openapi.json",
         _ => "other",
     }
 }
@@ -147,6 +149,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(routes::models))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))

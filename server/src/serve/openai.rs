@@ -2,9 +2,10 @@
 //! ignored), before [`validation`](super::validation) turns them into typed requests.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 /// `prompt` of `/v1/completions`: text, a one-element list of texts, or token ids.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum PromptInput {
     /// A text prompt.
@@ -16,7 +17,7 @@ pub enum PromptInput {
 }
 
 /// `content` of a chat message: text or a list of parts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
@@ -26,7 +27,7 @@ pub enum MessageContent {
 }
 
 /// One content part.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ContentPart {
     /// The part's type (`text`).
     #[serde(rename = "type")]
@@ -36,7 +37,7 @@ pub struct ContentPart {
 }
 
 /// A chat message as sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RawMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -45,7 +46,7 @@ pub struct RawMessage {
 }
 
 /// `stop`: one string or a list.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StopInput {
     /// One stop string.
@@ -55,14 +56,14 @@ pub enum StopInput {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a last chunk with the token usage.
     pub include_usage: Option<bool>,
 }
 
 /// The `alignment` extension object.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlignmentInput {
     /// `none`, `best_of_n`, `speculative_rejection`, `soft_best_of_n` or `rejection_sampling`.
@@ -87,7 +88,7 @@ pub struct AlignmentInput {
 }
 
 /// The body of `/v1/completions` and `/v1/chat/completions`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct GenerationBody {
     /// The model id (see `/v1/models`).
     pub model: Option<String>,
@@ -132,6 +133,7 @@ pub struct GenerationBody {
     /// New tokens before end-of-sequence may be sampled.
     pub min_tokens: Option<u64>,
     /// Log-probabilities (not supported: only null, false or 0).
+    #[schema(value_type = Option<Object>)]
     pub logprobs: Option<serde_json::Value>,
     /// Chat: alternatives per token (not supported: only null or 0).
     pub top_logprobs: Option<u64>,
@@ -142,7 +144,7 @@ pub struct GenerationBody {
 }
 
 /// One pair of `/v1/rewards`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RewardPair {
     /// The prompt text.
     pub prompt: Option<String>,
@@ -153,7 +155,7 @@ pub struct RewardPair {
 }
 
 /// The body of `/v1/rewards`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RewardsBody {
     /// The reward model id (optional).
     pub model: Option<String>,

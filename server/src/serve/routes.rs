@@ -192,7 +192,12 @@ async fn generation(
         })),
     )?;
     if stream {
-        let resp = stream_response(ctx, rx, guard, s.cfg.request_timeout);
+        let tokenize_ms = ms(ctx.tokenize_time);
+        let mut resp = stream_response(ctx, rx, guard, s.cfg.request_timeout);
+        // Only the phases before the first byte are known when the headers leave.
+        if let Ok(v) = HeaderValue::from_str(&format!("tokenize;dur={tokenize_ms:.2}")) {
+            resp.headers_mut().insert("server-timing", v);
+        }
         return Ok(with_label(resp, strategy));
     }
     let out = tokio::time::timeout(s.cfg.request_timeout, wait_done(&mut rx))
@@ -350,4 +355,9 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
 /// Known route, wrong method: 405.
 pub async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    Json(super::openapi::document()).into_response()
 }
