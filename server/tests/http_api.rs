@@ -418,6 +418,10 @@ async fn every_error_status() {
             "alignment.correct",
         ),
         (
+            json!({"prompt": "x", "alignment": {"strategy": "speculative_rejection", "candidates": 4, "kv_budget_tokens": 10}}),
+            "alignment.kv_budget_tokens",
+        ),
+        (
             json!({"prompt": "x", "alignment": {"unknown": 1}}),
             "alignment.unknown",
         ),

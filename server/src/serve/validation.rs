@@ -591,6 +591,19 @@ pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tok
         Strategy::Speculative { .. } => rows * (prompt_ids.len() + 8),
         _ => rows * (prompt_ids.len() + max_tokens),
     };
+    if let Strategy::Speculative {
+        kv_budget_tokens: Some(k),
+        ..
+    } = req.strategy
+        && k < kv
+    {
+        return Err(bad(
+            "alignment.kv_budget_tokens",
+            format!(
+                "alignment.kv_budget_tokens must hold every candidate's prompt plus 8 tokens: at least {kv}, got {k}"
+            ),
+        ));
+    }
     if kv > limits.kv_budget_tokens {
         return Err(bad(
             "max_tokens",
