@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod responses;
 pub mod routes;
 pub mod sse;
+pub mod tokenize;
 pub mod validation;
 
 use std::future::IntoFuture;

@@ -21,7 +21,8 @@ use super::errors::ApiError;
 use super::metrics as m;
 use super::responses::{RespCtx, completion_json, unix_now};
 use super::sse::stream_response;
-use super::validation::{Limits, Route, tokenize, validate_generation, validate_rewards};
+use super::tokenize::tokenize;
+use super::validation::{Limits, Route, validate_generation, validate_rewards};
 
 /// The request's id (from `x-request-id` or generated), set by the outer middleware.
 #[derive(Debug, Clone)]
