@@ -148,6 +148,7 @@ async fn a_disconnected_request_is_cancelled_and_does_not_delay_the_next() {
 
 #[tokio::test]
 async fn thirty_two_concurrent_clients_all_get_answers() {
+    let _serial = METRICS_LOCK.lock().await;
     let m = tiny_models(256);
     let server = start_ready(tiny_config(&m)).await;
     let mut tasks = Vec::new();
@@ -346,6 +347,7 @@ async fn a_request_past_the_timeout_is_answered_504_and_cancelled() {
 
 #[tokio::test]
 async fn answers_503_until_the_models_are_loaded() {
+    let _serial = METRICS_LOCK.lock().await;
     let m = tiny_models(128);
     // A policy that cannot load: the server stays up and says so.
     std::fs::write(m.policy.join("config.json"), "{\"model_type\": \"llama\"}").unwrap();

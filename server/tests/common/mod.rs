@@ -12,8 +12,9 @@ use thresh_models::testing::{
 };
 use thresh_server::serve::{ServeConfig, Server, start};
 
-/// Serialises the tests of one binary that read process-wide metrics (the Prometheus
-/// recorder is global, so concurrent servers in one test process share it).
+/// Serialises the tests of one binary that read or move process-wide metrics (the
+/// Prometheus recorder is global, so concurrent servers in one test process share it: one
+/// server's engine would overwrite the active-batch gauge another test waits for).
 pub static METRICS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A tiny random policy (byte tokenizer, ChatML template) and a tiny classifier reward.
