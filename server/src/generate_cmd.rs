@@ -8,7 +8,7 @@ use clap::Args;
 use thresh_decoding::{SamplingParams, StopConditions, generate};
 use thresh_models::{ChatMessage, LoadOptions, load, parse_device, parse_weights};
 
-use crate::models_dir::default_policy;
+use thresh_server::models_dir::default_policy;
 
 /// Arguments of `thresh generate`.
 #[derive(Debug, Args)]

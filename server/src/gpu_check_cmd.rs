@@ -25,7 +25,7 @@ use thresh_models::{
 };
 use thresh_reward::{Prompt, RelevanceReward};
 
-use crate::models_dir::{default_policy, default_reward};
+use thresh_server::models_dir::{default_policy, default_reward};
 
 /// Arguments of `thresh gpu-check`.
 #[derive(Debug, Args)]

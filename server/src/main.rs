@@ -2,7 +2,6 @@
 
 mod generate_cmd;
 mod gpu_check_cmd;
-mod models_dir;
 mod score_cmd;
 
 use anyhow::Result;
@@ -29,19 +28,44 @@ enum Command {
     Score(score_cmd::ScoreArgs),
     /// The prepared GPU check: logits parity, decode throughput, strategies (scripts/gpu-check.sh).
     GpuCheck(gpu_check_cmd::GpuCheckArgs),
+    /// Serve the OpenAI-compatible HTTP API with aligned decoding.
+    Serve(thresh_server::serve::ServeArgs),
+}
+
+fn init_logs(default: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match Cli::parse().command {
-        Command::Generate(args) => generate_cmd::run(args),
-        Command::Score(args) => score_cmd::run(args),
-        Command::GpuCheck(args) => gpu_check_cmd::run(args),
+        Command::Generate(args) => {
+            init_logs("warn", false);
+            generate_cmd::run(args)
+        }
+        Command::Score(args) => {
+            init_logs("warn", false);
+            score_cmd::run(args)
+        }
+        Command::GpuCheck(args) => {
+            init_logs("warn", false);
+            gpu_check_cmd::run(args)
+        }
+        Command::Serve(args) => {
+            let cfg = args.resolve()?;
+            init_logs(
+                "info",
+                cfg.log_format == thresh_server::serve::LogFormat::Json,
+            );
+            thresh_server::serve::run(cfg)
+        }
     }
 }

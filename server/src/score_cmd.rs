@@ -8,7 +8,7 @@ use clap::Args;
 use thresh_models::{Device, LoadOptions, parse_quant};
 use thresh_reward::{RewardInput, load};
 
-use crate::models_dir::default_reward;
+use thresh_server::models_dir::default_reward;
 
 /// Arguments of `thresh score`.
 #[derive(Debug, Args)]

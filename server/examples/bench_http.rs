@@ -1,0 +1,147 @@
+//! Benchmark of `thresh serve` on the demo models (SmolLM2-135M-Instruct + MiniLM):
+//! 1. the HTTP layer's added latency: a 1-token request over loopback HTTP against the same
+//!    work in process (tokenise, prefill, one token, score with the reward model);
+//! 2. Best-of-8 requests (128 new tokens, EOS ignored) at 1, 8 and 32 concurrent clients:
+//!    throughput and p50/p99 latency.
+//!
+//! `cargo run --release -p thresh-server --example bench_http` (environment: `BENCH_TOKENS`,
+//! `BENCH_CONCURRENCY` as a comma list, `BENCH_REPS` for part 1).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use thresh_decoding::{SamplingParams, StopConditions, generate};
+use thresh_models::{LoadOptions, testing};
+use thresh_reward::RewardInput;
+use thresh_server::serve::{ServeConfig, start};
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let tokens: usize = env_or("BENCH_TOKENS", "128").parse()?;
+    let reps: usize = env_or("BENCH_REPS", "20").parse()?;
+    let levels: Vec<usize> = env_or("BENCH_CONCURRENCY", "1,8,32")
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let (policy_path, reward_path) = (testing::smollm2_gguf(), testing::minilm_dir());
+    let server = start(ServeConfig::for_models(
+        policy_path.clone(),
+        reward_path.clone(),
+    ))
+    .await?;
+    // The same models in process, loaded as the server loads them (q8_0 projections).
+    let opts = LoadOptions {
+        quant: thresh_models::parse_quant("auto", &policy_path.to_string_lossy())?,
+        ..Default::default()
+    };
+    let policy = thresh_models::load(&policy_path.to_string_lossy(), &opts)?;
+    let reward = thresh_reward::load(&reward_path, None, &LoadOptions::default())?;
+    while !server.is_ready() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3600))
+        .build()?;
+    let base = format!("http://{}", server.addr());
+    let prompt = "Give me one tip for staying healthy.";
+
+    // 1. Added latency of the HTTP layer.
+    let (mut inproc, mut http) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let t = Instant::now();
+        let ids = policy.tokenizer.encode(prompt, true)?;
+        let g = generate(
+            &policy.decoder,
+            &policy.tokenizer,
+            &ids,
+            1,
+            &SamplingParams::greedy(),
+            &StopConditions {
+                max_tokens: 1,
+                ..Default::default()
+            },
+        )?;
+        reward.score(&[RewardInput::new(prompt, g.rows[0].text.clone())])?;
+        inproc.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let r: Value = client
+            .post(format!("{base}/v1/completions"))
+            .json(&json!({"prompt": prompt, "max_tokens": 1, "temperature": 0}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(r["choices"][0]["text"].is_string(), "bad answer: {r}");
+        http.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (pi, ph) = (quantile(&mut inproc, 0.5), quantile(&mut http, 0.5));
+    println!(
+        "1-token request, median of {reps}: in process {pi:.2} ms, over HTTP {ph:.2} ms, added {:.2} ms",
+        ph - pi
+    );
+
+    // 2. Best-of-8 under concurrency.
+    println!("| clients | requests | wall s | requests/s | policy tokens/s | p50 s | p99 s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &c in &levels {
+        let n_req = c.max(4);
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..c {
+            let (client, base) = (client.clone(), base.clone());
+            let mine = (i..n_req).step_by(c).count();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for k in 0..mine {
+                    let t = Instant::now();
+                    let r: Value = client
+                        .post(format!("{base}/v1/chat/completions"))
+                        .json(&json!({
+                            "messages": [{"role": "user", "content": prompt}],
+                            "max_tokens": tokens, "ignore_eos": true, "temperature": 0.8,
+                            "seed": (i * 1000 + k) as i64, "best_of": 8,
+                        }))
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    let policy_tokens = r["alignment"]["stats"]["policy_tokens"]
+                        .as_u64()
+                        .ok_or_else(|| anyhow::anyhow!("bad answer: {r}"))?;
+                    out.push((t.elapsed().as_secs_f64(), policy_tokens));
+                }
+                anyhow::Ok(out)
+            }));
+        }
+        let mut lat = Vec::new();
+        let mut toks = 0u64;
+        for task in tasks {
+            for (l, p) in task.await?? {
+                lat.push(l);
+                toks += p;
+            }
+        }
+        let wall = t.elapsed().as_secs_f64();
+        println!(
+            "| {c} | {} | {wall:.1} | {:.3} | {:.0} | {:.2} | {:.2} |",
+            lat.len(),
+            lat.len() as f64 / wall,
+            toks as f64 / wall,
+            quantile(&mut lat, 0.5),
+            quantile(&mut lat, 0.99)
+        );
+    }
+    server.shutdown();
+    server.wait().await?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! `thresh serve`'s settings: command-line flags, each also settable through a `THRESH_*`
+//! environment variable and an optional TOML file (flags and environment win over the file).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+use thresh_models::{DType, Device, GgmlDType};
+
+use crate::models_dir::{default_policy, default_reward};
+
+/// Arguments of `thresh serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (snake_case keys, e.g. `max_queue = 32`).
+    #[arg(long, env = "THRESH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Policy model: Hugging Face directory or .gguf file (default: the demo SmolLM2).
+    #[arg(long, env = "THRESH_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Reward model directory (default: the demo all-MiniLM-L6-v2 relevance reward).
+    #[arg(long, env = "THRESH_REWARD")]
+    pub reward: Option<PathBuf>,
+    /// Head of sentence-embedding reward models: `relevance` or a linear head file.
+    #[arg(long, env = "THRESH_REWARD_HEAD")]
+    pub reward_head: Option<String>,
+    /// Aligner model (recorded and listed; used by `alignment.correct`, not yet implemented).
+    #[arg(long, env = "THRESH_ALIGNER")]
+    pub aligner: Option<PathBuf>,
+    /// Device: cpu, cuda:N or metal.
+    #[arg(long, env = "THRESH_DEVICE")]
+    pub device: Option<String>,
+    /// Weight dtype: auto, f32, f16 or bf16.
+    #[arg(long, env = "THRESH_DTYPE")]
+    pub dtype: Option<String>,
+    /// Weight format of the policy on the CPU: auto, dense, q8_0, q4_0, q4k, q6k.
+    #[arg(long, env = "THRESH_WEIGHTS")]
+    pub weights: Option<String>,
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long, env = "THRESH_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on (default 8080; 0 picks a free one).
+    #[arg(long, env = "THRESH_PORT")]
+    pub port: Option<u16>,
+    /// Accepted API key (repeatable; comma-separated in the environment). None: no auth.
+    #[arg(long = "api-key", env = "THRESH_API_KEY", value_delimiter = ',')]
+    pub api_keys: Vec<String>,
+    /// Requests waiting for the engine at most; more are answered 429 (default 64).
+    #[arg(long, env = "THRESH_MAX_QUEUE")]
+    pub max_queue: Option<usize>,
+    /// Largest `n`, `best_of` and `alignment.candidates` (default 64).
+    #[arg(long, env = "THRESH_MAX_N")]
+    pub max_n: Option<usize>,
+    /// KV tokens one request may hold at once, over all its rows (default 65536).
+    #[arg(long, env = "THRESH_KV_BUDGET_TOKENS")]
+    pub kv_budget_tokens: Option<usize>,
+    /// Largest request body in bytes (default 1 MiB).
+    #[arg(long, env = "THRESH_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a request may take before it is cancelled and answered 504 (default 600).
+    #[arg(long, env = "THRESH_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM (default 30).
+    #[arg(long, env = "THRESH_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+    /// Log format: text or json.
+    #[arg(long, env = "THRESH_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    policy: Option<PathBuf>,
+    reward: Option<PathBuf>,
+    reward_head: Option<String>,
+    aligner: Option<PathBuf>,
+    device: Option<String>,
+    dtype: Option<String>,
+    weights: Option<String>,
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    #[serde(default)]
+    api_keys: Vec<String>,
+    max_queue: Option<usize>,
+    max_n: Option<usize>,
+    kv_budget_tokens: Option<usize>,
+    max_body_bytes: Option<usize>,
+    request_timeout: Option<u64>,
+    shutdown_timeout: Option<u64>,
+    log_format: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Resolved settings of the daemon.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Policy model path.
+    pub policy: PathBuf,
+    /// Reward model path.
+    pub reward: PathBuf,
+    /// Reward head for sentence encoders.
+    pub reward_head: Option<String>,
+    /// Aligner model path, recorded only.
+    pub aligner: Option<PathBuf>,
+    /// Where the models run.
+    pub device: Device,
+    /// Weight dtype (`None`: the device's default).
+    pub dtype: Option<DType>,
+    /// Weight format of the policy (`auto`, `dense`, or a GGML type name).
+    pub weights: String,
+    /// Listening address.
+    pub addr: SocketAddr,
+    /// Accepted API keys; empty disables authentication.
+    pub api_keys: Vec<String>,
+    /// Queue capacity.
+    pub max_queue: usize,
+    /// Largest n / candidates.
+    pub max_n: usize,
+    /// KV token budget of one request.
+    pub kv_budget_tokens: usize,
+    /// Largest body.
+    pub max_body_bytes: usize,
+    /// Per-request deadline.
+    pub request_timeout: Duration,
+    /// Drain deadline at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// Settings for the given models with every other setting at its default (port 0).
+    pub fn for_models(policy: PathBuf, reward: PathBuf) -> Self {
+        Self {
+            policy,
+            reward,
+            reward_head: None,
+            aligner: None,
+            device: Device::Cpu,
+            dtype: None,
+            weights: "auto".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_keys: Vec::new(),
+            max_queue: 64,
+            max_n: 64,
+            kv_budget_tokens: 65536,
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(600),
+            shutdown_timeout: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// The weight quantisation the policy loads with.
+    pub fn quant(&self) -> anyhow::Result<Option<GgmlDType>> {
+        Ok(thresh_models::parse_quant(
+            &self.weights,
+            &self.policy.to_string_lossy(),
+        )?)
+    }
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a device, with a clear error where this
+/// build lacks the backend.
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    let s = s.trim().to_ascii_lowercase();
+    if s == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    if let Some(rest) = s.strip_prefix("cuda") {
+        let ordinal: usize = match rest.strip_prefix(':') {
+            Some(n) => n
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--device {s}: expected cuda:N with N a number"))?,
+            None if rest.is_empty() => 0,
+            None => anyhow::bail!("--device {s}: expected cpu, cuda:N or metal"),
+        };
+        if !candle_core::utils::cuda_is_available() {
+            anyhow::bail!(
+                "--device {s}: this build has no CUDA support (rebuild thresh with candle's cuda feature)"
+            );
+        }
+        return Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("--device {s}: {e}"));
+    }
+    if s == "metal" {
+        if !candle_core::utils::metal_is_available() {
+            anyhow::bail!(
+                "--device metal: this build has no Metal support (rebuild thresh with candle's metal feature)"
+            );
+        }
+        return Device::new_metal(0).map_err(|e| anyhow::anyhow!("--device metal: {e}"));
+    }
+    anyhow::bail!("--device {s}: expected cpu, cuda:N or metal")
+}
+
+/// Parses `auto`, `f32`, `f16` or `bf16`.
+pub fn parse_dtype(s: &str) -> anyhow::Result<Option<DType>> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(None),
+        "f32" | "float32" => Ok(Some(DType::F32)),
+        "f16" | "float16" => Ok(Some(DType::F16)),
+        "bf16" | "bfloat16" => Ok(Some(DType::BF16)),
+        other => anyhow::bail!("--dtype {other}: expected auto, f32, f16 or bf16"),
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
+}
+
+impl ServeArgs {
+    /// Merges flags, environment, the TOML file and the defaults, and checks every value.
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let policy_given = self.policy.clone().or(file.policy.clone());
+        let reward_given = self.reward.clone().or(file.reward.clone());
+        let policy = policy_given.clone().unwrap_or_else(default_policy);
+        let reward = reward_given.clone().unwrap_or_else(default_reward);
+        for (given, path, what, flag) in [
+            (&policy_given, &policy, "policy", "--policy"),
+            (&reward_given, &reward, "reward model", "--reward"),
+        ] {
+            if !path.exists() {
+                if given.is_none() {
+                    anyhow::bail!(
+                        "the demo {what} {} is missing: run `bash scripts/fetch-models.sh` (or pass {flag})",
+                        path.display()
+                    );
+                }
+                anyhow::bail!("{flag} {}: no such file or directory", path.display());
+            }
+        }
+        let device = parse_device(
+            self.device
+                .as_deref()
+                .or(file.device.as_deref())
+                .unwrap_or("cpu"),
+        )?;
+        let dtype = parse_dtype(
+            self.dtype
+                .as_deref()
+                .or(file.dtype.as_deref())
+                .unwrap_or("auto"),
+        )?;
+        let log_format = match self
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref())
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => anyhow::bail!("--log-format {other}: expected text or json"),
+        };
+        let host = self
+            .host
+            .or(file.host)
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let port = self.port.or(file.port).unwrap_or(8080);
+        let mut api_keys = if self.api_keys.is_empty() {
+            file.api_keys
+        } else {
+            self.api_keys
+        };
+        api_keys.retain(|k| !k.is_empty());
+        let positive = |name: &str, v: usize| -> anyhow::Result<usize> {
+            if v == 0 {
+                anyhow::bail!("--{name} must be at least 1");
+            }
+            Ok(v)
+        };
+        let cfg = ServeConfig {
+            policy,
+            reward,
+            reward_head: self.reward_head.or(file.reward_head),
+            aligner: self.aligner.or(file.aligner),
+            device,
+            dtype,
+            weights: self
+                .weights
+                .or(file.weights)
+                .unwrap_or_else(|| "auto".into()),
+            addr: SocketAddr::new(host, port),
+            api_keys,
+            max_queue: positive("max-queue", self.max_queue.or(file.max_queue).unwrap_or(64))?,
+            max_n: positive("max-n", self.max_n.or(file.max_n).unwrap_or(64))?,
+            kv_budget_tokens: positive(
+                "kv-budget-tokens",
+                self.kv_budget_tokens
+                    .or(file.kv_budget_tokens)
+                    .unwrap_or(65536),
+            )?,
+            max_body_bytes: positive(
+                "max-body-bytes",
+                self.max_body_bytes
+                    .or(file.max_body_bytes)
+                    .unwrap_or(1 << 20),
+            )?,
+            request_timeout: Duration::from_secs(positive(
+                "request-timeout",
+                self.request_timeout.or(file.request_timeout).unwrap_or(600) as usize,
+            )? as u64),
+            shutdown_timeout: Duration::from_secs(
+                self.shutdown_timeout
+                    .or(file.shutdown_timeout)
+                    .unwrap_or(30),
+            ),
+            log_format,
+        };
+        cfg.quant()?;
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,464 @@
+//! The engine thread: it loads and owns the candle models and runs one job at a time from a
+//! bounded queue. A job's cancel flag (set when its client goes away or its deadline
+//! passes) stops the work at the next decode step; a failure or panic fails that job only.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use thresh_decoding::strategy::{
+    Candidate, Fate, SpeculativeParams, StrategyInput, StrategyOutput, StrategyStats, best_of_n,
+    rejection_sampling, soft_best_of_n, speculative_rejection,
+};
+use thresh_decoding::{DecodeBatch, DecodeError};
+use thresh_models::{ChatTemplate, LoadOptions, Tokenizer};
+use thresh_reward::{RewardInput, RewardModel, Scored};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::ServeConfig;
+use super::errors::ApiError;
+use super::metrics as m;
+use super::validation::{Strategy, Tokenized};
+
+/// What handlers need to know about the loaded models.
+pub struct ModelInfo {
+    /// The policy's id (file or directory name).
+    pub id: String,
+    /// The reward model's id.
+    pub reward_id: String,
+    /// The aligner's id, where one was given.
+    pub aligner_id: Option<String>,
+    /// The policy's tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The policy's chat template.
+    pub chat_template: Option<ChatTemplate>,
+    /// The policy's context in tokens.
+    pub context: usize,
+    /// The policy's vocabulary size.
+    pub vocab_size: usize,
+}
+
+/// The id a model is served under: its file stem or directory name.
+pub fn model_id(path: &std::path::Path) -> String {
+    let name = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    name.map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Sets a flag when dropped: the handler's or stream's end cancels the job.
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Progress of a generation job.
+#[derive(Debug)]
+pub enum Event {
+    /// The engine picked the job up after this long in the queue.
+    Started(Duration),
+    /// New text of one answer (plain streaming only).
+    Delta {
+        /// The answer.
+        index: usize,
+        /// The new text.
+        text: String,
+    },
+    /// The job ended.
+    Done(Box<Result<GenOutput, ApiError>>),
+}
+
+/// One returned answer.
+#[derive(Debug, Clone)]
+pub struct ChoiceOut {
+    /// Its text.
+    pub text: String,
+    /// Its token count.
+    pub tokens: usize,
+    /// OpenAI finish reason.
+    pub finish_reason: &'static str,
+    /// Its reward, where scored.
+    pub score: Option<f32>,
+}
+
+/// The result of a generation job.
+#[derive(Debug, Clone)]
+pub struct GenOutput {
+    /// The answers, best first for aligned strategies.
+    pub choices: Vec<ChoiceOut>,
+    /// Every candidate, when asked for.
+    pub candidates: Option<Vec<Candidate>>,
+    /// Compute spent.
+    pub stats: StrategyStats,
+    /// Time in the queue.
+    pub queue_time: Duration,
+    /// Time in the engine.
+    pub engine_time: Duration,
+}
+
+/// A generation job.
+pub struct GenJob {
+    /// The tokenised request.
+    pub req: Tokenized,
+    /// Set when the client is gone.
+    pub cancel: Arc<AtomicBool>,
+    /// When it entered the queue.
+    pub enqueued: Instant,
+    /// Progress and result.
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+/// A scoring job.
+pub struct ScoreJob {
+    /// The pairs.
+    pub inputs: Vec<RewardInput>,
+    /// Set when the client is gone.
+    pub cancel: Arc<AtomicBool>,
+    /// When it entered the queue.
+    pub enqueued: Instant,
+    /// The scores.
+    pub reply: oneshot::Sender<Result<(Vec<Scored>, Duration), ApiError>>,
+}
+
+/// Work for the engine.
+pub enum Job {
+    /// Generate.
+    Generate(Box<GenJob>),
+    /// Score pairs.
+    Score(ScoreJob),
+}
+
+/// The models, once loaded, and a load failure, if any.
+#[derive(Default)]
+pub struct LoadState {
+    /// Set once the models are loaded.
+    pub info: OnceLock<Arc<ModelInfo>>,
+    /// Set if loading failed.
+    pub error: OnceLock<String>,
+}
+
+struct Models {
+    policy: thresh_models::LoadedModel,
+    reward: Box<dyn RewardModel>,
+}
+
+fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
+    let opts = LoadOptions {
+        device: cfg.device.clone(),
+        dtype: cfg.dtype,
+        quant: if cfg.device.is_cpu() {
+            cfg.quant()?
+        } else {
+            None
+        },
+    };
+    let t = Instant::now();
+    let policy = thresh_models::load(&cfg.policy.to_string_lossy(), &opts)
+        .map_err(|e| anyhow::anyhow!("loading the policy {}: {e}", cfg.policy.display()))?;
+    let reward_opts = LoadOptions {
+        quant: None,
+        ..opts.clone()
+    };
+    let reward = thresh_reward::load(&cfg.reward, cfg.reward_head.as_deref(), &reward_opts)
+        .map_err(|e| anyhow::anyhow!("loading the reward model {}: {e}", cfg.reward.display()))?;
+    tracing::info!(
+        policy = %cfg.policy.display(),
+        reward = %cfg.reward.display(),
+        seconds = t.elapsed().as_secs_f64(),
+        "models loaded"
+    );
+    let info = ModelInfo {
+        id: model_id(&cfg.policy),
+        reward_id: model_id(&cfg.reward),
+        aligner_id: cfg.aligner.as_deref().map(model_id),
+        tokenizer: policy.tokenizer.clone(),
+        chat_template: policy.chat_template.clone(),
+        context: policy.decoder.config().max_position_embeddings,
+        vocab_size: policy.decoder.config().vocab_size,
+    };
+    Ok((Models { policy, reward }, info))
+}
+
+/// Starts the engine thread: it loads the models, publishes them in `state`, then serves
+/// `jobs` until the sender side is dropped.
+pub fn spawn(
+    cfg: Arc<ServeConfig>,
+    state: Arc<LoadState>,
+    mut jobs: mpsc::Receiver<Job>,
+    max_queue: usize,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("thresh-engine".into())
+        .spawn(move || {
+            let (models, info) = match load(&cfg) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    let _ = state.error.set(format!("{e:#}"));
+                    return;
+                }
+            };
+            let _ = state.info.set(Arc::new(info));
+            while let Some(job) = jobs.blocking_recv() {
+                m::queue_depth(max_queue.saturating_sub(jobs.capacity()));
+                run_job(&models, &cfg, job);
+            }
+        })
+}
+
+fn run_job(models: &Models, cfg: &ServeConfig, job: Job) {
+    match job {
+        Job::Generate(job) => {
+            let job = *job;
+            let queue_time = job.enqueued.elapsed();
+            m::queue_time(queue_time);
+            let strategy = job.req.req.strategy.name();
+            if job.cancel.load(Ordering::Relaxed) {
+                m::cancelled(strategy);
+                let _ = job.events.send(Event::Done(Box::new(Err(ApiError::Internal(
+                    "cancelled before it started".into(),
+                )))));
+                return;
+            }
+            let _ = job.events.send(Event::Started(queue_time));
+            let t = Instant::now();
+            m::active_rows(job.req.req.strategy.batch_rows(job.req.req.n));
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                generate(models, cfg, &job.req, &job.cancel, &job.events)
+            }));
+            m::active_rows(0);
+            let result = match result {
+                Ok(Ok(mut out)) => {
+                    out.queue_time = queue_time;
+                    out.engine_time = t.elapsed();
+                    m::generated(&out, strategy);
+                    Ok(out)
+                }
+                Ok(Err(DecodeError::Cancelled)) => {
+                    m::cancelled(strategy);
+                    Err(ApiError::Internal("cancelled".into()))
+                }
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => {
+                    tracing::error!(
+                        "the engine panicked on a generation request; it keeps serving"
+                    );
+                    Err(ApiError::Internal(
+                        "the engine failed on this request".into(),
+                    ))
+                }
+            };
+            let _ = job.events.send(Event::Done(Box::new(result)));
+        }
+        Job::Score(job) => {
+            m::queue_time(job.enqueued.elapsed());
+            if job.cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            let t = Instant::now();
+            let result =
+                std::panic::catch_unwind(AssertUnwindSafe(|| models.reward.score(&job.inputs)));
+            let result = match result {
+                Ok(Ok(s)) => {
+                    m::reward_tokens(s.iter().map(|s| s.tokens).sum());
+                    Ok((s, t.elapsed()))
+                }
+                Ok(Err(thresh_reward::RewardError::InvalidInput(msg))) => {
+                    Err(ApiError::param("input", msg))
+                }
+                Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
+                Err(_) => Err(ApiError::Internal(
+                    "the reward model failed on this request".into(),
+                )),
+            };
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+fn generate(
+    models: &Models,
+    cfg: &ServeConfig,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<GenOutput, DecodeError> {
+    let req = &job.req;
+    let policy = &models.policy;
+    let reward = models.reward.as_ref();
+    let input = StrategyInput {
+        decoder: &policy.decoder,
+        tokenizer: &policy.tokenizer,
+        prompt_ids: &job.prompt_ids,
+        reward_prompt: job.reward_prompt.clone(),
+        sampling: req.sampling.clone(),
+        stop: req.stop.clone(),
+        top_k: req.n,
+        // Kept internally for the pruned-token count; returned only when asked for.
+        return_candidates: true,
+        cancel: Some(cancel.clone()),
+    };
+    let out: StrategyOutput = match &req.strategy {
+        Strategy::None => return plain(models, job, cancel, events),
+        Strategy::BestOfN { candidates } => best_of_n(&input, reward, *candidates)?,
+        Strategy::Speculative {
+            candidates,
+            alpha,
+            kv_budget_tokens,
+        } => {
+            let prompt = job.prompt_ids.len();
+            // Default budget: every candidate gets about half its tokens before the first
+            // decision, so pruning happens within the request.
+            let default = candidates * (prompt + (req.stop.max_tokens / 2).max(8));
+            let budget = kv_budget_tokens
+                .unwrap_or(default)
+                .min(cfg.kv_budget_tokens);
+            let params = SpeculativeParams {
+                alpha: *alpha,
+                kv_budget_tokens: budget,
+                max_batch: *candidates,
+                initial_batch: Some(*candidates),
+                decision_tokens: None,
+            };
+            speculative_rejection(&input, reward, &params)?
+        }
+        Strategy::SoftBestOfN { candidates, lambda } => {
+            soft_best_of_n(&input, reward, *candidates, *lambda)?
+        }
+        Strategy::Rejection {
+            candidates,
+            threshold,
+            max_tries,
+        } => rejection_sampling(&input, reward, *candidates, *threshold, *max_tries)?,
+    };
+    let choices = out
+        .best
+        .iter()
+        .map(|c| ChoiceOut {
+            text: c.text.clone(),
+            tokens: c.tokens.len(),
+            finish_reason: c.finish_reason,
+            score: Some(c.score),
+        })
+        .collect();
+    Ok(GenOutput {
+        choices,
+        candidates: out.candidates,
+        stats: out.stats,
+        queue_time: Duration::ZERO,
+        engine_time: Duration::ZERO,
+    })
+}
+
+/// Plain sampling of `n` rows; streams each row's new text (holding back what could still
+/// turn out to start a stop string), and scores the answers when not streaming.
+fn plain(
+    models: &Models,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<GenOutput, DecodeError> {
+    let req = &job.req;
+    let policy = &models.policy;
+    let t = Instant::now();
+    let mut batch = DecodeBatch::new(
+        &policy.decoder,
+        &policy.tokenizer,
+        &job.prompt_ids,
+        req.n,
+        &req.sampling,
+        &req.stop,
+    )?;
+    batch.set_cancel_flag(cancel.clone());
+    let hold = req.stop.stop.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
+    let mut sent = vec![0usize; req.n];
+    while !batch.is_done() {
+        batch.step()?;
+        if req.stream {
+            for (i, row) in batch.rows().iter().enumerate() {
+                let mut upto = if row.finish.is_some() {
+                    row.text.len()
+                } else {
+                    row.text.len().saturating_sub(hold)
+                };
+                while !row.text.is_char_boundary(upto) {
+                    upto -= 1;
+                }
+                if upto > sent[i] {
+                    let _ = events.send(Event::Delta {
+                        index: i,
+                        text: row.text[sent[i]..upto].to_string(),
+                    });
+                    sent[i] = upto;
+                }
+            }
+        }
+    }
+    let policy_time = t.elapsed();
+    let (rows, bstats) = batch.into_parts();
+    let mut stats = StrategyStats {
+        prompt_tokens: bstats.prompt_tokens,
+        policy_tokens: bstats.generated_tokens,
+        initial_batch: req.n,
+        rounds: 1,
+        peak_kv_bytes: bstats.peak_kv_bytes,
+        policy_time,
+        ..Default::default()
+    };
+    let scores: Vec<Option<f32>> = if req.stream {
+        vec![None; rows.len()]
+    } else {
+        let t = Instant::now();
+        let inputs: Vec<RewardInput> = rows
+            .iter()
+            .map(|r| RewardInput {
+                prompt: job.reward_prompt.clone(),
+                response: r.text.clone(),
+            })
+            .collect();
+        let scored = models
+            .reward
+            .score(&inputs)
+            .map_err(|e| DecodeError::Reward(e.to_string()))?;
+        stats.reward_time = t.elapsed();
+        stats.reward_calls = 1;
+        stats.reward_tokens = scored.iter().map(|s| s.tokens).sum();
+        scored.into_iter().map(|s| Some(s.score)).collect()
+    };
+    let choices = rows
+        .iter()
+        .zip(scores)
+        .map(|(r, score)| ChoiceOut {
+            text: r.text.clone(),
+            tokens: r.tokens.len(),
+            finish_reason: r
+                .finish
+                .as_ref()
+                .map_or("length", thresh_decoding::FinishReason::as_openai),
+            score,
+        })
+        .collect();
+    Ok(GenOutput {
+        choices,
+        candidates: None,
+        stats,
+        queue_time: Duration::ZERO,
+        engine_time: Duration::ZERO,
+    })
+}
+
+/// Tokens of candidates that were pruned before finishing.
+pub fn pruned_tokens(candidates: &[Candidate]) -> usize {
+    candidates
+        .iter()
+        .filter(|c| matches!(c.fate, Fate::Pruned { .. }))
+        .map(|c| c.tokens.len())
+        .sum()
+}

@@ -1,0 +1,164 @@
+//! The raw OpenAI request bodies as clients send them (every field optional, unknown fields
+//! ignored), before [`validation`](super::validation) turns them into typed requests.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// `prompt` of `/v1/completions`: text, a one-element list of texts, or token ids.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PromptInput {
+    /// A text prompt.
+    Text(String),
+    /// Token ids.
+    Ids(Vec<u32>),
+    /// A list of text prompts (only one is supported).
+    Texts(Vec<String>),
+}
+
+/// `content` of a chat message: text or a list of parts.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Content parts; only `{"type": "text", "text": ...}` is supported.
+    Parts(Vec<ContentPart>),
+}
+
+/// One content part.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct ContentPart {
+    /// The part's type (`text`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text of a `text` part.
+    pub text: Option<String>,
+}
+
+/// A chat message as sent.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RawMessage {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// The content (null is read as empty).
+    pub content: Option<MessageContent>,
+}
+
+/// `stop`: one string or a list.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StopInput {
+    /// One stop string.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct StreamOptions {
+    /// Send a last chunk with the token usage.
+    pub include_usage: Option<bool>,
+}
+
+/// The `alignment` extension object.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlignmentInput {
+    /// `none`, `best_of_n`, `speculative_rejection`, `soft_best_of_n` or `rejection_sampling`.
+    pub strategy: Option<String>,
+    /// Candidates sampled (Speculative Rejection: the initial batch; rejection sampling: per
+    /// batch).
+    pub candidates: Option<u64>,
+    /// Speculative Rejection: fraction rejected at each decision, in [0, 1).
+    pub alpha: Option<f64>,
+    /// Soft Best-of-N: temperature of the reward softmax, > 0.
+    pub lambda: Option<f64>,
+    /// Rejection sampling: the reward to reach.
+    pub threshold: Option<f64>,
+    /// Rejection sampling: batches drawn at most.
+    pub max_tries: Option<u64>,
+    /// Speculative Rejection: the request's KV budget in tokens (capped by the server's).
+    pub kv_budget_tokens: Option<u64>,
+    /// Return every candidate with its score and fate.
+    pub return_candidates: Option<bool>,
+    /// Correct the chosen answer with the aligner model (not available yet).
+    pub correct: Option<bool>,
+}
+
+/// The body of `/v1/completions` and `/v1/chat/completions`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct GenerationBody {
+    /// The model id (see `/v1/models`).
+    pub model: Option<String>,
+    /// Completions: the prompt.
+    pub prompt: Option<PromptInput>,
+    /// Chat: the conversation.
+    pub messages: Option<Vec<RawMessage>>,
+    /// New tokens per answer at most.
+    pub max_tokens: Option<u64>,
+    /// Chat: the newer name of `max_tokens`.
+    pub max_completion_tokens: Option<u64>,
+    /// Sampling temperature in [0, 2].
+    pub temperature: Option<f64>,
+    /// Nucleus mass in (0, 1].
+    pub top_p: Option<f64>,
+    /// Keep the k most likely tokens (0 or -1: off).
+    pub top_k: Option<i64>,
+    /// Minimum probability relative to the most likely token, in [0, 1].
+    pub min_p: Option<f64>,
+    /// OpenAI frequency penalty in [-2, 2].
+    pub frequency_penalty: Option<f64>,
+    /// OpenAI presence penalty in [-2, 2].
+    pub presence_penalty: Option<f64>,
+    /// Hugging Face repetition penalty, > 0.
+    pub repetition_penalty: Option<f64>,
+    /// Stop strings.
+    pub stop: Option<StopInput>,
+    /// Base seed (row r samples with seed + r).
+    pub seed: Option<i64>,
+    /// Answers to return.
+    pub n: Option<u64>,
+    /// Best-of-N candidates (1 or null: no alignment).
+    pub best_of: Option<u64>,
+    /// Stream server-sent events.
+    pub stream: Option<bool>,
+    /// Streaming options.
+    pub stream_options: Option<StreamOptions>,
+    /// End-user id (logged only).
+    pub user: Option<String>,
+    /// Keep generating through end-of-sequence tokens.
+    pub ignore_eos: Option<bool>,
+    /// New tokens before end-of-sequence may be sampled.
+    pub min_tokens: Option<u64>,
+    /// Log-probabilities (not supported: only null, false or 0).
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<serde_json::Value>,
+    /// Chat: alternatives per token (not supported: only null or 0).
+    pub top_logprobs: Option<u64>,
+    /// Completions: echo the prompt (not supported: only false).
+    pub echo: Option<bool>,
+    /// The alignment extension.
+    pub alignment: Option<AlignmentInput>,
+}
+
+/// One pair of `/v1/rewards`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RewardPair {
+    /// The prompt text.
+    pub prompt: Option<String>,
+    /// Or the conversation.
+    pub messages: Option<Vec<RawMessage>>,
+    /// The response to score.
+    pub response: String,
+}
+
+/// The body of `/v1/rewards`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RewardsBody {
+    /// The reward model id (optional).
+    pub model: Option<String>,
+    /// The pairs to score.
+    pub input: Vec<RewardPair>,
+}

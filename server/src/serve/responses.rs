@@ -1,0 +1,196 @@
+//! OpenAI response bodies: completions, chat completions, their stream chunks, and thresh's
+//! `alignment` extension (strategy statistics and candidates).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use thresh_decoding::strategy::{Candidate, Fate, StrategyStats};
+
+use super::engine::{ChoiceOut, GenOutput};
+use super::validation::Route;
+
+/// What every body of one response shares.
+#[derive(Debug, Clone)]
+pub struct RespCtx {
+    /// `cmpl-...` or `chatcmpl-...`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The policy's id.
+    pub model: String,
+    /// The reward model's id.
+    pub reward_model: String,
+    /// The route.
+    pub route: Route,
+    /// The strategy's name.
+    pub strategy: &'static str,
+    /// Return every candidate.
+    pub return_candidates: bool,
+    /// Send a usage chunk.
+    pub include_usage: bool,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Answers.
+    pub n: usize,
+    /// When the request arrived.
+    pub arrived: Instant,
+    /// Time spent tokenising.
+    pub tokenize_time: Duration,
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn fate(c: &Candidate) -> (&'static str, Option<usize>) {
+    match c.fate {
+        Fate::Finished => ("finished", None),
+        Fate::LengthCapped => ("length", None),
+        Fate::Pruned { round } => ("pruned", Some(round)),
+    }
+}
+
+fn score_json(s: f32) -> Value {
+    if s.is_finite() { json!(s) } else { Value::Null }
+}
+
+/// Strategy statistics as JSON.
+pub fn stats_json(s: &StrategyStats, queue: Duration) -> Value {
+    json!({
+        "candidates": s.initial_batch,
+        "rounds": s.rounds,
+        "pruned_per_round": s.pruned_per_round,
+        "prompt_tokens": s.prompt_tokens,
+        "policy_tokens": s.policy_tokens,
+        "reward_tokens": s.reward_tokens,
+        "reward_calls": s.reward_calls,
+        "peak_kv_bytes": s.peak_kv_bytes,
+        "queue_seconds": queue.as_secs_f64(),
+        "policy_seconds": s.policy_time.as_secs_f64(),
+        "reward_seconds": s.reward_time.as_secs_f64(),
+    })
+}
+
+/// The `alignment` object of a response.
+pub fn alignment_json(ctx: &RespCtx, out: &GenOutput) -> Value {
+    let mut a = json!({
+        "strategy": ctx.strategy,
+        "reward_model": ctx.reward_model,
+        "stats": stats_json(&out.stats, out.queue_time),
+    });
+    if ctx.return_candidates
+        && let Some(cands) = &out.candidates
+    {
+        a["candidates"] = cands
+            .iter()
+            .map(|c| {
+                let (f, round) = fate(c);
+                json!({
+                    "row": c.row,
+                    "text": c.text,
+                    "tokens": c.tokens.len(),
+                    "reward": score_json(c.score),
+                    "fate": f,
+                    "pruned_round": round,
+                    "finish_reason": c.finish_reason,
+                })
+            })
+            .collect();
+    }
+    a
+}
+
+fn usage(ctx: &RespCtx, choices: &[ChoiceOut]) -> Value {
+    let completion: usize = choices.iter().map(|c| c.tokens).sum();
+    json!({
+        "prompt_tokens": ctx.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": ctx.prompt_tokens + completion,
+    })
+}
+
+/// The body of a non-streamed response.
+pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
+    let choices: Vec<Value> = out
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match ctx.route {
+            Route::Completions => json!({
+                "index": i,
+                "text": c.text,
+                "logprobs": null,
+                "finish_reason": c.finish_reason,
+                "reward": c.score.map(score_json),
+            }),
+            Route::Chat => json!({
+                "index": i,
+                "message": {"role": "assistant", "content": c.text},
+                "logprobs": null,
+                "finish_reason": c.finish_reason,
+                "reward": c.score.map(score_json),
+            }),
+        })
+        .collect();
+    json!({
+        "id": ctx.id,
+        "object": match ctx.route { Route::Completions => "text_completion", Route::Chat => "chat.completion" },
+        "created": ctx.created,
+        "model": ctx.model,
+        "choices": choices,
+        "usage": usage(ctx, &out.choices),
+        "alignment": alignment_json(ctx, out),
+    })
+}
+
+/// A stream chunk with the given choices.
+pub fn chunk(ctx: &RespCtx, choices: Vec<Value>) -> Value {
+    json!({
+        "id": ctx.id,
+        "object": match ctx.route { Route::Completions => "text_completion", Route::Chat => "chat.completion.chunk" },
+        "created": ctx.created,
+        "model": ctx.model,
+        "choices": choices,
+    })
+}
+
+/// One streamed choice: new text, or the end with its finish reason and reward.
+pub fn chunk_choice(
+    ctx: &RespCtx,
+    index: usize,
+    text: Option<&str>,
+    role: bool,
+    finish: Option<(&'static str, Option<f32>)>,
+) -> Value {
+    let mut c = match ctx.route {
+        Route::Completions => json!({"index": index, "text": text.unwrap_or(""), "logprobs": null}),
+        Route::Chat => {
+            let mut delta = json!({});
+            if role {
+                delta["role"] = json!("assistant");
+            }
+            if let Some(t) = text {
+                delta["content"] = json!(t);
+            }
+            json!({"index": index, "delta": delta, "logprobs": null})
+        }
+    };
+    match finish {
+        Some((reason, score)) => {
+            c["finish_reason"] = json!(reason);
+            c["reward"] = score.map_or(Value::Null, score_json);
+        }
+        None => c["finish_reason"] = Value::Null,
+    }
+    c
+}
+
+/// The final usage chunk (`choices: []`).
+pub fn usage_chunk(ctx: &RespCtx, out: &GenOutput) -> Value {
+    let mut c = chunk(ctx, Vec::new());
+    c["usage"] = usage(ctx, &out.choices);
+    c
+}

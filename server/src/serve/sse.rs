@@ -1,0 +1,172 @@
+//! Server-sent events for `stream: true`. Plain requests stream each answer's text as it is
+//! decoded; aligned requests send comment lines with progress while the candidates race,
+//! then the chosen answers as deltas. Every stream ends with `data: [DONE]`. Dropping the
+//! stream (the client went away) cancels the job at its next decode step.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::engine::{CancelOnDrop, Event, GenOutput};
+use super::errors::ApiError;
+use super::metrics as m;
+use super::responses::{RespCtx, alignment_json, chunk, chunk_choice, usage_chunk};
+use super::validation::Route;
+
+struct StreamState {
+    ctx: RespCtx,
+    rx: UnboundedReceiver<Event>,
+    _guard: CancelOnDrop,
+    pending: VecDeque<SseEvent>,
+    done: bool,
+    first_token: bool,
+    deadline: tokio::time::Instant,
+    timeout_secs: u64,
+    started: Option<Instant>,
+}
+
+fn data(v: &serde_json::Value) -> SseEvent {
+    SseEvent::default().data(v.to_string())
+}
+
+impl StreamState {
+    fn first_token(&mut self) {
+        if !self.first_token {
+            self.first_token = true;
+            m::time_to_first_token(self.ctx.arrived.elapsed());
+        }
+    }
+
+    fn fail(&mut self, e: ApiError) {
+        self.pending.push_back(data(&e.body()));
+        self.pending.push_back(SseEvent::default().data("[DONE]"));
+        self.done = true;
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Started(queue) => {
+                self.started = Some(Instant::now());
+                self.pending.push_back(SseEvent::default().comment(format!(
+                    "started strategy={} queue_ms={:.1}",
+                    self.ctx.strategy,
+                    queue.as_secs_f64() * 1e3
+                )));
+                if self.ctx.route == Route::Chat {
+                    let choices = (0..self.ctx.n)
+                        .map(|i| chunk_choice(&self.ctx, i, Some(""), true, None))
+                        .collect();
+                    self.pending.push_back(data(&chunk(&self.ctx, choices)));
+                }
+            }
+            Event::Delta { index, text } => {
+                self.first_token();
+                let c = chunk_choice(&self.ctx, index, Some(&text), false, None);
+                self.pending.push_back(data(&chunk(&self.ctx, vec![c])));
+            }
+            Event::Done(result) => match *result {
+                Ok(out) => self.finish(out),
+                Err(e) => self.fail(e),
+            },
+        }
+    }
+
+    fn finish(&mut self, out: GenOutput) {
+        let aligned = self.ctx.strategy != "none";
+        if aligned {
+            self.first_token();
+            for (i, c) in out.choices.iter().enumerate() {
+                // The chosen answer as deltas, one word (with its leading space) at a time.
+                let mut start = 0;
+                let bytes = c.text.as_bytes();
+                for (j, _) in c.text.char_indices().skip(1) {
+                    if bytes[j] == b' ' || bytes[j] == b'\n' {
+                        let piece = &c.text[start..j];
+                        let ch = chunk_choice(&self.ctx, i, Some(piece), false, None);
+                        self.pending.push_back(data(&chunk(&self.ctx, vec![ch])));
+                        start = j;
+                    }
+                }
+                if start < c.text.len() {
+                    let ch = chunk_choice(&self.ctx, i, Some(&c.text[start..]), false, None);
+                    self.pending.push_back(data(&chunk(&self.ctx, vec![ch])));
+                }
+            }
+        }
+        let last = out.choices.len().saturating_sub(1);
+        for (i, c) in out.choices.iter().enumerate() {
+            let ch = chunk_choice(&self.ctx, i, None, false, Some((c.finish_reason, c.score)));
+            let mut body = chunk(&self.ctx, vec![ch]);
+            if i == last {
+                body["alignment"] = alignment_json(&self.ctx, &out);
+            }
+            self.pending.push_back(data(&body));
+        }
+        if self.ctx.include_usage {
+            self.pending.push_back(data(&usage_chunk(&self.ctx, &out)));
+        }
+        self.pending.push_back(SseEvent::default().data("[DONE]"));
+        self.done = true;
+    }
+}
+
+/// The SSE response of a streamed job; `guard` cancels the job when the stream is dropped.
+pub fn stream_response(
+    ctx: RespCtx,
+    rx: UnboundedReceiver<Event>,
+    guard: CancelOnDrop,
+    timeout: Duration,
+) -> Response {
+    let st = StreamState {
+        ctx,
+        rx,
+        _guard: guard,
+        pending: VecDeque::new(),
+        done: false,
+        first_token: false,
+        deadline: tokio::time::Instant::now() + timeout,
+        timeout_secs: timeout.as_secs(),
+        started: None,
+    };
+    let stream = futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((Ok::<_, Infallible>(ev), st));
+            }
+            if st.done {
+                return None;
+            }
+            let tick = tokio::time::timeout(Duration::from_millis(500), st.rx.recv());
+            match tokio::time::timeout_at(st.deadline, tick).await {
+                Err(_) => {
+                    let secs = st.timeout_secs;
+                    st.fail(ApiError::Timeout(secs));
+                }
+                Ok(Err(_)) => {
+                    // Progress while the engine works (also keeps proxies from timing out).
+                    let what = match st.started {
+                        Some(t) => format!(
+                            "progress strategy={} elapsed_ms={:.0}",
+                            st.ctx.strategy,
+                            t.elapsed().as_secs_f64() * 1e3
+                        ),
+                        None => "queued".to_string(),
+                    };
+                    st.pending.push_back(SseEvent::default().comment(what));
+                }
+                Ok(Ok(None)) => st.fail(ApiError::Internal("the engine stopped".into())),
+                Ok(Ok(Some(ev))) => st.on_event(ev),
+            }
+        }
+    });
+    let mut resp = Sse::new(stream).into_response();
+    resp.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    resp
+}

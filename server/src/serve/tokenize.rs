@@ -1,0 +1,128 @@
+//! Tokenisation of a checked request (on a blocking worker) and the limits that need the
+//! prompt's length: the context, `max_tokens` and the request's KV budget.
+
+use thresh_reward::Prompt;
+
+use super::engine::ModelInfo;
+use super::errors::ApiError;
+use super::validation::{GenRequest, Limits, PromptSpec, Route, Strategy, Tokenized, bad};
+
+/// Tokenises the prompt and checks its length, `max_tokens` and the KV budget.
+pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tokenized, ApiError> {
+    let internal = |e: thresh_models::ModelError| ApiError::Internal(format!("tokenizer: {e}"));
+    let (prompt_ids, reward_prompt) = match &req.prompt {
+        PromptSpec::Text(t) => (
+            info.tokenizer.encode(t, true).map_err(internal)?,
+            Prompt::Text(t.clone()),
+        ),
+        PromptSpec::Ids(ids) => {
+            if let Some(bad_id) = ids.iter().find(|&&i| i as usize >= info.vocab_size) {
+                return Err(bad(
+                    "prompt",
+                    format!(
+                        "token id {bad_id} is outside the vocabulary of {} ids",
+                        info.vocab_size
+                    ),
+                ));
+            }
+            let text = info.tokenizer.decode(ids, true).map_err(internal)?;
+            (ids.clone(), Prompt::Text(text))
+        }
+        PromptSpec::Messages(m) => {
+            let tmpl = info.chat_template.as_ref().ok_or_else(|| {
+                bad(
+                    "messages",
+                    "this model has no chat template: use /v1/completions",
+                )
+            })?;
+            let text = tmpl.render(m, true).map_err(|e| {
+                bad(
+                    "messages",
+                    format!("the chat template rejected the messages: {e}"),
+                )
+            })?;
+            (
+                info.tokenizer.encode(&text, false).map_err(internal)?,
+                Prompt::Messages(m.clone()),
+            )
+        }
+    };
+    let param = if req.route == Route::Chat {
+        "messages"
+    } else {
+        "prompt"
+    };
+    if prompt_ids.is_empty() {
+        return Err(bad(param, "the prompt has no tokens"));
+    }
+    if prompt_ids.len() >= info.context {
+        return Err(bad(
+            param,
+            format!(
+                "the prompt has {} tokens; the model's context is {} tokens",
+                prompt_ids.len(),
+                info.context
+            ),
+        ));
+    }
+    let room = info.context - prompt_ids.len();
+    let max_tokens = match req.max_tokens {
+        Some(m) if m > room => {
+            return Err(bad(
+                "max_tokens",
+                format!(
+                    "max_tokens ({m}) plus the prompt's {} tokens exceeds the model's context of {} tokens: at most {room}",
+                    prompt_ids.len(),
+                    info.context
+                ),
+            ));
+        }
+        Some(m) => m,
+        None => room.min(if req.route == Route::Chat { 512 } else { 16 }),
+    };
+    if req.stop.min_tokens > max_tokens {
+        return Err(bad(
+            "min_tokens",
+            format!(
+                "min_tokens ({}) exceeds max_tokens ({max_tokens})",
+                req.stop.min_tokens
+            ),
+        ));
+    }
+    let rows = req.strategy.batch_rows(req.n);
+    let kv = match req.strategy {
+        // Speculative Rejection prunes to stay in its budget: the first round must fit.
+        Strategy::Speculative { .. } => rows * (prompt_ids.len() + 8),
+        _ => rows * (prompt_ids.len() + max_tokens),
+    };
+    if let Strategy::Speculative {
+        kv_budget_tokens: Some(k),
+        ..
+    } = req.strategy
+        && k < kv
+    {
+        return Err(bad(
+            "alignment.kv_budget_tokens",
+            format!(
+                "alignment.kv_budget_tokens must hold every candidate's prompt plus 8 tokens: at least {kv}, got {k}"
+            ),
+        ));
+    }
+    if kv > limits.kv_budget_tokens {
+        return Err(bad(
+            "max_tokens",
+            format!(
+                "{rows} rows of {} prompt tokens plus max_tokens {max_tokens} need {kv} KV tokens; the server's budget per request is {}",
+                prompt_ids.len(),
+                limits.kv_budget_tokens
+            ),
+        ));
+    }
+    let mut req = req;
+    req.stop.max_tokens = max_tokens;
+    Ok(Tokenized {
+        req,
+        prompt_ids,
+        reward_prompt,
+    })
+}

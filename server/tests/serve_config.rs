@@ -1,0 +1,123 @@
+//! `thresh serve`'s settings: flags over the TOML file over the defaults, checked values,
+//! and a clear message when the demo models are missing.
+
+use std::time::Duration;
+
+use thresh_server::serve::{LogFormat, ServeArgs};
+
+fn tiny_paths() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, r) = (dir.path().join("p"), dir.path().join("r"));
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::create_dir_all(&r).unwrap();
+    (dir, p, r)
+}
+
+#[test]
+fn flags_override_the_file_which_overrides_defaults() {
+    let (dir, p, r) = tiny_paths();
+    let file = dir.path().join("thresh.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "policy = {:?}\nreward = {:?}\nmax_queue = 3\nport = 9000\napi_keys = [\"a\", \"b\"]\nlog_format = \"json\"\nrequest_timeout = 7\n",
+            p.display().to_string(),
+            r.display().to_string()
+        ),
+    )
+    .unwrap();
+    let args = ServeArgs {
+        config: Some(file.clone()),
+        port: Some(9100),
+        ..Default::default()
+    };
+    let cfg = args.resolve().unwrap();
+    assert_eq!(cfg.policy, p);
+    assert_eq!(cfg.max_queue, 3);
+    assert_eq!(cfg.addr.port(), 9100, "the flag wins over the file");
+    assert_eq!(
+        cfg.addr.ip().to_string(),
+        "127.0.0.1",
+        "loopback by default"
+    );
+    assert_eq!(cfg.api_keys, ["a", "b"]);
+    assert_eq!(cfg.log_format, LogFormat::Json);
+    assert_eq!(cfg.request_timeout, Duration::from_secs(7));
+    assert_eq!(cfg.max_n, 64);
+    assert_eq!(cfg.kv_budget_tokens, 65536);
+}
+
+#[test]
+fn bad_values_are_rejected_with_the_flag_named() {
+    let (_dir, p, r) = tiny_paths();
+    let base = || ServeArgs {
+        policy: Some(p.clone()),
+        reward: Some(r.clone()),
+        ..Default::default()
+    };
+    let err = |a: ServeArgs| a.resolve().unwrap_err().to_string();
+    assert!(
+        err(ServeArgs {
+            max_queue: Some(0),
+            ..base()
+        })
+        .contains("--max-queue")
+    );
+    assert!(
+        err(ServeArgs {
+            device: Some("tpu".into()),
+            ..base()
+        })
+        .contains("--device")
+    );
+    assert!(
+        err(ServeArgs {
+            device: Some("cuda:0".into()),
+            ..base()
+        })
+        .contains("CUDA")
+    );
+    assert!(
+        err(ServeArgs {
+            dtype: Some("f8".into()),
+            ..base()
+        })
+        .contains("--dtype")
+    );
+    assert!(
+        err(ServeArgs {
+            log_format: Some("xml".into()),
+            ..base()
+        })
+        .contains("--log-format")
+    );
+    assert!(
+        err(ServeArgs {
+            weights: Some("q1".into()),
+            ..base()
+        })
+        .contains("weight format")
+    );
+    assert!(
+        err(ServeArgs {
+            policy: Some("/no/such/model".into()),
+            ..base()
+        })
+        .contains("--policy")
+    );
+}
+
+#[test]
+fn missing_demo_models_say_how_to_fetch_them() {
+    // The binary resolves the demo models under $THRESH_MODELS.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_thresh"))
+        .arg("serve")
+        .env("THRESH_MODELS", "/nonexistent-thresh-models")
+        .env_remove("THRESH_POLICY")
+        .env_remove("THRESH_REWARD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bash scripts/fetch-models.sh"), "{stderr}");
+}
