@@ -6,7 +6,9 @@
 //! - [`DecoderClassifier`]: `*ForSequenceClassification` decoders (Llama, Mistral, Qwen2,
 //!   Qwen3) with a `score` head, read at each row's last real token;
 //! - [`BertClassifier`]: `BertForSequenceClassification` encoders;
-//! - [`RelevanceReward`] and [`LinearReward`]: sentence embeddings (all-MiniLM-L6-v2).
+//! - [`RelevanceReward`] and [`LinearReward`]: sentence embeddings (all-MiniLM-L6-v2);
+//! - [`RemoteReward`]: a reward model served elsewhere, over HTTP (thresh's `/v1/rewards`,
+//!   OpenRLHF's `/get_reward`, vLLM's `/classify`).
 //!
 //! Batches are formed under a token budget with right padding, and a pair's score never
 //! depends on which other pairs share its batch.
@@ -18,6 +20,7 @@ pub mod embedding;
 pub mod encoder_classifier;
 pub mod error;
 pub mod input;
+pub mod remote;
 
 use std::path::Path;
 
@@ -26,6 +29,7 @@ pub use embedding::{LinearReward, RelevanceReward, SentenceEmbedder};
 pub use encoder_classifier::BertClassifier;
 pub use error::{Result, RewardError};
 pub use input::{Prompt, RewardInput, Scored};
+pub use remote::{RemoteFormat, RemoteReward};
 use thresh_models::LoadOptions;
 use thresh_models::config::read_json_value;
 
@@ -44,7 +48,14 @@ pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceC
 /// Loads a reward model from a Hugging Face directory, detecting its family from
 /// `config.json`'s `architectures`. `head` picks the head of sentence encoders: `None` or
 /// `relevance` for cosine relevance, or a path to a linear head's safetensors file.
+///
+/// A "directory" starting with `http://` or `https://` is a remote reward server instead,
+/// whose wire format the URL's path names (`/v1/rewards`, `/get_reward`, `/classify`; see
+/// [`remote`]); use [`RemoteReward::from_spec`] to name the format explicitly.
 pub fn load(dir: &Path, head: Option<&str>, opts: &LoadOptions) -> Result<Box<dyn RewardModel>> {
+    if let Some(url) = remote_url(dir) {
+        return Ok(Box::new(RemoteReward::from_spec(url, None)?));
+    }
     let cfg_path = dir.join("config.json");
     let cfg = read_json_value(&cfg_path)?;
     let arch = cfg
@@ -75,4 +86,10 @@ pub fn load(dir: &Path, head: Option<&str>, opts: &LoadOptions) -> Result<Box<dy
         },
         _ => Err(unsupported()),
     }
+}
+
+/// The URL in a reward "path" that names a remote server (`http://...` or `https://...`).
+pub fn remote_url(path: &Path) -> Option<&str> {
+    path.to_str()
+        .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
 }
