@@ -6,6 +6,7 @@
 //! - [`DecoderClassifier`]: `*ForSequenceClassification` decoders (Llama, Mistral, Qwen2,
 //!   Qwen3) with a `score` head, read at each row's last real token;
 //! - [`BertClassifier`]: `BertForSequenceClassification` encoders;
+//! - [`DebertaClassifier`]: `DebertaV2ForSequenceClassification` encoders (DeBERTa-v2/v3);
 //! - [`RelevanceReward`] and [`LinearReward`]: sentence embeddings (all-MiniLM-L6-v2);
 //! - [`RemoteReward`]: a reward model served elsewhere, over HTTP (thresh's `/v1/rewards`,
 //!   OpenRLHF's `/get_reward`, vLLM's `/classify`).
@@ -16,8 +17,10 @@
 pub mod batching;
 mod bert_files;
 pub mod classifier;
+pub mod deberta_classifier;
 pub mod embedding;
 pub mod encoder_classifier;
+mod encoder_pairs;
 pub mod error;
 pub mod input;
 pub mod remote;
@@ -25,6 +28,7 @@ pub mod remote;
 use std::path::Path;
 
 pub use classifier::DecoderClassifier;
+pub use deberta_classifier::DebertaClassifier;
 pub use embedding::{LinearReward, RelevanceReward, SentenceEmbedder};
 pub use encoder_classifier::BertClassifier;
 pub use error::{Result, RewardError};
@@ -43,7 +47,7 @@ pub trait RewardModel: Send + Sync {
 }
 
 /// Families [`load`] recognises, for error messages.
-pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceClassification, Qwen2ForSequenceClassification, Qwen3ForSequenceClassification, BertForSequenceClassification, and BERT sentence encoders (BertModel) with the relevance or linear head";
+pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceClassification, Qwen2ForSequenceClassification, Qwen3ForSequenceClassification, BertForSequenceClassification, DebertaV2ForSequenceClassification, and BERT sentence encoders (BertModel) with the relevance or linear head";
 
 /// Loads a reward model from a Hugging Face directory, detecting its family from
 /// `config.json`'s `architectures`. `head` picks the head of sentence encoders: `None` or
@@ -76,6 +80,9 @@ pub fn load(dir: &Path, head: Option<&str>, opts: &LoadOptions) -> Result<Box<dy
         | "Qwen2ForSequenceClassification"
         | "Qwen3ForSequenceClassification" => Ok(Box::new(DecoderClassifier::load(dir, opts)?)),
         "BertForSequenceClassification" => Ok(Box::new(BertClassifier::load(dir, &opts.device)?)),
+        "DebertaV2ForSequenceClassification" => {
+            Ok(Box::new(DebertaClassifier::load(dir, &opts.device)?))
+        }
         "BertModel" => match head {
             None | Some("relevance") => Ok(Box::new(RelevanceReward::load(dir, &opts.device)?)),
             Some(path) => Ok(Box::new(LinearReward::load(
