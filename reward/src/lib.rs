@@ -5,6 +5,7 @@
 //! template, since policy and reward tokenizers differ. Families:
 //! - [`DecoderClassifier`]: `*ForSequenceClassification` decoders (Llama, Mistral, Qwen2,
 //!   Qwen3) with a `score` head, read at each row's last real token;
+//! - [`ArmoReward`]: ArmoRM's multi-objective head with gating (`LlamaForRewardModelWithGating`);
 //! - [`BertClassifier`]: `BertForSequenceClassification` encoders;
 //! - [`DebertaClassifier`]: `DebertaV2ForSequenceClassification` encoders (DeBERTa-v2/v3);
 //! - [`RelevanceReward`] and [`LinearReward`]: sentence embeddings (all-MiniLM-L6-v2);
@@ -14,6 +15,7 @@
 //! Batches are formed under a token budget with right padding, and a pair's score never
 //! depends on which other pairs share its batch.
 
+pub mod armorm;
 pub mod batching;
 mod bert_files;
 pub mod classifier;
@@ -27,6 +29,7 @@ pub mod remote;
 
 use std::path::Path;
 
+pub use armorm::ArmoReward;
 pub use classifier::DecoderClassifier;
 pub use deberta_classifier::DebertaClassifier;
 pub use embedding::{LinearReward, RelevanceReward, SentenceEmbedder};
@@ -47,7 +50,7 @@ pub trait RewardModel: Send + Sync {
 }
 
 /// Families [`load`] recognises, for error messages.
-pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceClassification, Qwen2ForSequenceClassification, Qwen3ForSequenceClassification, BertForSequenceClassification, DebertaV2ForSequenceClassification, and BERT sentence encoders (BertModel) with the relevance or linear head";
+pub const SUPPORTED: &str = "LlamaForSequenceClassification, MistralForSequenceClassification, Qwen2ForSequenceClassification, Qwen3ForSequenceClassification, LlamaForRewardModelWithGating (ArmoRM), BertForSequenceClassification, DebertaV2ForSequenceClassification, and BERT sentence encoders (BertModel) with the relevance or linear head";
 
 /// Loads a reward model from a Hugging Face directory, detecting its family from
 /// `config.json`'s `architectures`. `head` picks the head of sentence encoders: `None` or
@@ -79,6 +82,7 @@ pub fn load(dir: &Path, head: Option<&str>, opts: &LoadOptions) -> Result<Box<dy
         | "MistralForSequenceClassification"
         | "Qwen2ForSequenceClassification"
         | "Qwen3ForSequenceClassification" => Ok(Box::new(DecoderClassifier::load(dir, opts)?)),
+        "LlamaForRewardModelWithGating" => Ok(Box::new(ArmoReward::load(dir, opts)?)),
         "BertForSequenceClassification" => Ok(Box::new(BertClassifier::load(dir, &opts.device)?)),
         "DebertaV2ForSequenceClassification" => {
             Ok(Box::new(DebertaClassifier::load(dir, &opts.device)?))
