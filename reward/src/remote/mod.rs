@@ -196,7 +196,14 @@ impl RemoteReward {
                 Err(f) => f,
             };
             let (status, reason, wait) = match failure {
-                Failure::Fatal(e) => return Err(e),
+                Failure::Fatal(mut e) => {
+                    if let RewardError::RemoteStatus { attempts, .. }
+                    | RewardError::RemoteUnreachable { attempts, .. } = &mut e
+                    {
+                        *attempts = attempt;
+                    }
+                    return Err(e);
+                }
                 Failure::Retry {
                     status,
                     reason,
@@ -266,7 +273,7 @@ impl RemoteReward {
             _ => Err(Failure::Fatal(RewardError::RemoteStatus {
                 url: self.url.clone(),
                 status,
-                attempts: 1,
+                attempts: 1, // `post` sets the real count
                 body: format::snippet(&text),
             })),
         }
@@ -295,7 +302,7 @@ impl RemoteReward {
             }),
             other => Failure::Fatal(RewardError::RemoteUnreachable {
                 url: self.url.clone(),
-                attempts: 1,
+                attempts: 1, // `post` sets the real count
                 reason: other.to_string(),
             }),
         }
