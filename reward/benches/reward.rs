@@ -3,7 +3,10 @@
 //! weights, SmolLM2's tokenizer and template; dense f32 and q8_0), the rows per forward pass
 //! swept through the token budget.
 //!
-//! `cargo bench -p thresh-reward --bench reward -- [--reps 3]`
+//! `cargo bench -p thresh-reward --bench reward -- [--reps 3] [--only TEXT]`
+//!
+//! `--only TEXT` runs only the rows whose model and rows-per-pass columns contain `TEXT`
+//! (e.g. `--only "q8_0 | 64"` for the q8_0 classifier with all 64 pairs in one pass).
 
 use std::time::Instant;
 
@@ -37,11 +40,20 @@ fn run(
     rm: &dyn RewardModel,
     budgets: &[(usize, &str)],
     reps: usize,
+    only: Option<&str>,
     set_budget: &dyn Fn(usize) -> Box<dyn RewardModel>,
 ) {
+    let selected: Vec<(usize, &str)> = budgets
+        .iter()
+        .copied()
+        .filter(|(_, label)| only.is_none_or(|o| format!("{name} | {label}").contains(o)))
+        .collect();
+    if selected.is_empty() {
+        return;
+    }
     let p = pairs();
     let tokens: usize = rm.score(&p).expect("score").iter().map(|s| s.tokens).sum();
-    for &(budget, label) in budgets {
+    for (budget, label) in selected {
         let rm = set_budget(budget);
         let mut secs = Vec::new();
         for _ in 0..reps {
@@ -65,6 +77,11 @@ fn main() {
         .position(|a| a == "--reps")
         .and_then(|i| args.get(i + 1))
         .map_or(3, |v| v.parse().expect("--reps"));
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
     println!(
         "| model | rows per pass (token budget) | tokens scored | tokens/s | latency ms (64 pairs) |"
     );
@@ -83,6 +100,7 @@ fn main() {
         &rel,
         &[(0, "default (16384)")],
         reps,
+        only,
         &|_| Box::new(RelevanceReward::load(&minilm, &Device::Cpu).expect("minilm")),
     );
     let dir = tempfile::tempdir().expect("tempdir");
@@ -135,7 +153,7 @@ fn main() {
         };
         let rm = DecoderClassifier::load(dir.path(), &opts).expect("classifier");
         let path = dir.path().to_path_buf();
-        run(label, &rm, &budgets, reps, &|b| {
+        run(label, &rm, &budgets, reps, only, &|b| {
             Box::new(
                 DecoderClassifier::load(&path, &opts)
                     .expect("classifier")

@@ -5,14 +5,15 @@
 
 use std::path::Path;
 
-use candle_core::{Device, IndexOp, Tensor};
+use candle_core::{Device, IndexOp};
 use candle_nn::{Linear, Module};
 use candle_transformers::models::bert::BertModel;
 use thresh_models::ModelError;
 
 use crate::RewardModel;
 use crate::batching::score_in_batches;
-use crate::bert_files::{BertFiles, load_bert, num_labels, tok_err};
+use crate::bert_files::{BertFiles, load_bert, num_labels};
+use crate::encoder_pairs::{EncodedPair, encode_pair, pad_pairs};
 use crate::error::Result;
 use crate::input::{RewardInput, Scored, validate};
 
@@ -65,18 +66,7 @@ impl BertClassifier {
     /// Token ids and type ids of a pair; when too long, tokens right after the first are
     /// dropped, so the first (`[CLS]`) token and the end of the response are kept.
     pub fn encode(&self, input: &RewardInput) -> Result<(Vec<u32>, Vec<u32>, bool)> {
-        let enc = self
-            .tokenizer
-            .encode((input.prompt.text(), input.response.clone()), true)
-            .map_err(tok_err)?;
-        let (mut ids, mut types) = (enc.get_ids().to_vec(), enc.get_type_ids().to_vec());
-        let truncated = ids.len() > self.max_len;
-        if truncated {
-            let cut = ids.len() - self.max_len;
-            ids.drain(1..1 + cut);
-            types.drain(1..1 + cut);
-        }
-        Ok((ids, types, truncated))
+        encode_pair(&self.tokenizer, input, self.max_len)
     }
 }
 
@@ -87,28 +77,14 @@ impl RewardModel for BertClassifier {
 
     fn score(&self, inputs: &[RewardInput]) -> Result<Vec<Scored>> {
         validate(inputs)?;
-        let encoded: Vec<(Vec<u32>, Vec<u32>, bool)> = inputs
+        let encoded: Vec<EncodedPair> = inputs
             .iter()
             .map(|i| self.encode(i))
             .collect::<Result<_>>()?;
         let lengths: Vec<usize> = encoded.iter().map(|e| e.0.len()).collect();
         let truncated: Vec<bool> = encoded.iter().map(|e| e.2).collect();
         score_in_batches(&lengths, &truncated, self.budget, |batch| {
-            let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
-            let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-            for &i in batch {
-                let (e, t, _) = &encoded[i];
-                let pad = longest - e.len();
-                ids.extend(e.iter().copied().chain(std::iter::repeat_n(0, pad)));
-                types.extend(t.iter().copied().chain(std::iter::repeat_n(0, pad)));
-                mask.extend(
-                    std::iter::repeat_n(1f32, e.len()).chain(std::iter::repeat_n(0f32, pad)),
-                );
-            }
-            let shape = (batch.len(), longest);
-            let ids = Tensor::from_vec(ids, shape, &self.device)?;
-            let types = Tensor::from_vec(types, shape, &self.device)?;
-            let mask = Tensor::from_vec(mask, shape, &self.device)?;
+            let (ids, types, mask) = pad_pairs(&encoded, batch, &self.device)?;
             let hidden = self.bert.forward(&ids, &types, Some(&mask))?;
             let first = hidden.i((.., 0))?.contiguous()?;
             let pooled = self.pooler.forward(&first)?.tanh()?;

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use thresh_models::{Device, LoadOptions, parse_quant};
-use thresh_reward::{RewardInput, load};
+use thresh_reward::{RemoteFormat, RemoteReward, RewardInput, RewardModel, load, remote_url};
 
 use thresh_server::models_dir::default_reward;
 
 /// Arguments of `thresh score`.
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Reward model directory (default: the demo all-MiniLM-L6-v2 under $THRESH_MODELS).
+    /// Reward model directory (default: the demo all-MiniLM-L6-v2 under $THRESH_MODELS), or
+    /// the URL of a reward server (`http://host:port/v1/rewards`, `/get_reward`, `/classify`).
     #[arg(long, env = "THRESH_REWARD")]
     reward: Option<PathBuf>,
     /// Head of sentence-embedding models: `relevance`, or a linear head's .safetensors file.
@@ -29,6 +30,9 @@ pub struct ScoreArgs {
     /// prints one JSON line per input.
     #[arg(long)]
     jsonl: Option<String>,
+    /// Wire format of a reward server URL: thresh, openrlhf or vllm (default: from the path).
+    #[arg(long, env = "THRESH_REWARD_FORMAT")]
+    reward_format: Option<RemoteFormat>,
     /// Weight format of decoder reward models (auto, dense, q8_0...).
     #[arg(long, default_value = "dense")]
     weights: String,
@@ -76,8 +80,12 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         dtype: None,
         quant: parse_quant(&args.weights, &spec)?,
     };
-    let rm = load(&path, args.head.as_deref(), &opts)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let rm: Box<dyn RewardModel> = match (remote_url(&path), args.reward_format) {
+        (Some(url), format) => Box::new(RemoteReward::from_spec(url, format)?),
+        (None, Some(_)) => bail!("--reward-format needs a reward server URL as --reward"),
+        (None, None) => load(&path, args.head.as_deref(), &opts)
+            .with_context(|| format!("loading {}", path.display()))?,
+    };
     let scores = rm.score(&inputs)?;
     let mut out = std::io::stdout().lock();
     if args.jsonl.is_some() {
