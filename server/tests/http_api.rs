@@ -302,6 +302,7 @@ async fn rewards_models_health_and_metrics() {
         "/v1/completions",
         "/v1/chat/completions",
         "/v1/rewards",
+        "/correct",
         "/v1/models",
         "/health",
         "/metrics",
@@ -414,7 +415,7 @@ async fn every_error_status() {
             "alignment.lambda",
         ),
         (
-            json!({"prompt": "x", "alignment": {"correct": true}}),
+            json!({"prompt": "x", "alignment": {"correct": "sometimes"}}),
             "alignment.correct",
         ),
         (

@@ -26,9 +26,13 @@ pub struct ServeArgs {
     /// Head of sentence-embedding reward models: `relevance` or a linear head file.
     #[arg(long, env = "THRESH_REWARD_HEAD")]
     pub reward_head: Option<String>,
-    /// Aligner model (recorded and listed; used by `alignment.correct`, not yet implemented).
+    /// Aligner corrector model (HF directory or .gguf file), served on POST /correct.
     #[arg(long, env = "THRESH_ALIGNER")]
     pub aligner: Option<PathBuf>,
+    /// Aligner prompt template: v1, current, or a string with {question} and {answer}
+    /// (default: detected from the aligner's path).
+    #[arg(long, env = "THRESH_ALIGNER_TEMPLATE")]
+    pub aligner_template: Option<String>,
     /// Device: cpu, cuda:N or metal.
     #[arg(long, env = "THRESH_DEVICE")]
     pub device: Option<String>,
@@ -78,6 +82,7 @@ struct FileConfig {
     reward: Option<PathBuf>,
     reward_head: Option<String>,
     aligner: Option<PathBuf>,
+    aligner_template: Option<String>,
     device: Option<String>,
     dtype: Option<String>,
     weights: Option<String>,
@@ -112,8 +117,10 @@ pub struct ServeConfig {
     pub reward: PathBuf,
     /// Reward head for sentence encoders.
     pub reward_head: Option<String>,
-    /// Aligner model path, recorded only.
+    /// Aligner corrector path.
     pub aligner: Option<PathBuf>,
+    /// Aligner template name or string; detected from the path when absent.
+    pub aligner_template: Option<String>,
     /// Where the models run.
     pub device: Device,
     /// Weight dtype (`None`: the device's default).
@@ -148,6 +155,7 @@ impl ServeConfig {
             reward,
             reward_head: None,
             aligner: None,
+            aligner_template: None,
             device: Device::Cpu,
             dtype: None,
             weights: "auto".into(),
@@ -291,6 +299,7 @@ impl ServeArgs {
             reward,
             reward_head: self.reward_head.or(file.reward_head),
             aligner: self.aligner.or(file.aligner),
+            aligner_template: self.aligner_template.or(file.aligner_template),
             device,
             dtype,
             weights: self

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use thresh_aligner::{AlignerError, AlignerTemplate, CorrectionInput, Corrector};
 use thresh_decoding::strategy::{
     Candidate, Fate, SpeculativeParams, StrategyInput, StrategyOutput, StrategyStats, best_of_n,
     rejection_sampling, soft_best_of_n, speculative_rejection,
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::ServeConfig;
 use super::errors::ApiError;
 use super::metrics as m;
-use super::validation::{Strategy, Tokenized};
+use super::validation::{CorrectMode, Strategy, Tokenized};
 
 /// What handlers need to know about the loaded models.
 pub struct ModelInfo {
@@ -29,6 +30,10 @@ pub struct ModelInfo {
     pub reward_id: String,
     /// The aligner's id, where one was given.
     pub aligner_id: Option<String>,
+    /// The aligner's context in tokens.
+    pub aligner_context: Option<usize>,
+    /// The aligner's prompt template name.
+    pub aligner_template: Option<&'static str>,
     /// The policy's tokenizer.
     pub tokenizer: Tokenizer,
     /// The policy's chat template.
@@ -86,6 +91,23 @@ pub struct ChoiceOut {
     pub finish_reason: &'static str,
     /// Its reward, where scored.
     pub score: Option<f32>,
+    /// The aligner's correction, when the request asked for one.
+    pub correction: Option<CorrectionOut>,
+}
+
+/// An answer and its correction; the choice returns one of them.
+#[derive(Debug, Clone)]
+pub struct CorrectionOut {
+    /// The policy's answer.
+    pub original: String,
+    /// Its reward.
+    pub original_score: Option<f32>,
+    /// The aligner's correction.
+    pub corrected: String,
+    /// Its reward.
+    pub corrected_score: Option<f32>,
+    /// Whether the choice returns the correction.
+    pub returned_corrected: bool,
 }
 
 /// The result of a generation job.
@@ -133,6 +155,8 @@ pub enum Job {
     Generate(Box<GenJob>),
     /// Score pairs.
     Score(ScoreJob),
+    /// Correct answers with the aligner.
+    Correct(Box<super::correct::CorrectJob>),
 }
 
 /// The models, once loaded, and a load failure, if any.
@@ -147,6 +171,7 @@ pub struct LoadState {
 struct Models {
     policy: thresh_models::LoadedModel,
     reward: Box<dyn RewardModel>,
+    aligner: Option<Corrector>,
 }
 
 fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
@@ -168,6 +193,18 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     };
     let reward = thresh_reward::load(&cfg.reward, cfg.reward_head.as_deref(), &reward_opts)
         .map_err(|e| anyhow::anyhow!("loading the reward model {}: {e}", cfg.reward.display()))?;
+    let aligner = match &cfg.aligner {
+        None => None,
+        Some(path) => {
+            let template = match &cfg.aligner_template {
+                Some(t) => AlignerTemplate::parse(t)?,
+                None => AlignerTemplate::detect(path)?,
+            };
+            let model = thresh_models::load(&path.to_string_lossy(), &opts)
+                .map_err(|e| anyhow::anyhow!("loading the aligner {}: {e}", path.display()))?;
+            Some(Corrector::new(Arc::new(model), template))
+        }
+    };
     tracing::info!(
         policy = %cfg.policy.display(),
         reward = %cfg.reward.display(),
@@ -178,12 +215,23 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
         id: model_id(&cfg.policy),
         reward_id: model_id(&cfg.reward),
         aligner_id: cfg.aligner.as_deref().map(model_id),
+        aligner_context: aligner
+            .as_ref()
+            .map(|a| a.model().decoder.config().max_position_embeddings),
+        aligner_template: aligner.as_ref().map(|a| a.template().name()),
         tokenizer: policy.tokenizer.clone(),
         chat_template: policy.chat_template.clone(),
         context: policy.decoder.config().max_position_embeddings,
         vocab_size: policy.decoder.config().vocab_size,
     };
-    Ok((Models { policy, reward }, info))
+    Ok((
+        Models {
+            policy,
+            reward,
+            aligner,
+        },
+        info,
+    ))
 }
 
 /// Starts the engine thread: it loads the models, publishes them in `state`, then serves
@@ -280,10 +328,144 @@ fn run_job(models: &Models, cfg: &ServeConfig, job: Job) {
             };
             let _ = job.reply.send(result);
         }
+        Job::Correct(job) => {
+            m::queue_time(job.enqueued.elapsed());
+            if job.cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            let t = Instant::now();
+            let result = match &models.aligner {
+                None => Err(ApiError::NoAligner),
+                Some(a) => {
+                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        a.correct(
+                            &job.inputs,
+                            &job.sampling,
+                            &job.stop,
+                            Some(job.cancel.clone()),
+                        )
+                    }));
+                    match r {
+                        Ok(Ok(c)) => Ok((c, t.elapsed())),
+                        Ok(Err(AlignerError::InvalidInput(msg))) => {
+                            Err(ApiError::param("inputs", msg))
+                        }
+                        Ok(Err(AlignerError::Decode(e))) => Err(e.into()),
+                        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
+                        Err(_) => Err(ApiError::Internal(
+                            "the aligner failed on this request".into(),
+                        )),
+                    }
+                }
+            };
+            let _ = job.reply.send(result);
+        }
     }
 }
 
 fn generate(
+    models: &Models,
+    cfg: &ServeConfig,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<GenOutput, DecodeError> {
+    let mut out = run_strategy(models, cfg, job, cancel, events)?;
+    if job.req.correct != CorrectMode::Off {
+        correct_choices(models, job, cancel, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Generate-then-correct: each answer goes through the aligner; both texts are scored, and
+/// the choice returns the correction (`On`) or the higher-scored text (`Guarded`).
+fn correct_choices(
+    models: &Models,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    out: &mut GenOutput,
+) -> Result<(), DecodeError> {
+    let aligner = models
+        .aligner
+        .as_ref()
+        .ok_or_else(|| DecodeError::InvalidParameter("alignment.correct needs --aligner".into()))?;
+    let t = Instant::now();
+    let inputs: Vec<CorrectionInput> = out
+        .choices
+        .iter()
+        .map(|c| CorrectionInput {
+            question: job.reward_prompt.clone(),
+            // An empty answer is still something to correct.
+            answer: if c.text.trim().is_empty() {
+                "(no answer)".into()
+            } else {
+                c.text.clone()
+            },
+        })
+        .collect();
+    let sampling = thresh_decoding::SamplingParams {
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let stop = thresh_decoding::StopConditions {
+        max_tokens: job.req.stop.max_tokens,
+        ..Default::default()
+    };
+    let corrections = aligner
+        .correct(&inputs, &sampling, &stop, Some(cancel.clone()))
+        .map_err(|e| match e {
+            AlignerError::Decode(d) => d,
+            AlignerError::InvalidInput(m) => DecodeError::InvalidParameter(m),
+            other => DecodeError::Reward(other.to_string()),
+        })?;
+    let t_reward = Instant::now();
+    let pairs: Vec<RewardInput> = out
+        .choices
+        .iter()
+        .zip(&corrections)
+        .flat_map(|(c, k)| {
+            [c.text.clone(), k.text.clone()].map(|response| RewardInput {
+                prompt: job.reward_prompt.clone(),
+                response,
+            })
+        })
+        .collect();
+    let scored = models
+        .reward
+        .score(&pairs)
+        .map_err(|e| DecodeError::Reward(e.to_string()))?;
+    out.stats.reward_calls += 1;
+    out.stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();
+    out.stats.reward_time += t_reward.elapsed();
+    for ((choice, k), s) in out
+        .choices
+        .iter_mut()
+        .zip(corrections)
+        .zip(scored.chunks(2))
+    {
+        let (orig, corr) = (s[0].score, s[1].score);
+        let use_corrected = job.req.correct == CorrectMode::On || corr >= orig;
+        choice.correction = Some(CorrectionOut {
+            original: choice.text.clone(),
+            original_score: Some(orig),
+            corrected: k.text.clone(),
+            corrected_score: Some(corr),
+            returned_corrected: use_corrected,
+        });
+        if use_corrected {
+            choice.text = k.text;
+            choice.tokens = k.completion_tokens;
+            choice.finish_reason = k.finish.as_openai();
+            choice.score = Some(corr);
+        } else {
+            choice.score = Some(orig);
+        }
+    }
+    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "corrected");
+    Ok(())
+}
+
+fn run_strategy(
     models: &Models,
     cfg: &ServeConfig,
     job: &Tokenized,
@@ -346,6 +528,7 @@ fn generate(
             tokens: c.tokens.len(),
             finish_reason: c.finish_reason,
             score: Some(c.score),
+            correction: None,
         })
         .collect();
     Ok(GenOutput {
@@ -443,6 +626,7 @@ fn plain(
                 .as_ref()
                 .map_or("length", thresh_decoding::FinishReason::as_openai),
             score,
+            correction: None,
         })
         .collect();
     Ok(GenOutput {

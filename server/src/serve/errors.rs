@@ -49,6 +49,11 @@ pub enum ApiError {
     /// The server is shutting down (503).
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// `/correct` without a corrector (503).
+    #[error(
+        "no aligner model is loaded: start the server with `thresh serve --aligner PATH` (an Aligner checkpoint: Hugging Face directory or .gguf file)"
+    )]
+    NoAligner,
     /// The request ran past `--request-timeout` (504).
     #[error("the request took longer than the server's limit of {0} seconds")]
     Timeout(u64),
@@ -75,7 +80,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Loading | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Loading | ApiError::ShuttingDown | ApiError::NoAligner => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -92,9 +99,10 @@ impl ApiError {
             | ApiError::BodyTooLarge(_) => "invalid_request_error",
             ApiError::Unauthorized => "authentication_error",
             ApiError::QueueFull(_) => "rate_limit_error",
-            ApiError::Loading | ApiError::ShuttingDown | ApiError::Timeout(_) => {
-                "service_unavailable"
-            }
+            ApiError::Loading
+            | ApiError::ShuttingDown
+            | ApiError::Timeout(_)
+            | ApiError::NoAligner => "service_unavailable",
             ApiError::Internal(_) => "server_error",
         }
     }
@@ -112,6 +120,7 @@ impl ApiError {
             ApiError::QueueFull(_) => "queue_full",
             ApiError::Loading => "loading",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::NoAligner => "no_aligner",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal_error",
         }

@@ -7,6 +7,7 @@
 //! finish within `--shutdown-timeout`, then return.
 
 pub mod config;
+pub mod correct;
 pub mod engine;
 pub mod errors;
 pub mod metrics;
@@ -147,6 +148,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(routes::completions))
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/rewards", post(routes::rewards))
+        .route("/correct", post(correct::correct))
         .route("/v1/models", get(routes::models))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))

@@ -83,8 +83,19 @@ pub struct AlignmentInput {
     pub kv_budget_tokens: Option<u64>,
     /// Return every candidate with its score and fate.
     pub return_candidates: Option<bool>,
-    /// Correct the chosen answer with the aligner model (not available yet).
-    pub correct: Option<bool>,
+    /// Correct the chosen answers with the aligner: `true`, or `"guarded"` to keep the
+    /// correction only when the reward model scores it at least as high as the original.
+    pub correct: Option<CorrectInput>,
+}
+
+/// `alignment.correct` as sent: a flag or a mode name.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum CorrectInput {
+    /// `true` or `false`.
+    Flag(bool),
+    /// `"guarded"` (or `"on"`, `"off"`).
+    Mode(String),
 }
 
 /// The body of `/v1/completions` and `/v1/chat/completions`.

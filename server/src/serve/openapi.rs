@@ -5,9 +5,10 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+use super::correct::{CorrectBody, RawPair};
 use super::openai::{
-    AlignmentInput, ContentPart, GenerationBody, MessageContent, PromptInput, RawMessage,
-    RewardPair, RewardsBody, StopInput, StreamOptions,
+    AlignmentInput, ContentPart, CorrectInput, GenerationBody, MessageContent, PromptInput,
+    RawMessage, RewardPair, RewardsBody, StopInput, StreamOptions,
 };
 
 /// OpenAI's error body.
@@ -67,6 +68,16 @@ fn chat_completions() {}
     ))]
 fn rewards() {}
 
+/// Corrects upstream answers with the Aligner model (`--aligner`).
+#[utoipa::path(post, path = "/correct", request_body = CorrectBody,
+    responses(
+        (status = 200, description = "`{object: correction, model, template, corrections: [{index, correction, finish_reason}], correction (one pair), usage}`", body = Object),
+        (status = 400, description = "Invalid input (names the field and limit)", body = ErrorBody),
+        (status = 429, description = "Queue full", body = ErrorBody),
+        (status = 503, description = "No aligner loaded, loading or shutting down", body = ErrorBody),
+    ))]
+fn correct() {}
+
 /// The served models: policy, reward model and aligner.
 #[utoipa::path(get, path = "/v1/models", responses((status = 200, body = Object)))]
 fn models() {}
@@ -86,7 +97,15 @@ fn metrics() {}
         title = "thresh",
         description = "OpenAI-compatible inference-time alignment server: sample from a policy LLM, pick by a reward model."
     ),
-    paths(completions, chat_completions, rewards, models, health, metrics),
+    paths(
+        completions,
+        chat_completions,
+        rewards,
+        correct,
+        models,
+        health,
+        metrics
+    ),
     components(schemas(
         GenerationBody,
         AlignmentInput,
@@ -98,6 +117,9 @@ fn metrics() {}
         StreamOptions,
         RewardsBody,
         RewardPair,
+        CorrectBody,
+        RawPair,
+        CorrectInput,
         ErrorBody,
         ErrorDetail
     ))

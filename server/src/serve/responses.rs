@@ -118,21 +118,33 @@ pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
         .choices
         .iter()
         .enumerate()
-        .map(|(i, c)| match ctx.route {
-            Route::Completions => json!({
-                "index": i,
-                "text": c.text,
-                "logprobs": null,
-                "finish_reason": c.finish_reason,
-                "reward": c.score.map(score_json),
-            }),
-            Route::Chat => json!({
-                "index": i,
-                "message": {"role": "assistant", "content": c.text},
-                "logprobs": null,
-                "finish_reason": c.finish_reason,
-                "reward": c.score.map(score_json),
-            }),
+        .map(|(i, c)| {
+            let mut v = match ctx.route {
+                Route::Completions => json!({
+                    "index": i,
+                    "text": c.text,
+                    "logprobs": null,
+                    "finish_reason": c.finish_reason,
+                    "reward": c.score.map(score_json),
+                }),
+                Route::Chat => json!({
+                    "index": i,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": null,
+                    "finish_reason": c.finish_reason,
+                    "reward": c.score.map(score_json),
+                }),
+            };
+            if let Some(k) = &c.correction {
+                v["correction"] = json!({
+                    "original": k.original,
+                    "original_reward": k.original_score.map(score_json),
+                    "corrected": k.corrected,
+                    "corrected_reward": k.corrected_score.map(score_json),
+                    "returned": if k.returned_corrected { "corrected" } else { "original" },
+                });
+            }
+            v
         })
         .collect();
     json!({

@@ -22,7 +22,7 @@ use super::metrics as m;
 use super::responses::{RespCtx, completion_json, unix_now};
 use super::sse::stream_response;
 use super::tokenize::tokenize;
-use super::validation::{Limits, Route, validate_generation, validate_rewards};
+use super::validation::{CorrectMode, Limits, Route, validate_generation, validate_rewards};
 
 /// The request's id (from `x-request-id` or generated), set by the outer middleware.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub struct StrategyLabel(pub &'static str);
 
 type S = State<Arc<AppState>>;
 
-fn parse_body<T: DeserializeOwned>(
+pub(super) fn parse_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
@@ -68,7 +68,7 @@ fn parse_body<T: DeserializeOwned>(
     Ok(value)
 }
 
-fn ready(s: &AppState) -> Result<Arc<ModelInfo>, ApiError> {
+pub(super) fn ready(s: &AppState) -> Result<Arc<ModelInfo>, ApiError> {
     if s.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
@@ -84,7 +84,7 @@ fn check_model(info: &ModelInfo, model: Option<&str>, reward: bool) -> Result<()
     }
 }
 
-fn enqueue(s: &AppState, job: Job) -> Result<(), ApiError> {
+pub(super) fn enqueue(s: &AppState, job: Job) -> Result<(), ApiError> {
     match s.jobs.try_send(job) {
         Ok(()) => {
             m::queue_depth(s.cfg.max_queue.saturating_sub(s.jobs.capacity()));
@@ -100,7 +100,7 @@ fn with_label(mut resp: Response, strategy: &'static str) -> Response {
     resp
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -155,6 +155,9 @@ async fn generation(
         kv_budget_tokens: s.cfg.kv_budget_tokens,
     };
     let req = validate_generation(body, route, limits)?;
+    if req.correct != CorrectMode::Off && info.aligner_id.is_none() {
+        return Err(ApiError::NoAligner);
+    }
     let t_tok = Instant::now();
     let info2 = info.clone();
     let tokenized = tokio::task::spawn_blocking(move || tokenize(req, &info2, limits))

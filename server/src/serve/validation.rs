@@ -8,7 +8,7 @@ use thresh_reward::{Prompt, RewardInput};
 
 use super::errors::ApiError;
 use super::openai::{
-    GenerationBody, MessageContent, PromptInput, RawMessage, RewardsBody, StopInput,
+    CorrectInput, GenerationBody, MessageContent, PromptInput, RawMessage, RewardsBody, StopInput,
 };
 
 /// Which completion route a request came through.
@@ -101,9 +101,22 @@ pub struct Limits {
     pub kv_budget_tokens: usize,
 }
 
+/// Whether a generation is followed by the aligner's correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorrectMode {
+    /// No correction.
+    Off,
+    /// Return the corrected answer.
+    On,
+    /// Return whichever of the original and the correction scores higher.
+    Guarded,
+}
+
 /// A checked generation request (before tokenisation).
 #[derive(Debug, Clone)]
 pub struct GenRequest {
+    /// Correct the chosen answers with the aligner afterwards.
+    pub correct: CorrectMode,
     /// The route.
     pub route: Route,
     /// The prompt.
@@ -351,10 +364,25 @@ pub fn validate_generation(
         Some(b) => Some(usize_of("best_of", b)?),
     };
     let alignment = body.alignment.unwrap_or_default();
-    if alignment.correct == Some(true) {
+    let correct = match &alignment.correct {
+        None | Some(CorrectInput::Flag(false)) => CorrectMode::Off,
+        Some(CorrectInput::Flag(true)) => CorrectMode::On,
+        Some(CorrectInput::Mode(m)) => match m.as_str() {
+            "off" => CorrectMode::Off,
+            "on" => CorrectMode::On,
+            "guarded" => CorrectMode::Guarded,
+            other => {
+                return Err(bad(
+                    "alignment.correct",
+                    format!("alignment.correct must be true, false or \"guarded\", got {other:?}"),
+                ));
+            }
+        },
+    };
+    if correct != CorrectMode::Off && body.stream == Some(true) {
         return Err(bad(
             "alignment.correct",
-            "alignment.correct needs an aligner model, which this server does not run yet",
+            "alignment.correct cannot be streamed: send stream: false",
         ));
     }
     let strategy_name = match (&alignment.strategy, best_of) {
@@ -493,6 +521,7 @@ pub fn validate_generation(
         n,
         strategy,
         return_candidates: alignment.return_candidates.unwrap_or(false),
+        correct,
         stream,
         include_usage: stream
             && body
