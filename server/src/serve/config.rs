@@ -180,37 +180,10 @@ impl ServeConfig {
     }
 }
 
-/// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a device, with a clear error where this
-/// build lacks the backend.
+/// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a device ([`thresh_models::parse_device`]),
+/// with a clear error where this build lacks the backend.
 pub fn parse_device(s: &str) -> anyhow::Result<Device> {
-    let s = s.trim().to_ascii_lowercase();
-    if s == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    if let Some(rest) = s.strip_prefix("cuda") {
-        let ordinal: usize = match rest.strip_prefix(':') {
-            Some(n) => n
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--device {s}: expected cuda:N with N a number"))?,
-            None if rest.is_empty() => 0,
-            None => anyhow::bail!("--device {s}: expected cpu, cuda:N or metal"),
-        };
-        if !candle_core::utils::cuda_is_available() {
-            anyhow::bail!(
-                "--device {s}: this build has no CUDA support (rebuild thresh with candle's cuda feature)"
-            );
-        }
-        return Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("--device {s}: {e}"));
-    }
-    if s == "metal" {
-        if !candle_core::utils::metal_is_available() {
-            anyhow::bail!(
-                "--device metal: this build has no Metal support (rebuild thresh with candle's metal feature)"
-            );
-        }
-        return Device::new_metal(0).map_err(|e| anyhow::anyhow!("--device metal: {e}"));
-    }
-    anyhow::bail!("--device {s}: expected cpu, cuda:N or metal")
+    thresh_models::parse_device(s).map_err(|e| anyhow::anyhow!("--device: {e}"))
 }
 
 /// Parses `auto`, `f32`, `f16` or `bf16`.
