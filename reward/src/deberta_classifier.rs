@@ -16,11 +16,10 @@ use thresh_models::loader::safetensors_files;
 use thresh_models::{ModelError, Tokenizer};
 
 use crate::RewardModel;
-use crate::batching::score_in_batches;
 use crate::bert_files::{num_labels, tok_err};
-use crate::encoder_pairs::{EncodedPair, encode_pair, pad_pairs};
+use crate::encoder_pairs::{encode_pair, score_pairs};
 use crate::error::Result;
-use crate::input::{RewardInput, Scored, validate};
+use crate::input::{RewardInput, Scored};
 
 /// Default padded-token budget of one forward pass.
 pub const DEFAULT_TOKEN_BUDGET: usize = 8192;
@@ -102,17 +101,17 @@ impl RewardModel for DebertaClassifier {
     }
 
     fn score(&self, inputs: &[RewardInput]) -> Result<Vec<Scored>> {
-        validate(inputs)?;
-        let encoded: Vec<EncodedPair> = inputs
-            .iter()
-            .map(|i| self.encode(i))
-            .collect::<Result<_>>()?;
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.0.len()).collect();
-        let truncated: Vec<bool> = encoded.iter().map(|e| e.2).collect();
-        score_in_batches(&lengths, &truncated, self.budget, |batch| {
-            let (ids, types, mask) = pad_pairs(&encoded, batch, &self.device)?;
-            let logits = self.model.forward(&ids, Some(types), Some(mask))?;
-            Ok(logits.i((.., 0))?.to_vec1::<f32>()?)
-        })
+        score_pairs(
+            inputs,
+            |i| self.encode(i),
+            self.budget,
+            &self.device,
+            |ids, types, mask| {
+                let logits = self
+                    .model
+                    .forward(ids, Some(types.clone()), Some(mask.clone()))?;
+                Ok(logits.i((.., 0))?.to_vec1::<f32>()?)
+            },
+        )
     }
 }

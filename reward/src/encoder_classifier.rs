@@ -11,11 +11,10 @@ use candle_transformers::models::bert::BertModel;
 use thresh_models::ModelError;
 
 use crate::RewardModel;
-use crate::batching::score_in_batches;
 use crate::bert_files::{BertFiles, load_bert, num_labels};
-use crate::encoder_pairs::{EncodedPair, encode_pair, pad_pairs};
+use crate::encoder_pairs::{encode_pair, score_pairs};
 use crate::error::Result;
-use crate::input::{RewardInput, Scored, validate};
+use crate::input::{RewardInput, Scored};
 
 /// A BERT sequence classifier used as a reward model (label 0 is the reward).
 pub struct BertClassifier {
@@ -76,23 +75,21 @@ impl RewardModel for BertClassifier {
     }
 
     fn score(&self, inputs: &[RewardInput]) -> Result<Vec<Scored>> {
-        validate(inputs)?;
-        let encoded: Vec<EncodedPair> = inputs
-            .iter()
-            .map(|i| self.encode(i))
-            .collect::<Result<_>>()?;
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.0.len()).collect();
-        let truncated: Vec<bool> = encoded.iter().map(|e| e.2).collect();
-        score_in_batches(&lengths, &truncated, self.budget, |batch| {
-            let (ids, types, mask) = pad_pairs(&encoded, batch, &self.device)?;
-            let hidden = self.bert.forward(&ids, &types, Some(&mask))?;
-            let first = hidden.i((.., 0))?.contiguous()?;
-            let pooled = self.pooler.forward(&first)?.tanh()?;
-            Ok(self
-                .classifier
-                .forward(&pooled)?
-                .i((.., 0))?
-                .to_vec1::<f32>()?)
-        })
+        score_pairs(
+            inputs,
+            |i| self.encode(i),
+            self.budget,
+            &self.device,
+            |ids, types, mask| {
+                let hidden = self.bert.forward(ids, types, Some(mask))?;
+                let first = hidden.i((.., 0))?.contiguous()?;
+                let pooled = self.pooler.forward(&first)?.tanh()?;
+                Ok(self
+                    .classifier
+                    .forward(&pooled)?
+                    .i((.., 0))?
+                    .to_vec1::<f32>()?)
+            },
+        )
     }
 }

@@ -3,9 +3,10 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::batching::score_in_batches;
 use crate::bert_files::tok_err;
 use crate::error::Result;
-use crate::input::RewardInput;
+use crate::input::{RewardInput, Scored, validate};
 
 /// An encoded pair: token ids, token type ids, and whether it was truncated.
 pub(crate) type EncodedPair = (Vec<u32>, Vec<u32>, bool);
@@ -53,4 +54,24 @@ pub(crate) fn pad_pairs(
         Tensor::from_vec(types, shape, device)?,
         Tensor::from_vec(mask, shape, device)?,
     ))
+}
+
+/// Scores pairs with an encoder classifier: validates, encodes each pair, and runs `forward`
+/// (`ids`, `type ids`, `mask` -> one logit per row) on right-padded batches within `budget`
+/// padded tokens.
+pub(crate) fn score_pairs(
+    inputs: &[RewardInput],
+    encode: impl Fn(&RewardInput) -> Result<EncodedPair>,
+    budget: usize,
+    device: &Device,
+    mut forward: impl FnMut(&Tensor, &Tensor, &Tensor) -> Result<Vec<f32>>,
+) -> Result<Vec<Scored>> {
+    validate(inputs)?;
+    let encoded: Vec<EncodedPair> = inputs.iter().map(encode).collect::<Result<_>>()?;
+    let lengths: Vec<usize> = encoded.iter().map(|e| e.0.len()).collect();
+    let truncated: Vec<bool> = encoded.iter().map(|e| e.2).collect();
+    score_in_batches(&lengths, &truncated, budget, |batch| {
+        let (ids, types, mask) = pad_pairs(&encoded, batch, device)?;
+        forward(&ids, &types, &mask)
+    })
 }
