@@ -69,16 +69,49 @@ fn split_pairs(texts: &[String]) -> Vec<RewardInput> {
         .collect()
 }
 
+/// One pair of thresh's `/v1/rewards` (the shape `thresh serve` accepts).
+#[derive(Deserialize)]
+struct ThreshPair {
+    prompt: Option<String>,
+    messages: Option<Vec<thresh_models::ChatMessage>>,
+    response: String,
+}
+
 #[derive(Deserialize)]
 struct ThreshRequest {
     model: Option<String>,
-    inputs: Vec<RewardInput>,
+    input: Vec<ThreshPair>,
+}
+
+impl ThreshRequest {
+    fn inputs(&self) -> Vec<RewardInput> {
+        self.input
+            .iter()
+            .map(|p| RewardInput {
+                prompt: match (&p.prompt, &p.messages) {
+                    (_, Some(m)) => thresh_reward::Prompt::Messages(m.clone()),
+                    (t, None) => thresh_reward::Prompt::Text(t.clone().unwrap_or_default()),
+                },
+                response: p.response.clone(),
+            })
+            .collect()
+    }
+}
+
+fn thresh_answer(scores: &[f32]) -> Value {
+    let data: Vec<Value> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"index": i, "object": "reward", "score": s}))
+        .collect();
+    json!({"object": "list", "data": data})
 }
 
 async fn thresh(State(seen): Shared, Json(req): Json<ThreshRequest>) -> Response {
-    seen.batch(req.inputs.len());
+    seen.batch(req.input.len());
+    let inputs = req.inputs();
     *seen.model.lock().unwrap() = req.model;
-    answer(&req.inputs, |scores| json!({ "scores": scores }))
+    answer(&inputs, |scores| thresh_answer(&scores))
 }
 
 #[derive(Deserialize)]
@@ -135,7 +168,7 @@ async fn flaky(seen: Shared, req: Json<ThreshRequest>) -> Response {
 async fn slow(State(seen): Shared) -> Response {
     seen.batch(0);
     tokio::time::sleep(Duration::from_secs(30)).await;
-    Json(json!({"scores": [0.0]})).into_response()
+    Json(thresh_answer(&[0.0])).into_response()
 }
 
 async fn garbage(State(seen): Shared) -> Response {
@@ -144,9 +177,9 @@ async fn garbage(State(seen): Shared) -> Response {
 }
 
 async fn short(State(seen): Shared, Json(req): Json<ThreshRequest>) -> Response {
-    seen.batch(req.inputs.len());
-    let scores = vec![0.5f32; req.inputs.len().saturating_sub(1)];
-    Json(json!({ "scores": scores })).into_response()
+    seen.batch(req.input.len());
+    let scores = vec![0.5f32; req.input.len().saturating_sub(1)];
+    Json(thresh_answer(&scores)).into_response()
 }
 
 async fn bad_request(State(seen): Shared) -> Response {

@@ -13,7 +13,9 @@ use crate::input::RewardInput;
 /// The request/response protocol a reward server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RemoteFormat {
-    /// thresh's own `POST /v1/rewards`: structured pairs in, `{"scores": [...]}` out.
+    /// thresh's own `POST /v1/rewards` (what `thresh serve` answers): `{"model"?, "input":
+    /// [{"prompt": text | "messages": [...], "response"}]}` in, `{"data": [{"index",
+    /// "score"}...]}` out.
     Thresh,
     /// OpenRLHF's reward server, `POST /get_reward`: `{"query": [text...]}` in,
     /// `{"rewards": [...]}` out.
@@ -63,7 +65,16 @@ impl RemoteFormat {
         let texts = || -> Vec<String> { inputs.iter().map(remote_text).collect() };
         match self {
             RemoteFormat::Thresh => {
-                let mut body = json!({ "inputs": inputs });
+                let pairs: Vec<Value> = inputs
+                    .iter()
+                    .map(|i| match &i.prompt {
+                        crate::Prompt::Text(t) => json!({"prompt": t, "response": i.response}),
+                        crate::Prompt::Messages(m) => {
+                            json!({"messages": m, "response": i.response})
+                        }
+                    })
+                    .collect();
+                let mut body = json!({ "input": pairs });
                 if let Some(m) = model {
                     body["model"] = json!(m);
                 }
@@ -92,10 +103,29 @@ impl RemoteFormat {
         let scores = match self {
             RemoteFormat::Thresh => {
                 #[derive(Deserialize)]
-                struct Answer {
-                    scores: Vec<f32>,
+                struct Item {
+                    index: usize,
+                    score: Option<f32>,
                 }
-                serde_json::from_str::<Answer>(body).map_err(parsed)?.scores
+                #[derive(Deserialize)]
+                struct Answer {
+                    data: Vec<Item>,
+                }
+                let mut data = serde_json::from_str::<Answer>(body).map_err(parsed)?.data;
+                data.sort_by_key(|d| d.index);
+                if data.iter().enumerate().any(|(i, d)| d.index != i) {
+                    return Err(format!(
+                        "the data indices are not 0..{}: {:?}",
+                        data.len(),
+                        data.iter().map(|d| d.index).collect::<Vec<_>>()
+                    ));
+                }
+                data.iter()
+                    .map(|d| {
+                        d.score
+                            .ok_or_else(|| format!("no score for pair {}", d.index))
+                    })
+                    .collect::<Result<_, _>>()?
             }
             RemoteFormat::OpenRlhf => {
                 #[derive(Deserialize)]
