@@ -146,6 +146,13 @@ pub fn run(args: GpuCheckArgs) -> Result<()> {
         ),
     )?;
     let prompts = read_prompts(&args.prompts, args.n_prompts.max(4))?;
+    if prompts.len() < 4 {
+        anyhow::bail!(
+            "{} holds {} prompts; the check needs at least 4",
+            args.prompts.display(),
+            prompts.len()
+        );
+    }
     let t = Instant::now();
     let gpu = load(
         &spec,
