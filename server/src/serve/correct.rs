@@ -6,6 +6,8 @@
 //! `temperature` (0: greedy), `top_p`, `top_k`, `seed`. Response: `corrections[i]` with
 //! `correction` and `finish_reason`, plus `usage`; a single pair also gets `correction` at the
 //! top level.
+//!
+//! Also the generate-then-correct pipeline behind `alignment.correct` ([`correct_choices`]).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -19,17 +21,18 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use thresh_aligner::{Correction, CorrectionInput};
-use thresh_decoding::{SamplingParams, StopConditions};
-use thresh_reward::Prompt;
+use thresh_aligner::{AlignerError, Correction, CorrectionInput};
+use thresh_decoding::{DecodeError, SamplingParams, StopConditions};
+use thresh_reward::{Prompt, RewardInput};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::engine::{CancelOnDrop, Job, ModelInfo};
+use super::engine::{CancelOnDrop, CorrectionOut, GenOutput, Job, ModelInfo, Models};
 use super::errors::ApiError;
 use super::openai::RawMessage;
 use super::routes::{Arrived, enqueue, ms, parse_body, ready};
+use super::validation::{CorrectMode, Tokenized};
 use super::validation::{bad, messages};
 
 /// Most pairs in one `/correct` request.
@@ -297,4 +300,92 @@ async fn run(
         resp.headers_mut().insert("server-timing", v);
     }
     Ok(resp)
+}
+
+/// Generate-then-correct: each answer goes through the aligner; both texts are scored, and
+/// the choice returns the correction (`On`) or the higher-scored text (`Guarded`).
+pub(super) fn correct_choices(
+    models: &Models,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    out: &mut GenOutput,
+) -> Result<(), DecodeError> {
+    let aligner = models
+        .aligner
+        .as_ref()
+        .ok_or_else(|| DecodeError::InvalidParameter("alignment.correct needs --aligner".into()))?;
+    let t = Instant::now();
+    let inputs: Vec<CorrectionInput> = out
+        .choices
+        .iter()
+        .map(|c| CorrectionInput {
+            question: job.reward_prompt.clone(),
+            // An empty answer is still something to correct.
+            answer: if c.text.trim().is_empty() {
+                "(no answer)".into()
+            } else {
+                c.text.clone()
+            },
+        })
+        .collect();
+    let sampling = thresh_decoding::SamplingParams {
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let stop = thresh_decoding::StopConditions {
+        max_tokens: job.req.stop.max_tokens,
+        ..Default::default()
+    };
+    let corrections = aligner
+        .correct(&inputs, &sampling, &stop, Some(cancel.clone()))
+        .map_err(|e| match e {
+            AlignerError::Decode(d) => d,
+            AlignerError::InvalidInput(m) => DecodeError::InvalidParameter(m),
+            other => DecodeError::Reward(other.to_string()),
+        })?;
+    let t_reward = Instant::now();
+    let pairs: Vec<RewardInput> = out
+        .choices
+        .iter()
+        .zip(&corrections)
+        .flat_map(|(c, k)| {
+            [c.text.clone(), k.text.clone()].map(|response| RewardInput {
+                prompt: job.reward_prompt.clone(),
+                response,
+            })
+        })
+        .collect();
+    let scored = models
+        .reward
+        .score(&pairs)
+        .map_err(|e| DecodeError::Reward(e.to_string()))?;
+    out.stats.reward_calls += 1;
+    out.stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();
+    out.stats.reward_time += t_reward.elapsed();
+    for ((choice, k), s) in out
+        .choices
+        .iter_mut()
+        .zip(corrections)
+        .zip(scored.chunks(2))
+    {
+        let (orig, corr) = (s[0].score, s[1].score);
+        let use_corrected = job.req.correct == CorrectMode::On || corr >= orig;
+        choice.correction = Some(CorrectionOut {
+            original: choice.text.clone(),
+            original_score: Some(orig),
+            corrected: k.text.clone(),
+            corrected_score: Some(corr),
+            returned_corrected: use_corrected,
+        });
+        if use_corrected {
+            choice.text = k.text;
+            choice.tokens = k.completion_tokens;
+            choice.finish_reason = k.finish.as_openai();
+            choice.score = Some(corr);
+        } else {
+            choice.score = Some(orig);
+        }
+    }
+    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "corrected");
+    Ok(())
 }

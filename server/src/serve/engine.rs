@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use thresh_aligner::{AlignerError, AlignerTemplate, CorrectionInput, Corrector};
+use thresh_aligner::{AlignerError, AlignerTemplate, Corrector};
 use thresh_decoding::strategy::{
     Candidate, Fate, SpeculativeParams, StrategyInput, StrategyOutput, StrategyStats, best_of_n,
     rejection_sampling, soft_best_of_n, speculative_rejection,
@@ -168,10 +168,14 @@ pub struct LoadState {
     pub error: OnceLock<String>,
 }
 
-struct Models {
-    policy: thresh_models::LoadedModel,
-    reward: Box<dyn RewardModel>,
-    aligner: Option<Corrector>,
+/// The models the engine thread owns.
+pub(super) struct Models {
+    /// The policy.
+    pub(super) policy: thresh_models::LoadedModel,
+    /// The reward model.
+    pub(super) reward: Box<dyn RewardModel>,
+    /// The corrector, with `--aligner`.
+    pub(super) aligner: Option<Corrector>,
 }
 
 fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
@@ -372,97 +376,9 @@ fn generate(
 ) -> Result<GenOutput, DecodeError> {
     let mut out = run_strategy(models, cfg, job, cancel, events)?;
     if job.req.correct != CorrectMode::Off {
-        correct_choices(models, job, cancel, &mut out)?;
+        super::correct::correct_choices(models, job, cancel, &mut out)?;
     }
     Ok(out)
-}
-
-/// Generate-then-correct: each answer goes through the aligner; both texts are scored, and
-/// the choice returns the correction (`On`) or the higher-scored text (`Guarded`).
-fn correct_choices(
-    models: &Models,
-    job: &Tokenized,
-    cancel: &Arc<AtomicBool>,
-    out: &mut GenOutput,
-) -> Result<(), DecodeError> {
-    let aligner = models
-        .aligner
-        .as_ref()
-        .ok_or_else(|| DecodeError::InvalidParameter("alignment.correct needs --aligner".into()))?;
-    let t = Instant::now();
-    let inputs: Vec<CorrectionInput> = out
-        .choices
-        .iter()
-        .map(|c| CorrectionInput {
-            question: job.reward_prompt.clone(),
-            // An empty answer is still something to correct.
-            answer: if c.text.trim().is_empty() {
-                "(no answer)".into()
-            } else {
-                c.text.clone()
-            },
-        })
-        .collect();
-    let sampling = thresh_decoding::SamplingParams {
-        temperature: 0.0,
-        ..Default::default()
-    };
-    let stop = thresh_decoding::StopConditions {
-        max_tokens: job.req.stop.max_tokens,
-        ..Default::default()
-    };
-    let corrections = aligner
-        .correct(&inputs, &sampling, &stop, Some(cancel.clone()))
-        .map_err(|e| match e {
-            AlignerError::Decode(d) => d,
-            AlignerError::InvalidInput(m) => DecodeError::InvalidParameter(m),
-            other => DecodeError::Reward(other.to_string()),
-        })?;
-    let t_reward = Instant::now();
-    let pairs: Vec<RewardInput> = out
-        .choices
-        .iter()
-        .zip(&corrections)
-        .flat_map(|(c, k)| {
-            [c.text.clone(), k.text.clone()].map(|response| RewardInput {
-                prompt: job.reward_prompt.clone(),
-                response,
-            })
-        })
-        .collect();
-    let scored = models
-        .reward
-        .score(&pairs)
-        .map_err(|e| DecodeError::Reward(e.to_string()))?;
-    out.stats.reward_calls += 1;
-    out.stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();
-    out.stats.reward_time += t_reward.elapsed();
-    for ((choice, k), s) in out
-        .choices
-        .iter_mut()
-        .zip(corrections)
-        .zip(scored.chunks(2))
-    {
-        let (orig, corr) = (s[0].score, s[1].score);
-        let use_corrected = job.req.correct == CorrectMode::On || corr >= orig;
-        choice.correction = Some(CorrectionOut {
-            original: choice.text.clone(),
-            original_score: Some(orig),
-            corrected: k.text.clone(),
-            corrected_score: Some(corr),
-            returned_corrected: use_corrected,
-        });
-        if use_corrected {
-            choice.text = k.text;
-            choice.tokens = k.completion_tokens;
-            choice.finish_reason = k.finish.as_openai();
-            choice.score = Some(corr);
-        } else {
-            choice.score = Some(orig);
-        }
-    }
-    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "corrected");
-    Ok(())
 }
 
 fn run_strategy(
