@@ -73,6 +73,8 @@ pub struct Row {
     pub text: String,
     /// Sum of the log-probabilities of the sampled tokens under the model.
     pub logprob_sum: f32,
+    /// Log-probability of each token of `tokens` under the model, in order.
+    pub token_logprobs: Vec<f32>,
     /// Why the row ended, once it has.
     pub finish: Option<FinishReason>,
     sampler: Sampler,
@@ -167,6 +169,7 @@ impl<'m> DecodeBatch<'m> {
                 tokens: Vec::new(),
                 text: String::new(),
                 logprob_sum: 0.0,
+                token_logprobs: Vec::new(),
                 finish: None,
                 sampler: Sampler::new(params, r),
                 detok: IncrementalDetokenizer::new(),
@@ -281,6 +284,7 @@ impl<'m> DecodeBatch<'m> {
             }
             row.sampler.observe(tok);
             row.tokens.push(tok);
+            row.token_logprobs.push(lp);
             let before = row.text.len();
             let chunk = row.detok.push(self.tokenizer, tok)?;
             row.text.push_str(&chunk);

@@ -279,3 +279,33 @@ fn bad_requests_are_errors() {
     assert!(matches!(e, DecodeError::ContextOverflow { .. }), "{e}");
     assert!(generate(&m.decoder, &m.tokenizer, &[], 1, &sampled(0), &ok).is_err());
 }
+
+#[test]
+fn token_logprobs_align_with_tokens_and_sum_to_the_row_total() {
+    let m = model();
+    let prompt = chat_prompt("Name three colours.");
+    let stop = StopConditions {
+        max_tokens: 12,
+        ..Default::default()
+    };
+    let g = generate(&m.decoder, &m.tokenizer, &prompt, 3, &sampled(5), &stop).unwrap();
+    for row in &g.rows {
+        assert_eq!(row.token_logprobs.len(), row.tokens.len());
+        assert!(
+            row.token_logprobs
+                .iter()
+                .all(|lp| lp.is_finite() && *lp <= 0.0)
+        );
+        let sum: f32 = row.token_logprobs.iter().sum();
+        // The row total also counts a final EOS token, which `tokens` excludes.
+        if row.finish != Some(FinishReason::Eos) {
+            assert!(
+                (sum - row.logprob_sum).abs() < 1e-3,
+                "{sum} vs {}",
+                row.logprob_sum
+            );
+        } else {
+            assert!(sum >= row.logprob_sum - 1e-3);
+        }
+    }
+}

@@ -68,6 +68,8 @@ pub struct Candidate {
     pub text: String,
     /// Its token ids.
     pub tokens: Vec<u32>,
+    /// Log-probability of each token under the policy.
+    pub token_logprobs: Vec<f32>,
     /// Its reward: for pruned rows, the score of the partial answer that got it pruned.
     pub score: f32,
     /// How it ended.
@@ -176,6 +178,7 @@ pub(crate) fn candidate(row: usize, r: &Row, score: f32, pruned_in: Option<usize
         row,
         text: r.text.clone(),
         tokens: r.tokens.clone(),
+        token_logprobs: r.token_logprobs.clone(),
         score,
         fate,
         finish_reason: r.finish.as_ref().map_or("length", FinishReason::as_openai),

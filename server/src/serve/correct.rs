@@ -382,6 +382,8 @@ pub(super) fn correct_choices(
             choice.tokens = k.completion_tokens;
             choice.finish_reason = k.finish.as_openai();
             choice.score = Some(corr);
+            // The policy's token log-probabilities describe the original only.
+            choice.logprobs = None;
         } else {
             choice.score = Some(orig);
         }

@@ -93,6 +93,8 @@ pub struct ChoiceOut {
     pub score: Option<f32>,
     /// The aligner's correction, when the request asked for one.
     pub correction: Option<CorrectionOut>,
+    /// Each token's text and log-probability under the policy, when asked for.
+    pub logprobs: Option<Vec<(String, f32)>>,
 }
 
 /// An answer and its correction; the choice returns one of them.
@@ -445,6 +447,9 @@ fn run_strategy(
             finish_reason: c.finish_reason,
             score: Some(c.score),
             correction: None,
+            logprobs: req
+                .logprobs
+                .then(|| token_logprobs(&policy.tokenizer, &c.tokens, &c.token_logprobs)),
         })
         .collect();
     Ok(GenOutput {
@@ -543,6 +548,9 @@ fn plain(
                 .map_or("length", thresh_decoding::FinishReason::as_openai),
             score,
             correction: None,
+            logprobs: req
+                .logprobs
+                .then(|| token_logprobs(&policy.tokenizer, &r.tokens, &r.token_logprobs)),
         })
         .collect();
     Ok(GenOutput {
@@ -552,6 +560,14 @@ fn plain(
         queue_time: Duration::ZERO,
         engine_time: Duration::ZERO,
     })
+}
+
+/// Each token's own text (decoded alone) with its log-probability.
+fn token_logprobs(tokenizer: &Tokenizer, ids: &[u32], lps: &[f32]) -> Vec<(String, f32)> {
+    ids.iter()
+        .zip(lps)
+        .map(|(&id, &lp)| (tokenizer.decode(&[id], false).unwrap_or_default(), lp))
+        .collect()
 }
 
 /// Tokens of candidates that were pruned before finishing.

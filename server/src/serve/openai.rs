@@ -143,7 +143,7 @@ pub struct GenerationBody {
     pub ignore_eos: Option<bool>,
     /// New tokens before end-of-sequence may be sampled.
     pub min_tokens: Option<u64>,
-    /// Log-probabilities (not supported: only null, false or 0).
+    /// The sampled tokens' log-probabilities: 0 (completions) or true (chat).
     #[schema(value_type = Option<Object>)]
     pub logprobs: Option<serde_json::Value>,
     /// Chat: alternatives per token (not supported: only null or 0).

@@ -112,6 +112,39 @@ fn usage(ctx: &RespCtx, choices: &[ChoiceOut]) -> Value {
     })
 }
 
+/// A choice's `logprobs` in the route's shape: completions' `tokens` / `token_logprobs` /
+/// `text_offset` lists, chat's `content` entries; null when not asked for.
+fn logprobs_json(route: Route, c: &ChoiceOut) -> Value {
+    let Some(lps) = &c.logprobs else {
+        return Value::Null;
+    };
+    match route {
+        Route::Completions => {
+            let mut offset = 0;
+            let offsets: Vec<usize> = lps
+                .iter()
+                .map(|(t, _)| {
+                    let o = offset;
+                    offset += t.len();
+                    o
+                })
+                .collect();
+            json!({
+                "tokens": lps.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+                "token_logprobs": lps.iter().map(|(_, l)| l).collect::<Vec<_>>(),
+                "top_logprobs": null,
+                "text_offset": offsets,
+            })
+        }
+        Route::Chat => json!({
+            "content": lps
+                .iter()
+                .map(|(t, l)| json!({"token": t, "logprob": l, "bytes": t.as_bytes(), "top_logprobs": []}))
+                .collect::<Vec<_>>(),
+        }),
+    }
+}
+
 /// The body of a non-streamed response.
 pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
     let choices: Vec<Value> = out
@@ -123,14 +156,14 @@ pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
                 Route::Completions => json!({
                     "index": i,
                     "text": c.text,
-                    "logprobs": null,
+                    "logprobs": logprobs_json(ctx.route, c),
                     "finish_reason": c.finish_reason,
                     "reward": c.score.map(score_json),
                 }),
                 Route::Chat => json!({
                     "index": i,
                     "message": {"role": "assistant", "content": c.text},
-                    "logprobs": null,
+                    "logprobs": logprobs_json(ctx.route, c),
                     "finish_reason": c.finish_reason,
                     "reward": c.score.map(score_json),
                 }),

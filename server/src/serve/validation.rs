@@ -117,6 +117,8 @@ pub enum CorrectMode {
 pub struct GenRequest {
     /// Correct the chosen answers with the aligner afterwards.
     pub correct: CorrectMode,
+    /// Return the sampled tokens' log-probabilities.
+    pub logprobs: bool,
     /// The route.
     pub route: Route,
     /// The prompt.
@@ -335,15 +337,31 @@ pub fn validate_generation(
             format!("n must be in [1, {}], got {n}", limits.max_n),
         ));
     }
-    match &body.logprobs {
-        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => {}
-        Some(serde_json::Value::Number(x)) if x.as_u64() == Some(0) => {}
-        Some(_) => return Err(bad("logprobs", "logprobs are not supported by this server")),
-    }
+    // The sampled tokens' log-probabilities: `logprobs: 0` (completions) or `true` (chat);
+    // alternatives per token are not offered.
+    let logprobs = match &body.logprobs {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+        Some(serde_json::Value::Bool(true)) => true,
+        Some(serde_json::Value::Number(x)) if x.as_u64() == Some(0) => true,
+        Some(_) => {
+            return Err(bad(
+                "logprobs",
+                "logprobs takes 0 (completions) or true (chat): the sampled tokens' \
+                 log-probabilities; alternatives per token are not supported",
+            ));
+        }
+    };
     if body.top_logprobs.is_some_and(|t| t > 0) {
         return Err(bad(
             "top_logprobs",
-            "top_logprobs are not supported by this server",
+            "top_logprobs (alternatives per token) are not supported by this server; \
+             logprobs returns the sampled tokens' log-probabilities",
+        ));
+    }
+    if logprobs && body.stream == Some(true) {
+        return Err(bad(
+            "logprobs",
+            "logprobs are returned by non-streamed requests only",
         ));
     }
     if body.echo == Some(true) {
@@ -522,6 +540,7 @@ pub fn validate_generation(
         strategy,
         return_candidates: alignment.return_candidates.unwrap_or(false),
         correct,
+        logprobs,
         stream,
         include_usage: stream
             && body
