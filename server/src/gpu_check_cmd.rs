@@ -387,6 +387,12 @@ fn throughput(m: &LoadedModel, args: &GpuCheckArgs, report: &mut Report) -> Resu
     report.section("throughput", json!(rows), md)
 }
 
+/// The paper's improvement score of a best reward against the Bo_n0 baseline's max and min:
+/// 100 at the baseline's best, 0 at its worst.
+fn improvement(best: f32, base_max: f64, base_min: f64) -> f64 {
+    100.0 * (1.0 + (best as f64 - base_max) / (base_max - base_min).max(1e-6))
+}
+
 fn cost(o: &StrategyOutput) -> f64 {
     (o.stats.policy_tokens + o.stats.reward_tokens + o.stats.prompt_tokens) as f64
 }
@@ -468,7 +474,7 @@ fn quality(
                 n0_time += wall;
             }
             let (bmax, bmin, bt, bc) = base.context("baseline")?;
-            acc[k].1 += 100.0 * (1.0 + (o.best[0].score as f64 - bmax) / (bmax - bmin).max(1e-6));
+            acc[k].1 += improvement(o.best[0].score, bmax, bmin);
             acc[k].2 += wall / bt;
             acc[k].3 += cost(&o) / bc;
         }
@@ -490,7 +496,7 @@ fn quality(
             let o = speculative_rejection(&input, &reward, &params)?;
             let wall = t.elapsed().as_secs_f64();
             let row = &mut acc[ns.len() + k];
-            row.1 += 100.0 * (1.0 + (o.best[0].score as f64 - bmax) / (bmax - bmin).max(1e-6));
+            row.1 += improvement(o.best[0].score, bmax, bmin);
             row.2 += wall / bt;
             row.3 += cost(&o) / bc;
         }

@@ -17,7 +17,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,7 +30,7 @@ use super::AppState;
 use super::engine::{CancelOnDrop, CorrectionOut, GenOutput, Job, ModelInfo, Models};
 use super::errors::ApiError;
 use super::openai::RawMessage;
-use super::routes::{Arrived, enqueue, ms, parse_body, ready};
+use super::routes::{Arrived, await_reply, enqueue, ms, parse_body, ready, set_timing};
 use super::validation::{CorrectMode, Tokenized};
 use super::validation::{bad, messages};
 
@@ -259,10 +258,7 @@ async fn run(
             reply: tx,
         })),
     )?;
-    let (out, took) = tokio::time::timeout(s.cfg.request_timeout, rx)
-        .await
-        .map_err(|_| ApiError::Timeout(s.cfg.request_timeout.as_secs()))?
-        .map_err(|_| ApiError::Internal("the engine stopped".into()))??;
+    let (out, took) = await_reply(&s, rx).await?;
     let (prompt, completion) = out.iter().fold((0, 0), |(p, c), x| {
         (p + x.prompt_tokens, c + x.completion_tokens)
     });
@@ -296,9 +292,7 @@ async fn run(
         ms(took),
         ms(arrived.0.elapsed())
     );
-    if let Ok(v) = HeaderValue::from_str(&timing) {
-        resp.headers_mut().insert("server-timing", v);
-    }
+    set_timing(&mut resp, &timing);
     Ok(resp)
 }
 

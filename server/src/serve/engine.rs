@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use thresh_aligner::{AlignerError, AlignerTemplate, Corrector};
+use thresh_aligner::{AlignerTemplate, Corrector};
 use thresh_decoding::strategy::{
     Candidate, Fate, SpeculativeParams, StrategyInput, StrategyOutput, StrategyStats, best_of_n,
     rejection_sampling, soft_best_of_n, speculative_rejection,
@@ -312,61 +312,55 @@ fn run_job(models: &Models, cfg: &ServeConfig, job: Job) {
             let _ = job.events.send(Event::Done(Box::new(result)));
         }
         Job::Score(job) => {
-            m::queue_time(job.enqueued.elapsed());
-            if job.cancel.load(Ordering::Relaxed) {
-                return;
+            let result = run_one_shot(job.enqueued, &job.cancel, "reward model", || {
+                let s = models.reward.score(&job.inputs).map_err(|e| match e {
+                    thresh_reward::RewardError::InvalidInput(msg) => ApiError::param("input", msg),
+                    e => ApiError::Internal(e.to_string()),
+                })?;
+                m::reward_tokens(s.iter().map(|s| s.tokens).sum());
+                Ok(s)
+            });
+            if let Some(result) = result {
+                let _ = job.reply.send(result);
             }
-            let t = Instant::now();
-            let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| models.reward.score(&job.inputs)));
-            let result = match result {
-                Ok(Ok(s)) => {
-                    m::reward_tokens(s.iter().map(|s| s.tokens).sum());
-                    Ok((s, t.elapsed()))
-                }
-                Ok(Err(thresh_reward::RewardError::InvalidInput(msg))) => {
-                    Err(ApiError::param("input", msg))
-                }
-                Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
-                Err(_) => Err(ApiError::Internal(
-                    "the reward model failed on this request".into(),
-                )),
-            };
-            let _ = job.reply.send(result);
         }
         Job::Correct(job) => {
-            m::queue_time(job.enqueued.elapsed());
-            if job.cancel.load(Ordering::Relaxed) {
-                return;
+            let result = run_one_shot(job.enqueued, &job.cancel, "aligner", || {
+                let aligner = models.aligner.as_ref().ok_or(ApiError::NoAligner)?;
+                Ok(aligner.correct(
+                    &job.inputs,
+                    &job.sampling,
+                    &job.stop,
+                    Some(job.cancel.clone()),
+                )?)
+            });
+            if let Some(result) = result {
+                let _ = job.reply.send(result);
             }
-            let t = Instant::now();
-            let result = match &models.aligner {
-                None => Err(ApiError::NoAligner),
-                Some(a) => {
-                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        a.correct(
-                            &job.inputs,
-                            &job.sampling,
-                            &job.stop,
-                            Some(job.cancel.clone()),
-                        )
-                    }));
-                    match r {
-                        Ok(Ok(c)) => Ok((c, t.elapsed())),
-                        Ok(Err(AlignerError::InvalidInput(msg))) => {
-                            Err(ApiError::param("inputs", msg))
-                        }
-                        Ok(Err(AlignerError::Decode(e))) => Err(e.into()),
-                        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
-                        Err(_) => Err(ApiError::Internal(
-                            "the aligner failed on this request".into(),
-                        )),
-                    }
-                }
-            };
-            let _ = job.reply.send(result);
         }
     }
+}
+
+/// Runs a one-shot job (scoring, correcting): records its queue time, skips it when its
+/// client is already gone (`None`), times the work, and turns a panic into a 500 naming
+/// `what` so the engine keeps serving.
+fn run_one_shot<T>(
+    enqueued: Instant,
+    cancel: &AtomicBool,
+    what: &str,
+    work: impl FnOnce() -> Result<T, ApiError>,
+) -> Option<Result<(T, Duration), ApiError>> {
+    m::queue_time(enqueued.elapsed());
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
+    let t = Instant::now();
+    Some(match std::panic::catch_unwind(AssertUnwindSafe(work)) {
+        Ok(r) => r.map(|v| (v, t.elapsed())),
+        Err(_) => Err(ApiError::Internal(format!(
+            "the {what} failed on this request"
+        ))),
+    })
 }
 
 fn generate(

@@ -155,6 +155,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<thresh_aligner::AlignerError> for ApiError {
+    fn from(e: thresh_aligner::AlignerError) -> Self {
+        use thresh_aligner::AlignerError as A;
+        match e {
+            A::InvalidInput(m) => ApiError::param("inputs", m),
+            A::Decode(d) => d.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<thresh_decoding::DecodeError> for ApiError {
     fn from(e: thresh_decoding::DecodeError) -> Self {
         use thresh_decoding::DecodeError as D;

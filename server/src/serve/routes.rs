@@ -95,6 +95,24 @@ pub(super) fn enqueue(s: &AppState, job: Job) -> Result<(), ApiError> {
     }
 }
 
+/// Waits for the engine's reply to a one-shot job, within `--request-timeout`.
+pub(super) async fn await_reply<T>(
+    s: &AppState,
+    rx: oneshot::Receiver<Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(s.cfg.request_timeout, rx)
+        .await
+        .map_err(|_| ApiError::Timeout(s.cfg.request_timeout.as_secs()))?
+        .map_err(|_| ApiError::Internal("the engine stopped".into()))?
+}
+
+/// Sets the `server-timing` header (per-phase durations).
+pub(super) fn set_timing(resp: &mut Response, timing: &str) {
+    if let Ok(v) = HeaderValue::from_str(timing) {
+        resp.headers_mut().insert("server-timing", v);
+    }
+}
+
 fn with_label(mut resp: Response, strategy: &'static str) -> Response {
     resp.extensions_mut().insert(StrategyLabel(strategy));
     resp
@@ -199,9 +217,7 @@ async fn generation(
         let tokenize_ms = ms(ctx.tokenize_time);
         let mut resp = stream_response(ctx, rx, guard, s.cfg.request_timeout);
         // Only the phases before the first byte are known when the headers leave.
-        if let Ok(v) = HeaderValue::from_str(&format!("tokenize;dur={tokenize_ms:.2}")) {
-            resp.headers_mut().insert("server-timing", v);
-        }
+        set_timing(&mut resp, &format!("tokenize;dur={tokenize_ms:.2}"));
         return Ok(with_label(resp, strategy));
     }
     let out = tokio::time::timeout(s.cfg.request_timeout, wait_done(&mut rx))
@@ -218,9 +234,7 @@ async fn generation(
         ms(out.stats.reward_time),
         ms(arrived.0.elapsed())
     );
-    if let Ok(v) = HeaderValue::from_str(&timing) {
-        resp.headers_mut().insert("server-timing", v);
-    }
+    set_timing(&mut resp, &timing);
     Ok(with_label(resp, strategy))
 }
 
@@ -260,10 +274,7 @@ async fn score(
             reply: tx,
         }),
     )?;
-    let (scores, took) = tokio::time::timeout(s.cfg.request_timeout, rx)
-        .await
-        .map_err(|_| ApiError::Timeout(s.cfg.request_timeout.as_secs()))?
-        .map_err(|_| ApiError::Internal("the engine stopped".into()))??;
+    let (scores, took) = await_reply(&s, rx).await?;
     let data: Vec<_> = scores
         .iter()
         .enumerate()
@@ -290,9 +301,7 @@ async fn score(
         ms(took),
         ms(arrived.0.elapsed())
     );
-    if let Ok(v) = HeaderValue::from_str(&timing) {
-        resp.headers_mut().insert("server-timing", v);
-    }
+    set_timing(&mut resp, &timing);
     Ok(resp)
 }
 
