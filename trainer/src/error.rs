@@ -1,0 +1,36 @@
+//! The trainer's error type.
+
+/// Everything that can go wrong while loading data, building a model or training it.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Loading or saving a model failed.
+    #[error(transparent)]
+    Model(#[from] thresh_models::ModelError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A data file holds a line that is not a valid example.
+    #[error("{path}:{line}: {message}")]
+    Data {
+        /// The file.
+        path: std::path::PathBuf,
+        /// One-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A setting is out of range or inconsistent.
+    #[error("invalid setting: {0}")]
+    Config(String),
+}
+
+/// The trainer's result type.
+pub type Result<T> = std::result::Result<T, TrainError>;
