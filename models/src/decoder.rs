@@ -129,6 +129,19 @@ enum Head {
     None,
 }
 
+/// Rows of one batch inside a decoder pass, and the cache they continue.
+struct Part<'c> {
+    rows: usize,
+    cache: Option<&'c mut KvCache>,
+}
+
+/// Rotary tables and causal mask for one part's positions.
+struct PartRope {
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+}
+
 /// A Llama-family causal decoder with caller-owned KV cache.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -306,31 +319,86 @@ impl Decoder {
     /// Runs the blocks on `ids` (`(batch, seq)`, u32) and returns the final-normed hidden
     /// states `(batch, seq, hidden)`. With a cache, the tokens continue its sequences (the
     /// cache's batch must match) and are appended to it; without one they start at position 0.
-    pub fn forward_hidden(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let rows = ids.dims2()?.0;
+        self.blocks(ids, &mut [Part { rows, cache }])
+    }
+
+    /// One decoder pass over the rows of several independent batches, each continuing its
+    /// own cache: `ids[i]` is `(rows_i, seq)` (the same `seq` for all) and continues
+    /// `caches[i]`. The projections and the MLP run once on all rows together, so their
+    /// weights are read once per step whatever the number of batches; rotary positions,
+    /// masks and attention stay per batch. Returns each batch's last-position logits
+    /// `(rows_i, vocab)`, equal to what [`Decoder::forward_last`] gives for it alone.
+    pub fn forward_last_many(
+        &self,
+        ids: &[Tensor],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Vec<Tensor>> {
+        if ids.len() != caches.len() || ids.is_empty() {
+            return Err(ModelError::InvalidArgument(format!(
+                "{} inputs for {} caches",
+                ids.len(),
+                caches.len()
+            )));
+        }
+        let mut parts = Vec::with_capacity(ids.len());
+        for (t, c) in ids.iter().zip(caches.iter_mut()) {
+            parts.push(Part {
+                rows: t.dims2()?.0,
+                cache: Some(&mut **c),
+            });
+        }
+        let hidden = self.blocks(&Tensor::cat(ids, 0)?, &mut parts)?;
+        let s = hidden.dim(1)?;
+        let logits = self.logits(&hidden.i((.., s - 1, ..))?.contiguous()?)?;
+        let mut out = Vec::with_capacity(parts.len());
+        let mut start = 0;
+        for p in &parts {
+            out.push(logits.narrow(0, start, p.rows)?);
+            start += p.rows;
+        }
+        Ok(out)
+    }
+
+    /// The blocks over `ids`, whose rows are split into `parts` that each continue their own
+    /// cache (or start at position 0 without one).
+    fn blocks(&self, ids: &Tensor, parts: &mut [Part<'_>]) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         if s == 0 || b == 0 {
             return Err(ModelError::InvalidArgument("empty input".into()));
         }
-        let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
-        if let Some(c) = cache.as_ref()
-            && c.batch_size() != 0
-            && c.batch_size() != b
-        {
-            return Err(ModelError::InvalidArgument(format!(
-                "input has {b} rows, the cache {}",
-                c.batch_size()
-            )));
+        if parts.iter().map(|p| p.rows).sum::<usize>() != b {
+            return Err(ModelError::InvalidArgument(
+                "the parts do not cover the input rows".into(),
+            ));
         }
-        if offset + s > self.cfg.max_position_embeddings {
-            return Err(ModelError::InvalidArgument(format!(
-                "sequence of {} tokens exceeds the model's context of {}",
-                offset + s,
-                self.cfg.max_position_embeddings
-            )));
+        let mut ropes = Vec::with_capacity(parts.len());
+        for p in parts.iter() {
+            let offset = p.cache.as_ref().map(|c| c.len()).unwrap_or(0);
+            if let Some(c) = p.cache.as_ref()
+                && c.batch_size() != 0
+                && c.batch_size() != p.rows
+            {
+                return Err(ModelError::InvalidArgument(format!(
+                    "input has {} rows, the cache {}",
+                    p.rows,
+                    c.batch_size()
+                )));
+            }
+            if offset + s > self.cfg.max_position_embeddings {
+                return Err(ModelError::InvalidArgument(format!(
+                    "sequence of {} tokens exceeds the model's context of {}",
+                    offset + s,
+                    self.cfg.max_position_embeddings
+                )));
+            }
+            ropes.push(PartRope {
+                cos: self.cos.narrow(0, offset, s)?,
+                sin: self.sin.narrow(0, offset, s)?,
+                mask: self.mask(s, offset)?,
+            });
         }
-        let cos = self.cos.narrow(0, offset, s)?;
-        let sin = self.sin.narrow(0, offset, s)?;
-        let mask = self.mask(s, offset)?;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
             b,
             s,
@@ -345,16 +413,21 @@ impl Decoder {
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let hn = candle_nn::ops::rms_norm(&x, &layer.input_norm, self.cfg.rms_norm_eps as f32)?;
-            let attn = self.attention(
-                l,
-                layer,
-                &hn,
-                &cos,
-                &sin,
-                mask.as_ref(),
-                cache.as_deref_mut(),
-            )?;
-            x = (attn + residual)?;
+            let qkv = layer.qkv.forward(&hn)?;
+            let attn = if parts.len() == 1 {
+                let p = &mut parts[0];
+                self.attention(l, layer, &qkv, &ropes[0], p.cache.as_deref_mut())?
+            } else {
+                let mut outs = Vec::with_capacity(parts.len());
+                let mut start = 0;
+                for (p, r) in parts.iter_mut().zip(&ropes) {
+                    let q = qkv.narrow(0, start, p.rows)?;
+                    outs.push(self.attention(l, layer, &q, r, p.cache.as_deref_mut())?);
+                    start += p.rows;
+                }
+                Tensor::cat(&outs, 0)?
+            };
+            x = (layer.o.forward(&attn)? + residual)?;
             let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm, self.cfg.rms_norm_eps as f32)?;
             let gu = layer.gate_up.forward(&hn)?;
             let i = self.cfg.intermediate_size;
@@ -372,8 +445,10 @@ impl Decoder {
             };
             x = (layer.down.forward(&act)? + &x)?;
         }
-        if let Some(c) = cache {
-            c.advance(s);
+        for p in parts.iter_mut() {
+            if let Some(c) = p.cache.as_deref_mut() {
+                c.advance(s);
+            }
         }
         Ok(candle_nn::ops::rms_norm(
             &x,
@@ -408,22 +483,21 @@ impl Decoder {
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Attention of one part's rows from their fused q/k/v projection `(b, s, (h + 2 kvh) d)`,
+    /// before the output projection: returns `(b, s, h d)`.
     fn attention(
         &self,
         l: usize,
         layer: &Layer,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        qkv: &Tensor,
+        rope: &PartRope,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
+        let (cos, sin, mask) = (&rope.cos, &rope.sin, rope.mask.as_ref());
+        let (b, s, _) = qkv.dims3()?;
         let cfg = &self.cfg;
         let (h, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let groups = cfg.gqa_groups();
-        let qkv = layer.qkv.forward(x)?;
         let q = qkv.narrow(D::Minus1, 0, h * hd)?.reshape((b, s, h, hd))?;
         let k = qkv
             .narrow(D::Minus1, h * hd, kvh * hd)?
@@ -478,11 +552,10 @@ impl Decoder {
                     scale as f32,
                 )?
             };
-            let out = out
+            return Ok(out
                 .reshape((b, h, s, hd))?
                 .transpose(1, 2)?
-                .reshape((b, s, h * hd))?;
-            return layer.o.forward(&out);
+                .reshape((b, s, h * hd))?);
         }
         let scores = (q.matmul(&k.t()?)?.to_dtype(DType::F32)? * scale)?;
         let scores = match mask {
@@ -491,11 +564,10 @@ impl Decoder {
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
         let out = probs.matmul(&v)?; // (b, kvh, groups * s, hd)
-        let out = out
+        Ok(out
             .reshape((b, h, s, hd))?
             .transpose(1, 2)?
-            .reshape((b, s, h * hd))?;
-        layer.o.forward(&out)
+            .reshape((b, s, h * hd))?)
     }
 
     /// Projects hidden states (`(..., hidden)`) to f32 logits (`(..., vocab)`).

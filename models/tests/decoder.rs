@@ -320,3 +320,60 @@ fn quantised_weights_stay_close_to_dense() {
         "q8_0 logits drift {diff} (scale {scale})"
     );
 }
+
+#[test]
+fn one_pass_over_several_caches_matches_each_alone() {
+    for quant in [None, Some(GgmlDType::Q8_0)] {
+        let (_dir, d) = tiny_llama_with(quant);
+        let dev = Device::Cpu;
+        // Three batches at different lengths and row counts: a diverged 4-row batch (7 + 3
+        // tokens), a fresh 1-row prompt of 7, and a 2-row batch of 5 prompt tokens.
+        let (a, _) = diverged_cache(&d);
+        let mut b = d.new_cache();
+        d.forward_last(&Tensor::new(&[PROMPT[1]], &dev).unwrap(), &mut b)
+            .unwrap();
+        let mut c = d.new_cache();
+        d.forward_last(
+            &Tensor::new(&[[3u32, 4, 5, 6, 7], [9, 8, 7, 6, 5]], &dev).unwrap(),
+            &mut c,
+        )
+        .unwrap();
+        let (mut alone, mut together) = ([a.clone(), b.clone(), c.clone()], [a, b, c]);
+        for step in 0..4u32 {
+            let ids: Vec<Tensor> = [4usize, 1, 2]
+                .iter()
+                .enumerate()
+                .map(|(i, &rows)| {
+                    let col: Vec<u32> = (0..rows as u32)
+                        .map(|r| 7 * step + 3 * r + i as u32)
+                        .collect();
+                    Tensor::new(col.as_slice(), &dev)
+                        .unwrap()
+                        .unsqueeze(1)
+                        .unwrap()
+                })
+                .collect();
+            let expected: Vec<Tensor> = ids
+                .iter()
+                .zip(alone.iter_mut())
+                .map(|(t, cache)| d.forward_last(t, cache).unwrap())
+                .collect();
+            let mut refs: Vec<&mut KvCache> = together.iter_mut().collect();
+            let got = d.forward_last_many(&ids, &mut refs).unwrap();
+            for (e, g) in expected.iter().zip(&got) {
+                assert_eq!(e.dims(), g.dims());
+                let diff = max_abs_diff(e, g);
+                assert!(diff < 1e-5, "step {step} quant {quant:?}: diff {diff}");
+            }
+        }
+        for (x, y) in alone.iter().zip(&together) {
+            assert_eq!(x.len(), y.len());
+            assert_eq!(x.batch_size(), y.batch_size());
+        }
+    }
+    let (_dir, d) = tiny_llama();
+    let mut cache = d.new_cache();
+    let ids = [Tensor::new(&[[1u32]], &Device::Cpu).unwrap()];
+    assert!(d.forward_last_many(&ids, &mut []).is_err());
+    assert!(d.forward_last_many(&[], &mut [&mut cache]).is_err());
+}
