@@ -131,6 +131,7 @@ fn main() {
             top_k: 1,
             return_candidates: true,
             cancel: None,
+            stepper: None,
         };
         let t = Instant::now();
         let bo_n0 = best_of_n(&input, &reward, N0).expect("Bo_n0");

@@ -15,6 +15,7 @@ use thresh_models::{Decoder, KvCache, Tokenizer};
 
 use crate::detok::{IncrementalDetokenizer, find_stop};
 use crate::error::{DecodeError, Result};
+use crate::merge::Stepper;
 use crate::sampling::{Sampler, SamplingParams, log_prob};
 
 /// When a row stops.
@@ -114,6 +115,9 @@ pub struct DecodeBatch<'m> {
     logits: Vec<Vec<f32>>,
     stats: BatchStats,
     cancel: Option<Arc<AtomicBool>>,
+    /// Runs the decode steps instead of the decoder, while `entered`.
+    stepper: Option<&'m dyn Stepper>,
+    entered: bool,
 }
 
 impl<'m> DecodeBatch<'m> {
@@ -192,12 +196,34 @@ impl<'m> DecodeBatch<'m> {
             logits: vec![logits; n],
             stats,
             cancel: None,
+            stepper: None,
+            entered: false,
         })
     }
 
     /// Stops the batch at its next step when `flag` becomes true.
     pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
         self.cancel = Some(flag);
+    }
+
+    /// Hands this batch's decode steps to `stepper` (which may merge them with other
+    /// batches' steps into one decoder pass) instead of calling the decoder.
+    pub fn set_stepper(&mut self, stepper: &'m dyn Stepper) {
+        self.leave_stepper();
+        if !self.is_done() {
+            stepper.enter();
+            self.entered = true;
+        }
+        self.stepper = Some(stepper);
+    }
+
+    fn leave_stepper(&mut self) {
+        if self.entered {
+            self.entered = false;
+            if let Some(s) = self.stepper {
+                s.leave();
+            }
+        }
     }
 
     /// Every row, finished or not, in their original order.
@@ -233,6 +259,7 @@ impl<'m> DecodeBatch<'m> {
         {
             self.cache.clear();
             self.active.clear();
+            self.leave_stepper();
             return Err(DecodeError::Cancelled);
         }
         let t0 = Instant::now();
@@ -316,10 +343,22 @@ impl<'m> DecodeBatch<'m> {
         self.stats.generated_tokens += self.active.len();
         self.stats.sample_time += t0.elapsed();
         self.retain_slots(&keep)?;
-        if !self.active.is_empty() {
+        if self.active.is_empty() {
+            self.leave_stepper();
+        } else {
             let t1 = Instant::now();
-            let ids = Tensor::new(next.as_slice(), self.decoder.device())?.unsqueeze(1)?;
-            let logits = self.decoder.forward_last(&ids, &mut self.cache)?;
+            let logits = match self.stepper.filter(|_| self.entered) {
+                Some(stepper) => {
+                    let cache = std::mem::replace(&mut self.cache, self.decoder.new_cache());
+                    let (cache, logits) = stepper.step(next, cache)?;
+                    self.cache = cache;
+                    logits
+                }
+                None => {
+                    let ids = Tensor::new(next.as_slice(), self.decoder.device())?.unsqueeze(1)?;
+                    self.decoder.forward_last(&ids, &mut self.cache)?
+                }
+            };
             self.logits = logits.to_vec2::<f32>()?;
             self.stats.decode_steps += 1;
             self.stats.decode_time += t1.elapsed();
@@ -360,7 +399,11 @@ impl<'m> DecodeBatch<'m> {
             row.text.push_str(&tail);
             row.finish = Some(FinishReason::Pruned);
         }
-        self.retain_slots(&keep)
+        self.retain_slots(&keep)?;
+        if self.active.is_empty() {
+            self.leave_stepper();
+        }
+        Ok(())
     }
 
     /// Decodes until every row has finished.
@@ -372,7 +415,17 @@ impl<'m> DecodeBatch<'m> {
     }
 
     /// Consumes the batch, returning its rows and statistics.
-    pub fn into_parts(self) -> (Vec<Row>, BatchStats) {
-        (self.rows, self.stats)
+    pub fn into_parts(mut self) -> (Vec<Row>, BatchStats) {
+        self.leave_stepper();
+        (
+            std::mem::take(&mut self.rows),
+            std::mem::take(&mut self.stats),
+        )
+    }
+}
+
+impl Drop for DecodeBatch<'_> {
+    fn drop(&mut self) {
+        self.leave_stepper();
     }
 }

@@ -24,6 +24,9 @@ pub enum DecodeError {
     /// The reward model failed.
     #[error("reward model: {0}")]
     Reward(String),
+    /// A merged decode step failed (the message says why); every batch in it fails.
+    #[error("merged decode step: {0}")]
+    Merged(String),
     /// The model runtime failed.
     #[error(transparent)]
     Model(#[from] thresh_models::ModelError),

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod detok;
 pub mod error;
 pub mod generate;
+pub mod merge;
 pub mod sampling;
 pub mod strategy;
 
@@ -13,4 +14,5 @@ pub use batch::{BatchStats, DecodeBatch, FinishReason, Row, StopConditions};
 pub use detok::IncrementalDetokenizer;
 pub use error::{DecodeError, Result};
 pub use generate::{Generation, generate};
+pub use merge::{MergeStats, StepMerger, Stepper};
 pub use sampling::{Sampler, SamplingParams};

@@ -69,6 +69,7 @@ fn input(ids: &[u32], max_tokens: usize, candidates: bool) -> StrategyInput<'_> 
         top_k: 1,
         return_candidates: candidates,
         cancel: None,
+        stepper: None,
     }
 }
 

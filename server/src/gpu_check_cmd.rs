@@ -454,6 +454,7 @@ fn quality(
             top_k: 1,
             return_candidates: true,
             cancel: None,
+            stepper: None,
         };
         let mut base = None;
         for (k, &bn) in ns.iter().enumerate() {

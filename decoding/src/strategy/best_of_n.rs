@@ -28,6 +28,9 @@ pub fn best_of_n(
     if let Some(flag) = &input.cancel {
         batch.set_cancel_flag(flag.clone());
     }
+    if let Some(stepper) = input.stepper {
+        batch.set_stepper(stepper);
+    }
     batch.run_to_end()?;
     let (rows, bstats) = batch.into_parts();
     let mut stats = StrategyStats {

@@ -138,5 +138,6 @@ fn clone_input<'a>(input: &StrategyInput<'a>) -> StrategyInput<'a> {
         top_k: input.top_k,
         return_candidates: input.return_candidates,
         cancel: input.cancel.clone(),
+        stepper: input.stepper,
     }
 }

@@ -43,6 +43,9 @@ pub struct StrategyInput<'a> {
     pub return_candidates: bool,
     /// Stops the work at the next step when set.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Runs the decode steps (e.g. a [`StepMerger`](crate::StepMerger) that batches them
+    /// with other requests' steps); `None` calls the decoder directly.
+    pub stepper: Option<&'a dyn crate::merge::Stepper>,
 }
 
 /// How a candidate ended.

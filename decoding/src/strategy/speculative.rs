@@ -78,6 +78,9 @@ pub fn speculative_rejection(
     if let Some(flag) = &input.cancel {
         batch.set_cancel_flag(flag.clone());
     }
+    if let Some(stepper) = input.stepper {
+        batch.set_stepper(stepper);
+    }
     let mut stats = StrategyStats {
         initial_batch: n0,
         ..Default::default()

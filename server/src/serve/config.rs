@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Requests waiting for the engine at most; more are answered 429 (default 64).
     #[arg(long, env = "THRESH_MAX_QUEUE")]
     pub max_queue: Option<usize>,
+    /// Requests decoded together: their decode steps run as one batched decoder pass
+    /// (default 8; 1 runs requests one after another).
+    #[arg(long, env = "THRESH_MAX_BATCH_REQUESTS")]
+    pub max_batch_requests: Option<usize>,
     /// Largest `n`, `best_of` and `alignment.candidates` (default 64).
     #[arg(long, env = "THRESH_MAX_N")]
     pub max_n: Option<usize>,
@@ -91,6 +95,7 @@ struct FileConfig {
     #[serde(default)]
     api_keys: Vec<String>,
     max_queue: Option<usize>,
+    max_batch_requests: Option<usize>,
     max_n: Option<usize>,
     kv_budget_tokens: Option<usize>,
     max_body_bytes: Option<usize>,
@@ -133,6 +138,8 @@ pub struct ServeConfig {
     pub api_keys: Vec<String>,
     /// Queue capacity.
     pub max_queue: usize,
+    /// Requests the engine decodes together.
+    pub max_batch_requests: usize,
     /// Largest n / candidates.
     pub max_n: usize,
     /// KV token budget of one request.
@@ -162,6 +169,7 @@ impl ServeConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             api_keys: Vec::new(),
             max_queue: 64,
+            max_batch_requests: 8,
             max_n: 64,
             kv_budget_tokens: 65536,
             max_body_bytes: 1 << 20,
@@ -282,6 +290,12 @@ impl ServeArgs {
             addr: SocketAddr::new(host, port),
             api_keys,
             max_queue: positive("max-queue", self.max_queue.or(file.max_queue).unwrap_or(64))?,
+            max_batch_requests: positive(
+                "max-batch-requests",
+                self.max_batch_requests
+                    .or(file.max_batch_requests)
+                    .unwrap_or(8),
+            )?,
             max_n: positive("max-n", self.max_n.or(file.max_n).unwrap_or(64))?,
             kv_budget_tokens: positive(
                 "kv-budget-tokens",

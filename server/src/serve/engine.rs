@@ -1,6 +1,12 @@
-//! The engine thread: it loads and owns the candle models and runs one job at a time from a
-//! bounded queue. A job's cancel flag (set when its client goes away or its deadline
-//! passes) stops the work at the next decode step; a failure or panic fails that job only.
+//! The engine: it loads and owns the candle models and serves jobs from a bounded queue.
+//!
+//! `--max-batch-requests` worker threads each take a job from the queue and run it (its
+//! strategy, its reward scoring, its prefill) on their own; the decode steps of all running
+//! generations meet on the engine thread, whose [`StepMerger`] runs them as one batched
+//! decoder pass. So concurrent requests share each step's weight reads (continuous
+//! batching), while each still gets exactly the logits it would get alone. A job's cancel
+//! flag (set when its client goes away or its deadline passes) stops its work at its next
+//! decode step; a failure or panic fails that job only.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +18,7 @@ use thresh_decoding::strategy::{
     Candidate, Fate, SpeculativeParams, StrategyInput, StrategyOutput, StrategyStats, best_of_n,
     rejection_sampling, soft_best_of_n, speculative_rejection,
 };
-use thresh_decoding::{DecodeBatch, DecodeError};
+use thresh_decoding::{DecodeBatch, DecodeError, StepMerger, Stepper};
 use thresh_models::{ChatTemplate, LoadOptions, Tokenizer};
 use thresh_reward::{RewardInput, RewardModel, Scored};
 use tokio::sync::{mpsc, oneshot};
@@ -240,12 +246,16 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     ))
 }
 
+/// How long a merged decode pass waits for running requests that have not submitted their
+/// step yet (they are sampling, or scoring partial answers) before it runs without them.
+const MERGE_WAIT: Duration = Duration::from_millis(20);
+
 /// Starts the engine thread: it loads the models, publishes them in `state`, then serves
 /// `jobs` until the sender side is dropped.
 pub fn spawn(
     cfg: Arc<ServeConfig>,
     state: Arc<LoadState>,
-    mut jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Job>,
     max_queue: usize,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -260,14 +270,46 @@ pub fn spawn(
                 }
             };
             let _ = state.info.set(Arc::new(info));
-            while let Some(job) = jobs.blocking_recv() {
-                m::queue_depth(max_queue.saturating_sub(jobs.capacity()));
-                run_job(&models, &cfg, job);
-            }
+            let merger = StepMerger::new(MERGE_WAIT).with_pass_hook(m::decode_pass);
+            let jobs = std::sync::Mutex::new(jobs);
+            let workers = cfg.max_batch_requests.max(1);
+            let live = std::sync::atomic::AtomicUsize::new(workers);
+            std::thread::scope(|scope| {
+                for i in 0..workers {
+                    let (models, cfg, merger, jobs, live) = (&models, &cfg, &merger, &jobs, &live);
+                    let worker = std::thread::Builder::new()
+                        .name(format!("thresh-worker-{i}"))
+                        .spawn_scoped(scope, move || {
+                            loop {
+                                let job = {
+                                    let mut rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+                                    let job = rx.blocking_recv();
+                                    m::queue_depth(max_queue.saturating_sub(rx.capacity()));
+                                    job
+                                };
+                                match job {
+                                    Some(job) => run_job(models, cfg, merger, job),
+                                    None => break,
+                                }
+                            }
+                            // The last worker out stops the merger, which ends the engine.
+                            if live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                                merger.close();
+                            }
+                        });
+                    if let Err(e) = worker {
+                        tracing::error!("starting engine worker {i}: {e}");
+                        if live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            merger.close();
+                        }
+                    }
+                }
+                merger.run(&models.policy.decoder);
+            });
         })
 }
 
-fn run_job(models: &Models, cfg: &ServeConfig, job: Job) {
+fn run_job(models: &Models, cfg: &ServeConfig, stepper: &dyn Stepper, job: Job) {
     match job {
         Job::Generate(job) => {
             let job = *job;
@@ -283,11 +325,9 @@ fn run_job(models: &Models, cfg: &ServeConfig, job: Job) {
             }
             let _ = job.events.send(Event::Started(queue_time));
             let t = Instant::now();
-            m::active_rows(job.req.req.strategy.batch_rows(job.req.req.n));
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                generate(models, cfg, &job.req, &job.cancel, &job.events)
+                generate(models, cfg, stepper, &job.req, &job.cancel, &job.events)
             }));
-            m::active_rows(0);
             let result = match result {
                 Ok(Ok(mut out)) => {
                     out.queue_time = queue_time;
@@ -366,11 +406,12 @@ fn run_one_shot<T>(
 fn generate(
     models: &Models,
     cfg: &ServeConfig,
+    stepper: &dyn Stepper,
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<GenOutput, DecodeError> {
-    let mut out = run_strategy(models, cfg, job, cancel, events)?;
+    let mut out = run_strategy(models, cfg, stepper, job, cancel, events)?;
     if job.req.correct != CorrectMode::Off {
         super::correct::correct_choices(models, job, cancel, &mut out)?;
     }
@@ -380,6 +421,7 @@ fn generate(
 fn run_strategy(
     models: &Models,
     cfg: &ServeConfig,
+    stepper: &dyn Stepper,
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
@@ -398,9 +440,10 @@ fn run_strategy(
         // Kept internally for the pruned-token count; returned only when asked for.
         return_candidates: true,
         cancel: Some(cancel.clone()),
+        stepper: Some(stepper),
     };
     let out: StrategyOutput = match &req.strategy {
-        Strategy::None => return plain(models, job, cancel, events),
+        Strategy::None => return plain(models, stepper, job, cancel, events),
         Strategy::BestOfN { candidates } => best_of_n(&input, reward, *candidates)?,
         Strategy::Speculative {
             candidates,
@@ -459,6 +502,7 @@ fn run_strategy(
 /// turn out to start a stop string), and scores the answers when not streaming.
 fn plain(
     models: &Models,
+    stepper: &dyn Stepper,
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
@@ -475,6 +519,7 @@ fn plain(
         &req.stop,
     )?;
     batch.set_cancel_flag(cancel.clone());
+    batch.set_stepper(stepper);
     let hold = req.stop.stop.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
     let mut sent = vec![0usize; req.n];
     while !batch.is_done() {

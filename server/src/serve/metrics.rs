@@ -58,6 +58,13 @@ pub fn active_rows(n: usize) {
     gauge!("thresh_active_batch_size").set(n as f64);
 }
 
+/// One batched decoder pass over the rows of `requests` running requests.
+pub fn decode_pass(rows: usize, requests: usize) {
+    active_rows(rows);
+    counter!("thresh_decode_passes_total").increment(1);
+    histogram!("thresh_decode_pass_requests").record(requests as f64);
+}
+
 /// A job stopped because its client went away or its deadline passed.
 pub fn cancelled(strategy: &'static str) {
     counter!("thresh_requests_cancelled_total", "strategy" => strategy).increment(1);
