@@ -66,9 +66,7 @@ fn unequal_covariances_add_the_log_determinant_term() {
 fn embed(points: &[Vec<f64>], dim: usize) -> Vec<Vec<f64>> {
     let mut u = vec![0.0; dim];
     let mut v = vec![0.0; dim];
-    for k in 0..4 {
-        u[k] = 0.5;
-    }
+    u[..4].fill(0.5);
     v[dim - 2] = 1.0 / 2f64.sqrt();
     v[dim - 1] = -1.0 / 2f64.sqrt();
     points
