@@ -5,10 +5,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
 use thresh_models::ChatMessage;
 use thresh_trainer::TrainError;
 use thresh_trainer::data::{
-    Correction, Example, Format, Prompt, Response, binary, corrections, detect, load, pairs, scalar,
+    Correction, Example, Format, Prompt, Response, balanced_batches, binary, corrections, detect,
+    load, pairs, scalar,
 };
 
 fn file(lines: &[&str]) -> tempfile::NamedTempFile {
@@ -444,4 +446,72 @@ fn demo_files_load_and_hold_what_the_readme_says() {
         c.iter()
             .all(|r| r.answer != r.corrected && r.question.starts_with("Continue this passage"))
     );
+}
+
+#[test]
+fn a_byte_order_mark_and_crlf_line_ends_are_accepted() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(b"\xef\xbb\xbf{\"prompt\": \"p\", \"responses\": [{\"text\": \"a\", \"label\": true}]}\r\n\r\n{\"prompt\": \"q\", \"responses\": [{\"text\": \"b\"}]}\r\n").unwrap();
+    f.flush().unwrap();
+    let ex = load(f.path(), Format::Auto).unwrap();
+    assert_eq!(ex.len(), 2);
+    assert_eq!(ex[1].responses[0].text, "b");
+}
+
+#[test]
+fn format_names_match_the_readme() {
+    for (name, format) in [
+        ("auto", Format::Auto),
+        ("thresh", Format::Thresh),
+        ("hh-rlhf", Format::HhRlhf),
+        ("ultra-feedback", Format::UltraFeedback),
+        ("pku-safe-rlhf", Format::PkuSafeRlhf),
+        ("aligner", Format::Aligner),
+        ("kldo", Format::Kldo),
+        ("trl-unpaired", Format::TrlUnpaired),
+    ] {
+        assert_eq!(Format::from_str(name, false).unwrap(), format);
+        assert_eq!(serde_json::to_value(format).unwrap(), name);
+    }
+}
+
+#[test]
+fn balanced_batches_cover_the_larger_class_once_and_cycle_the_smaller() {
+    // 10 aligned (indices 0..10) and 3 unaligned (10..13), batches of 4.
+    let flags: Vec<bool> = (0..13).map(|i| i < 10).collect();
+    let batches = balanced_batches(&flags, 4, 7).unwrap();
+    assert_eq!(batches.len(), 5);
+    let mut seen_large = Vec::new();
+    let mut counts_small = [0usize; 3];
+    for b in &batches {
+        assert_eq!(b.len(), 4);
+        assert!(
+            b[..2].iter().all(|&i| flags[i]) && b[2..].iter().all(|&i| !flags[i]),
+            "{b:?}"
+        );
+        seen_large.extend_from_slice(&b[..2]);
+        for &i in &b[2..] {
+            counts_small[i - 10] += 1;
+        }
+    }
+    seen_large.sort_unstable();
+    assert_eq!(seen_large, (0..10).collect::<Vec<_>>());
+    // 10 slots from 3 items cycled in full passes: 4, 3, 3 in some order.
+    let mut c = counts_small.to_vec();
+    c.sort_unstable();
+    assert_eq!(c, vec![3, 3, 4]);
+    // Deterministic per seed, different across seeds; a short last batch stays balanced.
+    assert_eq!(batches, balanced_batches(&flags, 4, 7).unwrap());
+    assert_ne!(batches, balanced_batches(&flags, 4, 8).unwrap());
+    let odd = balanced_batches(&flags, 6, 1).unwrap();
+    assert_eq!(
+        odd.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![6, 6, 6, 2]
+    );
+    // The smaller class may be the `true` one: it still comes first in each batch.
+    let flipped: Vec<bool> = flags.iter().map(|f| !f).collect();
+    let b = balanced_batches(&flipped, 2, 3).unwrap();
+    assert!(b.iter().all(|b| flipped[b[0]] && !flipped[b[1]]));
+    assert!(balanced_batches(&flags, 3, 0).is_err());
+    assert!(balanced_batches(&[true, true], 2, 0).is_err());
 }

@@ -414,3 +414,24 @@ fn kldo_state_round_trips_and_bad_batches_are_errors() {
             .is_err()
     );
 }
+
+#[test]
+fn estimator_and_reduction_names_match_the_issue() {
+    use clap::ValueEnum;
+    use thresh_trainer::losses::RdroReduction;
+    for (name, e) in [
+        ("ma", KldoEstimator::MovingAverage),
+        ("biased", KldoEstimator::Biased),
+        ("f-div", KldoEstimator::FDivergence),
+    ] {
+        assert_eq!(KldoEstimator::from_str(name, false).unwrap(), e);
+        assert_eq!(serde_json::to_value(e).unwrap(), name);
+    }
+    for (name, r) in [
+        ("pooled", RdroReduction::Pooled),
+        ("per-class", RdroReduction::PerClass),
+    ] {
+        assert_eq!(RdroReduction::from_str(name, false).unwrap(), r);
+        assert_eq!(serde_json::to_value(r).unwrap(), name);
+    }
+}

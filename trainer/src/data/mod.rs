@@ -10,6 +10,7 @@
 //! Loading never drops anything silently: every non-blank line becomes one [`Example`] or
 //! the load fails with an error naming the file and the one-based line.
 
+mod batches;
 mod detect;
 mod public;
 mod thresh;
@@ -22,6 +23,7 @@ use thresh_models::ChatMessage;
 
 use crate::error::{Result, TrainError};
 
+pub use batches::balanced_batches;
 pub use detect::detect;
 pub use views::{
     BinaryRecord, CorrectionRecord, PairRecord, ScalarRecord, binary, corrections, pairs, scalar,
@@ -106,8 +108,9 @@ pub struct Example {
     pub correction: Option<Correction>,
 }
 
-/// The layout of a data file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The layout of a data file. On the command line and in configs: `auto`, `thresh`,
+/// `hh-rlhf`, `ultra-feedback`, `pku-safe-rlhf`, `aligner`, `kldo`, `trl-unpaired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Detect from the first non-blank line (see [`detect`]).
@@ -166,7 +169,8 @@ pub fn parse_value(
     }
 }
 
-/// Loads a JSONL file: one example per non-blank line. `Format::Auto` detects the layout
+/// Loads a JSONL file (UTF-8, a leading byte-order mark allowed): one example per
+/// non-blank line. `Format::Auto` detects the layout
 /// from the first non-blank line; every other line must then have the same layout. A line
 /// that is not valid JSON or not valid in the format is an error naming the file and the
 /// one-based line; so is a file with no examples (reported as line 0).
@@ -180,6 +184,7 @@ pub fn load(path: &Path, format: Format) -> Result<Vec<Example>> {
         line,
         message,
     };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut format = format;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -9,17 +9,23 @@ use serde::{Deserialize, Serialize};
 use super::{LossOutput, check_flagged, mean_value, positive, scalar_value};
 use crate::error::{Result, TrainError};
 
-/// How KLDO estimates the unaligned term `log mean exp(T)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// How KLDO estimates the unaligned term `log mean exp(T)`. Named `ma`, `biased` and
+/// `f-div` on the command line and in configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 pub enum KldoEstimator {
     /// `ma`: forward value `log mean exp(T)`; gradient bias-corrected with a moving average
     /// of `mean exp(T)` across batches (each unaligned `T_j` gets `exp(T_j) / (N ema)`).
     #[default]
+    #[serde(rename = "ma")]
+    #[value(name = "ma")]
     MovingAverage,
     /// `biased`: plain log-mean-exp and its own (minibatch-biased) gradient.
+    #[serde(rename = "biased")]
+    #[value(name = "biased")]
     Biased,
     /// `f-div`: the f-divergence bound's `mean exp(T - 1)`.
+    #[serde(rename = "f-div")]
+    #[value(name = "f-div")]
     FDivergence,
 }
 

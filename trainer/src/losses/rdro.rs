@@ -9,8 +9,8 @@ use super::stable::log_sigmoid;
 use super::{LossOutput, check_flagged, mask, masked_mean, scalar_value};
 use crate::error::{Result, TrainError};
 
-/// How RDRO averages the per-example terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// How RDRO averages the per-example terms (`pooled` / `per-class` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum RdroReduction {
     /// One mean over the whole batch (what the authors' code does).
