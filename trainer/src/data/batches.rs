@@ -17,7 +17,7 @@ use crate::error::{Result, TrainError};
 ///
 /// Errors when `batch_size` is odd or 0, or when either class is empty.
 pub fn balanced_batches(flags: &[bool], batch_size: usize, seed: u64) -> Result<Vec<Vec<usize>>> {
-    if batch_size == 0 || batch_size % 2 != 0 {
+    if batch_size == 0 || batch_size % 2 == 1 {
         return Err(TrainError::Config(format!(
             "a balanced batch size must be even and positive, got {batch_size}"
         )));
