@@ -31,6 +31,14 @@ fn load_as(lines: &[&str], format: Format) -> Vec<Example> {
     assert_eq!(detect(&value).unwrap(), format);
     let auto = load(f.path(), Format::Auto).unwrap();
     assert_eq!(auto, load(f.path(), format).unwrap());
+    // Converted to the thresh schema, every example reads back unchanged.
+    let converted: Vec<String> = auto
+        .iter()
+        .map(|e| e.to_thresh_json().to_string())
+        .collect();
+    let refs: Vec<&str> = converted.iter().map(String::as_str).collect();
+    let g = file(&refs);
+    assert_eq!(load(g.path(), Format::Thresh).unwrap(), auto);
     auto
 }
 

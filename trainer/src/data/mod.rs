@@ -108,6 +108,14 @@ pub struct Example {
     pub correction: Option<Correction>,
 }
 
+impl Example {
+    /// This example as one line of the thresh schema (`Format::Thresh` reads it back to an
+    /// equal example), e.g. to convert a public data set once and train from the result.
+    pub fn to_thresh_json(&self) -> serde_json::Value {
+        thresh::to_json(self)
+    }
+}
+
 /// The layout of a data file. On the command line and in configs: `auto`, `thresh`,
 /// `hh-rlhf`, `ultra-feedback`, `pku-safe-rlhf`, `aligner`, `kldo`, `trl-unpaired`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

@@ -31,6 +31,43 @@ struct LineResponse {
     kind: Option<String>,
 }
 
+/// The schema line of an example (what [`parse`] reads back to the same example).
+pub(super) fn to_json(e: &Example) -> serde_json::Value {
+    let mut line = serde_json::Map::new();
+    match &e.prompt {
+        Prompt::Text(t) => line.insert("prompt".into(), serde_json::json!(t)),
+        Prompt::Messages(m) => line.insert("messages".into(), serde_json::json!(m)),
+    };
+    if !e.responses.is_empty() {
+        let responses: Vec<serde_json::Value> = e
+            .responses
+            .iter()
+            .map(|r| {
+                let mut o = serde_json::Map::new();
+                o.insert("text".into(), serde_json::json!(r.text));
+                if let Some(l) = r.label {
+                    o.insert("label".into(), serde_json::json!(l));
+                }
+                if let Some(s) = r.score {
+                    o.insert("score".into(), serde_json::json!(s));
+                }
+                if let Some(k) = &r.kind {
+                    o.insert("kind".into(), serde_json::json!(k));
+                }
+                serde_json::Value::Object(o)
+            })
+            .collect();
+        line.insert("responses".into(), serde_json::Value::Array(responses));
+    }
+    if !e.pairs.is_empty() {
+        line.insert("pairs".into(), serde_json::json!(e.pairs));
+    }
+    if let Some(c) = &e.correction {
+        line.insert("correction".into(), serde_json::json!(c));
+    }
+    serde_json::Value::Object(line)
+}
+
 /// Parses and validates one line of the schema.
 pub(super) fn parse(value: serde_json::Value) -> Result<Example, String> {
     let line: Line = from_value(value)?;
