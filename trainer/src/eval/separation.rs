@@ -133,62 +133,66 @@ fn pca2(points: &[&[f64]], dim: usize) -> Result<Vec<[f64; 2]>> {
 }
 
 /// The two largest eigenvalues of a symmetric matrix and their unit eigenvectors, by cyclic
-/// Jacobi rotations.
-fn top2_eigen(mut a: Vec<Vec<f64>>) -> ([f64; 2], [Vec<f64>; 2]) {
-    let n = a.len();
-    let mut v: Vec<Vec<f64>> = (0..n)
-        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
-        .collect();
-    let scale: f64 = a
-        .iter()
-        .flatten()
-        .map(|x| x * x)
-        .sum::<f64>()
-        .max(f64::MIN_POSITIVE);
+/// Jacobi rotations. The matrix is kept flat and the eigenvectors as rows, so the inner
+/// loops read contiguous memory.
+fn top2_eigen(rows: Vec<Vec<f64>>) -> ([f64; 2], [Vec<f64>; 2]) {
+    let n = rows.len();
+    let mut a: Vec<f64> = rows.into_iter().flatten().collect();
+    // vt[i * n + k]: component k of eigenvector i.
+    let mut vt = vec![0.0; n * n];
+    for i in 0..n {
+        vt[i * n + i] = 1.0;
+    }
+    let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().max(f64::MIN_POSITIVE);
+    let mut row_p = vec![0.0; n];
+    let mut row_q = vec![0.0; n];
     for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i][j] * a[i][j])
-            .sum();
-        if off <= 1e-26 * scale {
+        let diagonal: f64 = (0..n).map(|i| a[i * n + i] * a[i * n + i]).sum();
+        if scale - diagonal <= 1e-26 * scale {
             break;
         }
         for p in 0..n {
             for q in p + 1..n {
-                let apq = a[p][q];
-                if apq.abs() <= f64::MIN_POSITIVE {
+                let apq = a[p * n + q];
+                if apq * apq <= 1e-34 * scale {
                     continue;
                 }
-                let theta = (a[q][q] - a[p][p]) / (2.0 * apq);
+                let (app, aqq) = (a[p * n + p], a[q * n + q]);
+                let theta = (aqq - app) / (2.0 * apq);
                 let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
-                for row in a.iter_mut() {
-                    let (akp, akq) = (row[p], row[q]);
-                    row[p] = c * akp - s * akq;
-                    row[q] = s * akp + c * akq;
+                row_p.copy_from_slice(&a[p * n..p * n + n]);
+                row_q.copy_from_slice(&a[q * n..q * n + n]);
+                for k in 0..n {
+                    let (akp, akq) = (row_p[k], row_q[k]);
+                    let (np, nq) = (c * akp - s * akq, s * akp + c * akq);
+                    a[p * n + k] = np;
+                    a[k * n + p] = np;
+                    a[q * n + k] = nq;
+                    a[k * n + q] = nq;
                 }
-                let (low, high) = a.split_at_mut(q);
-                for (x, y) in low[p].iter_mut().zip(high[0].iter_mut()) {
-                    let (apk, aqk) = (*x, *y);
-                    *x = c * apk - s * aqk;
-                    *y = s * apk + c * aqk;
-                }
-                for row in v.iter_mut() {
-                    let (vkp, vkq) = (row[p], row[q]);
-                    row[p] = c * vkp - s * vkq;
-                    row[q] = s * vkp + c * vkq;
+                a[p * n + p] = app - t * apq;
+                a[q * n + q] = aqq + t * apq;
+                a[p * n + q] = 0.0;
+                a[q * n + p] = 0.0;
+                let (head, tail) = vt.split_at_mut(q * n);
+                let vp = &mut head[p * n..p * n + n];
+                let vq = &mut tail[..n];
+                for (x, y) in vp.iter_mut().zip(vq.iter_mut()) {
+                    let (vkp, vkq) = (*x, *y);
+                    *x = c * vkp - s * vkq;
+                    *y = s * vkp + c * vkq;
                 }
             }
         }
     }
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&i, &j| a[j][j].total_cmp(&a[i][i]));
-    let column = |k: usize| (0..n).map(|i| v[i][k]).collect::<Vec<f64>>();
+    order.sort_by(|&i, &j| a[j * n + j].total_cmp(&a[i * n + i]));
+    let (i, j) = (order[0], order[1]);
     (
-        [a[order[0]][order[0]], a[order[1]][order[1]]],
-        [column(order[0]), column(order[1])],
+        [a[i * n + i], a[j * n + j]],
+        [vt[i * n..i * n + n].to_vec(), vt[j * n..j * n + n].to_vec()],
     )
 }
 
