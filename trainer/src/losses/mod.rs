@@ -9,6 +9,16 @@
 //!   gradients are smooth everywhere, including at 0 where DPO-style losses start;
 //! - the returned [`LossOutput::loss`] is a scalar mean over the batch, and
 //!   [`LossOutput::metrics`] holds detached diagnostics for the metrics log.
+//!
+//! | method | function | input |
+//! |---|---|---|
+//! | SFT | [`sft`] (and [`sequence_logps`] for every `logp` below) | logits, targets, mask |
+//! | reward model | [`bradley_terry`] | scores of chosen and rejected |
+//! | DPO, IPO | [`dpo`], [`ipo`] | [`PairLogps`] |
+//! | KTO | [`kto`] with [`kto_z0`] | unpaired `logp`s and desirability |
+//! | PRO | [`pro_binary`] (with [`binary_class_weights`]), [`pro_pairwise`], [`pro_scalar`] | labels, pairs or `(P, N)` scores |
+//! | KLDO | [`Kldo::loss`] (holds the `ma` state) | `logp`s and alignment flags |
+//! | RDRO | [`rdro`] | `logp`s and preference flags |
 
 mod kldo;
 mod kto;
