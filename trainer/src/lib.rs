@@ -4,6 +4,9 @@
 //! correctors) with candle's autograd, and simulates how alignment methods serve a population
 //! of users with different preferences.
 
+pub mod data;
 pub mod error;
+pub mod eval;
+pub mod losses;
 
 pub use error::{Result, TrainError};
