@@ -12,11 +12,14 @@
 //!
 //! A pass starts as soon as every registered batch has submitted its step, or when
 //! [`StepMerger::wait`] has passed since the first submission (a batch busy elsewhere, e.g.
-//! scoring its partial answers, does not hold the others back for longer than that).
+//! scoring its partial answers, does not hold the others back for longer than that). The
+//! batches that missed a pass this way are not waited for again until they submit.
 
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
@@ -24,7 +27,8 @@ use thresh_models::{Decoder, KvCache};
 
 use crate::error::{DecodeError, Result};
 
-/// Runs the decode steps of a batch.
+/// Runs the decode steps of a batch. Batches are told apart by the thread that steps them:
+/// a thread steps one batch at a time.
 pub trait Stepper: Send + Sync {
     /// A batch starts decoding: it will submit steps until it calls [`Stepper::leave`].
     fn enter(&self);
@@ -51,6 +55,7 @@ pub struct MergeStats {
 type Reply = mpsc::SyncSender<Result<(KvCache, Tensor)>>;
 
 struct Pending {
+    thread: ThreadId,
     next: Vec<u32>,
     cache: KvCache,
     reply: Reply,
@@ -58,10 +63,24 @@ struct Pending {
 
 #[derive(Default)]
 struct State {
-    registered: usize,
+    /// Batches registered, by the thread that steps them (a thread steps one batch at a time).
+    registered: HashMap<ThreadId, usize>,
+    /// Registered threads that missed a pass's wait: busy elsewhere, not waited for until
+    /// they submit again.
+    busy: HashSet<ThreadId>,
     pending: Vec<Pending>,
     closed: bool,
     stats: MergeStats,
+}
+
+impl State {
+    /// Registered threads, neither pending nor busy, that the next pass waits for.
+    fn waiting_for(&self) -> usize {
+        self.registered
+            .keys()
+            .filter(|t| !self.busy.contains(t) && !self.pending.iter().any(|p| p.thread == **t))
+            .count()
+    }
 }
 
 /// A [`Stepper`] that merges the steps of concurrent batches into one decoder pass; see the
@@ -119,9 +138,16 @@ impl StepMerger {
                     return;
                 }
                 let deadline = Instant::now() + self.wait;
-                while !st.closed && st.pending.len() < st.registered {
+                while !st.closed && st.waiting_for() > 0 {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        let absent: Vec<ThreadId> = st
+                            .registered
+                            .keys()
+                            .filter(|t| !st.pending.iter().any(|p| p.thread == **t))
+                            .copied()
+                            .collect();
+                        st.busy.extend(absent);
                         break;
                     }
                     st = self
@@ -208,12 +234,23 @@ impl StepMerger {
 
 impl Stepper for StepMerger {
     fn enter(&self) {
-        self.lock().registered += 1;
+        *self
+            .lock()
+            .registered
+            .entry(std::thread::current().id())
+            .or_default() += 1;
     }
 
     fn leave(&self) {
+        let me = std::thread::current().id();
         let mut st = self.lock();
-        st.registered = st.registered.saturating_sub(1);
+        if let Some(n) = st.registered.get_mut(&me) {
+            *n -= 1;
+            if *n == 0 {
+                st.registered.remove(&me);
+                st.busy.remove(&me);
+            }
+        }
         drop(st);
         self.changed.notify_all();
     }
@@ -225,7 +262,10 @@ impl Stepper for StepMerger {
             if st.closed {
                 return Err(DecodeError::Merged("the engine is shutting down".into()));
             }
+            let thread = std::thread::current().id();
+            st.busy.remove(&thread);
             st.pending.push(Pending {
+                thread,
                 next,
                 cache,
                 reply: tx,

@@ -4,8 +4,15 @@
 //! 2. Best-of-8 requests (128 new tokens, EOS ignored) at 1, 8 and 32 concurrent clients:
 //!    throughput and p50/p99 latency.
 //!
+//! 3. with `BENCH_PEER` set to the base URL of another OpenAI-compatible server on the same
+//!    GGUF (llama.cpp's `llama-server -np 8`, see `scripts/bench-serve.sh`), the same two
+//!    workloads on both, back to back: one Best-of-8 (thresh: `best_of: 8`; the peer: 8
+//!    concurrent samples, then the same MiniLM scoring in process) and 8 concurrent plain
+//!    requests (total completion tokens per second). Medians of `BENCH_PEER_REPS` (3).
+//!
 //! `cargo run --release -p thresh-server --example bench_http` (environment: `BENCH_TOKENS`,
-//! `BENCH_CONCURRENCY` as a comma list, `BENCH_REPS` for part 1).
+//! `BENCH_CONCURRENCY` as a comma list, `BENCH_REPS` for part 1, `BENCH_PEER`,
+//! `BENCH_PEER_REPS`).
 
 use std::time::{Duration, Instant};
 
@@ -141,7 +148,89 @@ async fn main() -> anyhow::Result<()> {
             quantile(&mut lat, 0.99)
         );
     }
+    if let Ok(peer) = std::env::var("BENCH_PEER") {
+        let reps: usize = env_or("BENCH_PEER_REPS", "3").parse()?;
+        let peer = peer.trim_end_matches('/').to_string();
+        let body = |seed: usize| {
+            json!({
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": tokens, "ignore_eos": true, "temperature": 0.8, "seed": seed,
+            })
+        };
+        // 3a. One Best-of-8 request.
+        let (mut ours, mut theirs, mut theirs_gen) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..reps {
+            let t = Instant::now();
+            let mut b = body(r);
+            b["best_of"] = json!(8);
+            chat(&client, &base, b).await?;
+            ours.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let answers = futures_util::future::try_join_all(
+                (0..8).map(|k| chat(&client, &peer, body(100 * r + k))),
+            )
+            .await?;
+            theirs_gen.push(t.elapsed().as_secs_f64());
+            let inputs: Vec<RewardInput> = answers
+                .iter()
+                .map(|(text, _)| RewardInput::new(prompt, text.clone()))
+                .collect();
+            let scores = reward.score(&inputs)?;
+            anyhow::ensure!(scores.len() == 8);
+            theirs.push(t.elapsed().as_secs_f64());
+        }
+        let (o, p, g) = (
+            quantile(&mut ours, 0.5),
+            quantile(&mut theirs, 0.5),
+            quantile(&mut theirs_gen, 0.5),
+        );
+        println!(
+            "Best-of-8 ({tokens} tokens each), median of {reps}: thresh {o:.2} s; peer {p:.2} s \
+             ({g:.2} s sampling + {:.2} s MiniLM scoring); thresh / peer = {:.2}",
+            p - g,
+            o / p
+        );
+        // 3b. 8 concurrent plain requests.
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for r in 0..reps {
+            for (target, out) in [(&base, &mut ours), (&peer, &mut theirs)] {
+                let t = Instant::now();
+                let answers = futures_util::future::try_join_all(
+                    (0..8).map(|k| chat(&client, target, body(1000 + 10 * r + k))),
+                )
+                .await?;
+                let toks: u64 = answers.iter().map(|a| a.1).sum();
+                out.push(toks as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        let (o, p) = (quantile(&mut ours, 0.5), quantile(&mut theirs, 0.5));
+        println!(
+            "8 concurrent plain requests ({tokens} tokens each), median of {reps}: thresh {o:.1} tok/s, \
+             peer {p:.1} tok/s; thresh / peer = {:.2}",
+            o / p
+        );
+    }
     server.shutdown();
     server.wait().await?;
     Ok(())
+}
+
+/// One chat completion: the first choice's text and the completion tokens from `usage`.
+async fn chat(client: &reqwest::Client, base: &str, body: Value) -> anyhow::Result<(String, u64)> {
+    let r = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    anyhow::ensure!(status.is_success(), "{base}: {status}: {v}");
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("{base}: no answer in {v}"))?
+        .to_string();
+    let tokens = v["usage"]["completion_tokens"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("{base}: no usage in {v}"))?;
+    Ok((text, tokens))
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The daemon's benchmark (BENCHMARKS.md, "The HTTP daemon"): thresh serve on the demo models
+# against llama.cpp's llama-server on the same GGUF, in one run on this machine.
+#   bash scripts/bench-serve.sh            # BENCH_* variables pass through to the example
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/fetch-models.sh
+bash scripts/build-llama-cpp.sh
+gguf=models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+port="${LLAMA_PORT:-8399}"
+threads="${LLAMA_THREADS:-$(nproc)}"
+# 8 slots of 2048 tokens: room for the chat prompt plus 128 new tokens per slot.
+target/llama.cpp/bin/llama-server -m "$gguf" -np 8 -c 16384 -t "$threads" \
+  --host 127.0.0.1 --port "$port" >target/llama-server.log 2>&1 &
+peer=$!
+trap 'kill $peer 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "llama-server did not start; see target/llama-server.log" >&2; exit 1; }
+BENCH_PEER="http://127.0.0.1:$port" cargo run --release -p thresh-server --example bench_http
