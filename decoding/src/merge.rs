@@ -104,7 +104,8 @@ impl StepMerger {
         }
     }
 
-    /// Calls `f(rows, batches)` before every pass (for metrics).
+    /// Calls `f(rows, batches)` before every pass, and `f(0, 0)` when no batch is left
+    /// (for metrics).
     pub fn with_pass_hook(mut self, f: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
         self.on_pass = Some(Box::new(f));
         self
@@ -131,6 +132,12 @@ impl StepMerger {
         loop {
             let batch = {
                 let mut st = self.lock();
+                if st.pending.is_empty()
+                    && st.registered.is_empty()
+                    && let Some(f) = &self.on_pass
+                {
+                    f(0, 0);
+                }
                 while st.pending.is_empty() && !st.closed {
                     st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
                 }

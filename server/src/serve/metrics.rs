@@ -58,9 +58,13 @@ pub fn active_rows(n: usize) {
     gauge!("thresh_active_batch_size").set(n as f64);
 }
 
-/// One batched decoder pass over the rows of `requests` running requests.
+/// One batched decoder pass over the rows of `requests` running requests (0: idle).
 pub fn decode_pass(rows: usize, requests: usize) {
     active_rows(rows);
+    if requests == 0 {
+        // The engine went idle.
+        return;
+    }
     counter!("thresh_decode_passes_total").increment(1);
     histogram!("thresh_decode_pass_requests").record(requests as f64);
 }
