@@ -132,13 +132,15 @@ impl StepMerger {
         loop {
             let batch = {
                 let mut st = self.lock();
-                if st.pending.is_empty()
-                    && st.registered.is_empty()
-                    && let Some(f) = &self.on_pass
-                {
-                    f(0, 0);
-                }
+                let mut idle_reported = false;
                 while st.pending.is_empty() && !st.closed {
+                    if !idle_reported
+                        && st.registered.is_empty()
+                        && let Some(f) = &self.on_pass
+                    {
+                        f(0, 0);
+                        idle_reported = true;
+                    }
                     st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
                 if st.pending.is_empty() {

@@ -105,6 +105,27 @@ async fn concurrent_requests_share_passes_and_get_their_solo_answers() {
         reqs > passes * 1.5,
         "concurrent requests shared passes: {reqs} request steps in {passes} passes"
     );
+    // Nothing is decoding any more: the active batch size gauge drops to 0.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = c
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let rows = metric(&page, "thresh_active_batch_size", "");
+        if rows == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "active batch size stuck at {rows}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     server.shutdown();
     server.wait().await.unwrap();
 }
