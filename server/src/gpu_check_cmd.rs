@@ -7,7 +7,10 @@
 //! 2. decode throughput at several batch sizes (prompt prefilled once, forked, EOS ignored);
 //! 3. Best-of-N against Speculative Rejection on the strategies benchmark's prompts, with the
 //!    KV budget taken from free GPU memory as in the paper, reporting the improvement score
-//!    against compute.
+//!    against compute;
+//! 4. `merged` (not in the default set): continuous batching, R concurrent Best-of-N requests
+//!    with shared decoder passes against the same requests one after another
+//!    ([`crate::gpu_check_merged`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -60,13 +63,19 @@ pub struct GpuCheckArgs {
     /// Share of free GPU memory given to the KV cache when sizing the budget.
     #[arg(long, default_value_t = 0.5)]
     kv_memory_fraction: f64,
-    /// Sections to run (parity, throughput, quality).
+    /// Sections to run (parity, throughput, quality, merged).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "parity,throughput,quality"
     )]
     sections: Vec<String>,
+    /// Concurrency levels of the merged section.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    merged_requests: Vec<usize>,
+    /// Candidates per request in the merged section.
+    #[arg(long, default_value_t = 16)]
+    merged_candidates: usize,
     /// Folder for results (gpu-check.json, gpu-check.md).
     #[arg(long)]
     out: PathBuf,
@@ -174,6 +183,7 @@ pub fn run(args: GpuCheckArgs) -> Result<()> {
             "parity" => parity(&spec, &device, &gpu, &prompts[..4], &mut report),
             "throughput" => throughput(&gpu, &args, &mut report),
             "quality" => quality(&gpu, &reward_dir, &device, &prompts, &args, &mut report),
+            "merged" => merged(&gpu, &reward_dir, &device, &prompts, &args, &mut report),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         // A failing section is reported and the next one still runs.
@@ -536,4 +546,31 @@ fn quality(
                "methods": rows}),
         md,
     )
+}
+
+fn merged(
+    m: &LoadedModel,
+    reward_dir: &std::path::Path,
+    device: &Device,
+    prompts: &[String],
+    args: &GpuCheckArgs,
+    report: &mut Report,
+) -> Result<()> {
+    let reward = RelevanceReward::load(reward_dir, device)?;
+    let ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|q| chat_ids(m, q))
+        .collect::<Result<_>>()?;
+    let (value, md) = crate::gpu_check_merged::merged(
+        m,
+        &reward,
+        &crate::gpu_check_merged::MergedArgs {
+            prompts,
+            prompt_ids: &ids,
+            levels: &args.merged_requests,
+            candidates: args.merged_candidates,
+            max_tokens: args.decode_tokens,
+        },
+    )?;
+    report.section("merged", value, md)
 }

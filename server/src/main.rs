@@ -2,6 +2,7 @@
 
 mod generate_cmd;
 mod gpu_check_cmd;
+mod gpu_check_merged;
 mod score_cmd;
 
 use anyhow::Result;
