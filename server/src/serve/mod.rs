@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod responses;
 pub mod routes;
 pub mod sse;
+pub mod token_spans;
 pub mod tokenize;
 pub mod validation;
 
