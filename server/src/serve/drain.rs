@@ -7,9 +7,11 @@
 //! connections. So a client that sends during the drain gets a clear answer it can act on
 //! (retry elsewhere) instead of a connection closed under a request it already wrote.
 //!
-//! A request is in flight from the moment the router sees it until its response body has
-//! been written (or dropped, when the client goes away): [`InFlight`] counts them, and
-//! [`guard_response`] ties a count to the response body.
+//! A request admitted before shutdown is in flight from the moment the router sees it until
+//! its response body has been written (or dropped, when the client goes away): [`InFlight`]
+//! counts them, and [`guard_response`] ties a count to the response body. Requests that
+//! arrive during the drain are not counted, so a client retrying in a loop cannot hold the
+//! server open; hyper still finishes writing their 503 before it closes their connection.
 
 use std::pin::Pin;
 use std::sync::Arc;

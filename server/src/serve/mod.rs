@@ -112,7 +112,9 @@ fn request_id(headers: &axum::http::HeaderMap) -> String {
 /// Request id, API key check, request metrics and the access log.
 async fn outer(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let arrived = Instant::now();
-    let in_flight = s.in_flight.enter();
+    // Only requests admitted before shutdown hold the drain open: later ones are quick
+    // answers (503), which hyper finishes writing before it closes their connection.
+    let in_flight = (!s.shutting_down.load(Ordering::Relaxed)).then(|| s.in_flight.enter());
     let rid = request_id(req.headers());
     let route = route_label(req.uri().path());
     let method = req.method().clone();
@@ -144,7 +146,10 @@ async fn outer(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> 
         ms = arrived.elapsed().as_secs_f64() * 1e3,
         "request"
     );
-    drain::guard_response(resp, in_flight)
+    match in_flight {
+        Some(guard) => drain::guard_response(resp, guard),
+        None => resp,
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
