@@ -237,6 +237,10 @@ async fn the_binary_drains_and_exits_zero_on_sigterm() {
             "dense",
             "--log-format",
             "json",
+            // On a loaded machine the 32 x 600 tokens take longer than the default 30 s
+            // drain deadline, after which the process exits under the in-flight request.
+            "--shutdown-timeout",
+            "600",
         ])
         .arg("--policy")
         .arg(&m.policy)

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::ServeConfig;
 use super::errors::ApiError;
 use super::metrics as m;
+use super::token_spans::TokenSpans;
 use super::validation::{CorrectMode, Strategy, Tokenized};
 
 /// What handlers need to know about the loaded models.
@@ -79,8 +80,11 @@ pub enum Event {
     Delta {
         /// The answer.
         index: usize,
-        /// The new text.
+        /// The new text (empty when it only carries log-probabilities).
         text: String,
+        /// With `logprobs`: the tokens this text completes, each with its log-probability
+        /// (see [`token_spans`](super::token_spans) for the rule).
+        logprobs: Option<Vec<(String, f32)>>,
     },
     /// The job ended.
     Done(Box<Result<GenOutput, ApiError>>),
@@ -101,6 +105,9 @@ pub struct ChoiceOut {
     pub correction: Option<CorrectionOut>,
     /// Each token's text and log-probability under the policy, when asked for.
     pub logprobs: Option<Vec<(String, f32)>>,
+    /// Where each token's text ends in `text` (bytes; past its end: cut by a stop string),
+    /// when an aligned answer's log-probabilities are streamed.
+    pub token_ends: Option<Vec<usize>>,
 }
 
 /// An answer and its correction; the choice returns one of them.
@@ -478,17 +485,25 @@ fn run_strategy(
     let choices = out
         .best
         .iter()
-        .map(|c| ChoiceOut {
-            text: c.text.clone(),
-            tokens: c.tokens.len(),
-            finish_reason: c.finish_reason,
-            score: Some(c.score),
-            correction: None,
-            logprobs: req
-                .logprobs
-                .then(|| token_logprobs(&policy.tokenizer, &c.tokens, &c.token_logprobs)),
+        .map(|c| {
+            let token_ends = if req.logprobs && req.stream {
+                Some(TokenSpans::replay(&policy.tokenizer, &c.tokens)?)
+            } else {
+                None
+            };
+            Ok(ChoiceOut {
+                text: c.text.clone(),
+                tokens: c.tokens.len(),
+                finish_reason: c.finish_reason,
+                score: Some(c.score),
+                correction: None,
+                logprobs: req
+                    .logprobs
+                    .then(|| token_logprobs(&policy.tokenizer, &c.tokens, &c.token_logprobs)),
+                token_ends,
+            })
         })
-        .collect();
+        .collect::<Result<_, DecodeError>>()?;
     Ok(GenOutput {
         choices,
         candidates: out.candidates,
@@ -522,6 +537,8 @@ fn plain(
     batch.set_stepper(stepper);
     let hold = req.stop.stop.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
     let mut sent = vec![0usize; req.n];
+    // With streamed logprobs: which tokens each chunk of text completes.
+    let mut spans = vec![TokenSpans::new(); if req.logprobs { req.n } else { 0 }];
     while !batch.is_done() {
         batch.step()?;
         if req.stream {
@@ -534,12 +551,28 @@ fn plain(
                 while !row.text.is_char_boundary(upto) {
                     upto -= 1;
                 }
-                if upto > sent[i] {
+                let logprobs = match spans.get_mut(i) {
+                    Some(sp) => {
+                        sp.push(&policy.tokenizer, &row.tokens[sp.len()..])?;
+                        if row.finish.is_some() {
+                            sp.finish(&policy.tokenizer)?;
+                        }
+                        let r = sp.take_upto(upto);
+                        Some(token_logprobs(
+                            &policy.tokenizer,
+                            &row.tokens[r.clone()],
+                            &row.token_logprobs[r],
+                        ))
+                    }
+                    None => None,
+                };
+                if upto > sent[i] || logprobs.as_ref().is_some_and(|l| !l.is_empty()) {
                     let _ = events.send(Event::Delta {
                         index: i,
-                        text: row.text[sent[i]..upto].to_string(),
+                        text: row.text[sent[i]..upto.max(sent[i])].to_string(),
+                        logprobs,
                     });
-                    sent[i] = upto;
+                    sent[i] = upto.max(sent[i]);
                 }
             }
         }
@@ -590,6 +623,7 @@ fn plain(
             logprobs: req
                 .logprobs
                 .then(|| token_logprobs(&policy.tokenizer, &r.tokens, &r.token_logprobs)),
+            token_ends: None,
         })
         .collect();
     Ok(GenOutput {

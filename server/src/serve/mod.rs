@@ -3,11 +3,13 @@
 //! Requests pass through [`validation`] (raw OpenAI bodies to typed requests), are tokenised
 //! on blocking workers, and reach the [`engine`] thread, which owns the candle models,
 //! through a bounded queue (full: 429). A client that disconnects cancels its job at the
-//! next decode step. SIGINT/SIGTERM stop accepting connections, let in-flight requests
-//! finish within `--shutdown-timeout`, then return.
+//! next decode step. SIGINT/SIGTERM start the [`drain`]: new requests get 503 (with
+//! `Connection: close`) while in-flight requests finish within `--shutdown-timeout`; then
+//! the server stops accepting, closes idle connections and returns.
 
 pub mod config;
 pub mod correct;
+pub mod drain;
 pub mod engine;
 pub mod errors;
 pub mod metrics;
@@ -16,6 +18,7 @@ pub mod openapi;
 pub mod responses;
 pub mod routes;
 pub mod sse;
+pub mod token_spans;
 pub mod tokenize;
 pub mod validation;
 
@@ -56,6 +59,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Unix time the server started.
     pub started_unix: u64,
+    /// Requests whose responses are not finished (the shutdown drains them).
+    pub in_flight: Arc<drain::InFlight>,
 }
 
 fn route_label(path: &str) -> &'static str {
@@ -107,6 +112,9 @@ fn request_id(headers: &axum::http::HeaderMap) -> String {
 /// Request id, API key check, request metrics and the access log.
 async fn outer(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let arrived = Instant::now();
+    // Only requests admitted before shutdown hold the drain open: later ones are quick
+    // answers (503), which hyper finishes writing before it closes their connection.
+    let in_flight = (!s.shutting_down.load(Ordering::Relaxed)).then(|| s.in_flight.enter());
     let rid = request_id(req.headers());
     let route = route_label(req.uri().path());
     let method = req.method().clone();
@@ -124,6 +132,11 @@ async fn outer(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> 
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    if s.shutting_down.load(Ordering::Relaxed) {
+        // Draining: this connection is not kept for another request.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     tracing::info!(
         request_id = %rid,
         %method,
@@ -133,7 +146,10 @@ async fn outer(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> 
         ms = arrived.elapsed().as_secs_f64() * 1e3,
         "request"
     );
-    resp
+    match in_flight {
+        Some(guard) => drain::guard_response(resp, guard),
+        None => resp,
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -185,7 +201,8 @@ impl Server {
         self.state.load.error.get().cloned()
     }
 
-    /// Begins a graceful shutdown: stop accepting, drain in-flight requests.
+    /// Begins a graceful shutdown: new requests get 503 while in-flight ones finish; then
+    /// the server stops accepting and closes idle connections (see [`drain`]).
     pub fn shutdown(&self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
@@ -216,15 +233,20 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         shutting_down: Arc::new(AtomicBool::new(false)),
         metrics: metrics::handle(),
         started_unix: responses::unix_now(),
+        in_flight: drain::InFlight::new(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let router = app(state.clone());
     let drain = cfg.shutdown_timeout;
+    let in_flight = state.in_flight.clone();
     let task = tokio::spawn(async move {
         let mut graceful_rx = stop_rx.clone();
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = graceful_rx.wait_for(|v| *v).await;
+                // Keep accepting (and answering 503) until the in-flight requests are done.
+                in_flight.wait_idle().await;
+                tracing::info!("in-flight requests done; closing connections");
             })
             .into_future();
         let mut deadline_rx = stop_rx;

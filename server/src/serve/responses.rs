@@ -112,15 +112,22 @@ fn usage(ctx: &RespCtx, choices: &[ChoiceOut]) -> Value {
     })
 }
 
-/// A choice's `logprobs` in the route's shape: completions' `tokens` / `token_logprobs` /
-/// `text_offset` lists, chat's `content` entries; null when not asked for.
+/// A choice's `logprobs` in the route's shape; null when not asked for.
 fn logprobs_json(route: Route, c: &ChoiceOut) -> Value {
-    let Some(lps) = &c.logprobs else {
-        return Value::Null;
-    };
+    match &c.logprobs {
+        None => Value::Null,
+        Some(lps) => logprobs_value(route, lps, 0),
+    }
+}
+
+/// Tokens' log-probabilities in the route's shape: completions' `tokens` /
+/// `token_logprobs` / `text_offset` lists (offsets counted from `offset`, the summed token
+/// texts before these), chat's `content` entries. A stream chunk carries the entries of the
+/// tokens its text completes, with offsets continuing from the chunks before.
+pub fn logprobs_value(route: Route, lps: &[(String, f32)], offset: usize) -> Value {
     match route {
         Route::Completions => {
-            let mut offset = 0;
+            let mut offset = offset;
             let offsets: Vec<usize> = lps
                 .iter()
                 .map(|(t, _)| {

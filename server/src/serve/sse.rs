@@ -1,6 +1,8 @@
 //! Server-sent events for `stream: true`. Plain requests stream each answer's text as it is
 //! decoded; aligned requests send comment lines with progress while the candidates race,
-//! then the chosen answers as deltas. Every stream ends with `data: [DONE]`. Dropping the
+//! then the chosen answers as deltas. With `logprobs`, each chunk carries the
+//! log-probabilities of the tokens its text completes (the rule is in
+//! [`token_spans`](super::token_spans)). Every stream ends with `data: [DONE]`. Dropping the
 //! stream (the client went away) cancels the job at its next decode step.
 
 use std::collections::VecDeque;
@@ -14,7 +16,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::engine::{CancelOnDrop, Event, GenOutput};
 use super::errors::ApiError;
 use super::metrics as m;
-use super::responses::{RespCtx, alignment_json, chunk, chunk_choice, usage_chunk};
+use super::responses::{RespCtx, alignment_json, chunk, chunk_choice, logprobs_value, usage_chunk};
+use super::token_spans::word_pieces;
 use super::validation::Route;
 
 struct StreamState {
@@ -27,6 +30,8 @@ struct StreamState {
     deadline: tokio::time::Instant,
     timeout_secs: u64,
     started: Option<Instant>,
+    /// Per answer: the summed token texts already streamed (completions' `text_offset`).
+    offsets: Vec<usize>,
 }
 
 fn data(v: &serde_json::Value) -> SseEvent {
@@ -39,6 +44,19 @@ impl StreamState {
             self.first_token = true;
             m::time_to_first_token(self.ctx.arrived.elapsed());
         }
+    }
+
+    /// A chunk with one answer's new text and, with `logprobs`, the tokens it completes.
+    fn text_chunk(&mut self, index: usize, text: &str, logprobs: Option<&[(String, f32)]>) {
+        let mut c = chunk_choice(&self.ctx, index, Some(text), false, None);
+        if let Some(lps) = logprobs {
+            if self.offsets.len() <= index {
+                self.offsets.resize(index + 1, 0);
+            }
+            c["logprobs"] = logprobs_value(self.ctx.route, lps, self.offsets[index]);
+            self.offsets[index] += lps.iter().map(|(t, _)| t.len()).sum::<usize>();
+        }
+        self.pending.push_back(data(&chunk(&self.ctx, vec![c])));
     }
 
     fn fail(&mut self, e: ApiError) {
@@ -63,10 +81,13 @@ impl StreamState {
                     self.pending.push_back(data(&chunk(&self.ctx, choices)));
                 }
             }
-            Event::Delta { index, text } => {
+            Event::Delta {
+                index,
+                text,
+                logprobs,
+            } => {
                 self.first_token();
-                let c = chunk_choice(&self.ctx, index, Some(&text), false, None);
-                self.pending.push_back(data(&chunk(&self.ctx, vec![c])));
+                self.text_chunk(index, &text, logprobs.as_deref());
             }
             Event::Done(result) => match *result {
                 Ok(out) => self.finish(out),
@@ -80,20 +101,12 @@ impl StreamState {
         if aligned {
             self.first_token();
             for (i, c) in out.choices.iter().enumerate() {
-                // The chosen answer as deltas, one word (with its leading space) at a time.
-                let mut start = 0;
-                let bytes = c.text.as_bytes();
-                for (j, _) in c.text.char_indices().skip(1) {
-                    if bytes[j] == b' ' || bytes[j] == b'\n' {
-                        let piece = &c.text[start..j];
-                        let ch = chunk_choice(&self.ctx, i, Some(piece), false, None);
-                        self.pending.push_back(data(&chunk(&self.ctx, vec![ch])));
-                        start = j;
-                    }
-                }
-                if start < c.text.len() {
-                    let ch = chunk_choice(&self.ctx, i, Some(&c.text[start..]), false, None);
-                    self.pending.push_back(data(&chunk(&self.ctx, vec![ch])));
+                // The chosen answer as deltas, one word (with its leading space) at a time,
+                // each with the log-probabilities of the tokens it completes.
+                let ends = c.token_ends.as_deref().unwrap_or(&[]);
+                for (piece, tokens) in word_pieces(&c.text, ends) {
+                    let lps = c.logprobs.as_ref().map(|l| &l[tokens]);
+                    self.text_chunk(i, piece, lps);
                 }
             }
         }
@@ -131,6 +144,7 @@ pub fn stream_response(
         deadline: tokio::time::Instant::now() + timeout,
         timeout_secs: timeout.as_secs(),
         started: None,
+        offsets: Vec::new(),
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
         loop {

@@ -358,12 +358,6 @@ pub fn validate_generation(
              logprobs returns the sampled tokens' log-probabilities",
         ));
     }
-    if logprobs && body.stream == Some(true) {
-        return Err(bad(
-            "logprobs",
-            "logprobs are returned by non-streamed requests only",
-        ));
-    }
     if body.echo == Some(true) {
         return Err(bad("echo", "echo is not supported by this server"));
     }
