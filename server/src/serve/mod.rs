@@ -12,6 +12,7 @@ pub mod correct;
 pub mod drain;
 pub mod engine;
 pub mod errors;
+mod generation;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;

@@ -1,0 +1,263 @@
+//! One generation job on a worker thread: the request's strategy (or plain sampling, streamed
+//! as it goes), then the optional Aligner correction. Decode steps go through the engine's
+//! [`Stepper`], which batches them with the other running requests.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use thresh_decoding::strategy::{
+    Candidate, Fate, SpeculativeParams, StrategyInput, StrategyOutput, StrategyStats, best_of_n,
+    rejection_sampling, soft_best_of_n, speculative_rejection,
+};
+use thresh_decoding::{DecodeBatch, DecodeError, Stepper};
+use thresh_models::Tokenizer;
+use thresh_reward::RewardInput;
+use tokio::sync::mpsc;
+
+use super::config::ServeConfig;
+use super::engine::{ChoiceOut, Event, GenOutput, Models};
+use super::token_spans::TokenSpans;
+use super::validation::{CorrectMode, Strategy, Tokenized};
+
+pub(super) fn generate(
+    models: &Models,
+    cfg: &ServeConfig,
+    stepper: &dyn Stepper,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<GenOutput, DecodeError> {
+    let mut out = run_strategy(models, cfg, stepper, job, cancel, events)?;
+    if job.req.correct != CorrectMode::Off {
+        super::correct::correct_choices(models, job, cancel, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn run_strategy(
+    models: &Models,
+    cfg: &ServeConfig,
+    stepper: &dyn Stepper,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<GenOutput, DecodeError> {
+    let req = &job.req;
+    let policy = &models.policy;
+    let reward = models.reward.as_ref();
+    let input = StrategyInput {
+        decoder: &policy.decoder,
+        tokenizer: &policy.tokenizer,
+        prompt_ids: &job.prompt_ids,
+        reward_prompt: job.reward_prompt.clone(),
+        sampling: req.sampling.clone(),
+        stop: req.stop.clone(),
+        top_k: req.n,
+        // Kept internally for the pruned-token count; returned only when asked for.
+        return_candidates: true,
+        cancel: Some(cancel.clone()),
+        stepper: Some(stepper),
+    };
+    let out: StrategyOutput = match &req.strategy {
+        Strategy::None => return plain(models, stepper, job, cancel, events),
+        Strategy::BestOfN { candidates } => best_of_n(&input, reward, *candidates)?,
+        Strategy::Speculative {
+            candidates,
+            alpha,
+            kv_budget_tokens,
+        } => {
+            let prompt = job.prompt_ids.len();
+            // Default budget: every candidate gets about half its tokens before the first
+            // decision, so pruning happens within the request.
+            let default = candidates * (prompt + (req.stop.max_tokens / 2).max(8));
+            let budget = kv_budget_tokens
+                .unwrap_or(default)
+                .min(cfg.kv_budget_tokens);
+            let params = SpeculativeParams {
+                alpha: *alpha,
+                kv_budget_tokens: budget,
+                max_batch: *candidates,
+                initial_batch: Some(*candidates),
+                decision_tokens: None,
+            };
+            speculative_rejection(&input, reward, &params)?
+        }
+        Strategy::SoftBestOfN { candidates, lambda } => {
+            soft_best_of_n(&input, reward, *candidates, *lambda)?
+        }
+        Strategy::Rejection {
+            candidates,
+            threshold,
+            max_tries,
+        } => rejection_sampling(&input, reward, *candidates, *threshold, *max_tries)?,
+    };
+    let choices = out
+        .best
+        .iter()
+        .map(|c| {
+            let token_ends = if req.logprobs && req.stream {
+                Some(TokenSpans::replay(&policy.tokenizer, &c.tokens)?)
+            } else {
+                None
+            };
+            Ok(ChoiceOut {
+                text: c.text.clone(),
+                tokens: c.tokens.len(),
+                finish_reason: c.finish_reason,
+                score: Some(c.score),
+                correction: None,
+                logprobs: req
+                    .logprobs
+                    .then(|| token_logprobs(&policy.tokenizer, &c.tokens, &c.token_logprobs)),
+                token_ends,
+            })
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    Ok(GenOutput {
+        choices,
+        candidates: out.candidates,
+        stats: out.stats,
+        queue_time: Duration::ZERO,
+        engine_time: Duration::ZERO,
+    })
+}
+
+/// Plain sampling of `n` rows; streams each row's new text (holding back what could still
+/// turn out to start a stop string), and scores the answers when not streaming.
+fn plain(
+    models: &Models,
+    stepper: &dyn Stepper,
+    job: &Tokenized,
+    cancel: &Arc<AtomicBool>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<GenOutput, DecodeError> {
+    let req = &job.req;
+    let policy = &models.policy;
+    let t = Instant::now();
+    let mut batch = DecodeBatch::new(
+        &policy.decoder,
+        &policy.tokenizer,
+        &job.prompt_ids,
+        req.n,
+        &req.sampling,
+        &req.stop,
+    )?;
+    batch.set_cancel_flag(cancel.clone());
+    batch.set_stepper(stepper);
+    let hold = req.stop.stop.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
+    let mut sent = vec![0usize; req.n];
+    // With streamed logprobs: which tokens each chunk of text completes.
+    let mut spans = vec![TokenSpans::new(); if req.logprobs { req.n } else { 0 }];
+    while !batch.is_done() {
+        batch.step()?;
+        if req.stream {
+            for (i, row) in batch.rows().iter().enumerate() {
+                let mut upto = if row.finish.is_some() {
+                    row.text.len()
+                } else {
+                    row.text.len().saturating_sub(hold)
+                };
+                while !row.text.is_char_boundary(upto) {
+                    upto -= 1;
+                }
+                let logprobs = match spans.get_mut(i) {
+                    Some(sp) => {
+                        sp.push(&policy.tokenizer, &row.tokens[sp.len()..])?;
+                        if row.finish.is_some() {
+                            sp.finish(&policy.tokenizer)?;
+                        }
+                        let r = sp.take_upto(upto);
+                        Some(token_logprobs(
+                            &policy.tokenizer,
+                            &row.tokens[r.clone()],
+                            &row.token_logprobs[r],
+                        ))
+                    }
+                    None => None,
+                };
+                if upto > sent[i] || logprobs.as_ref().is_some_and(|l| !l.is_empty()) {
+                    let _ = events.send(Event::Delta {
+                        index: i,
+                        text: row.text[sent[i]..upto.max(sent[i])].to_string(),
+                        logprobs,
+                    });
+                    sent[i] = upto.max(sent[i]);
+                }
+            }
+        }
+    }
+    let policy_time = t.elapsed();
+    let (rows, bstats) = batch.into_parts();
+    let mut stats = StrategyStats {
+        prompt_tokens: bstats.prompt_tokens,
+        policy_tokens: bstats.generated_tokens,
+        initial_batch: req.n,
+        rounds: 1,
+        peak_kv_bytes: bstats.peak_kv_bytes,
+        policy_time,
+        ..Default::default()
+    };
+    let scores: Vec<Option<f32>> = if req.stream {
+        vec![None; rows.len()]
+    } else {
+        let t = Instant::now();
+        let inputs: Vec<RewardInput> = rows
+            .iter()
+            .map(|r| RewardInput {
+                prompt: job.reward_prompt.clone(),
+                response: r.text.clone(),
+            })
+            .collect();
+        let scored = models
+            .reward
+            .score(&inputs)
+            .map_err(|e| DecodeError::Reward(e.to_string()))?;
+        stats.reward_time = t.elapsed();
+        stats.reward_calls = 1;
+        stats.reward_tokens = scored.iter().map(|s| s.tokens).sum();
+        scored.into_iter().map(|s| Some(s.score)).collect()
+    };
+    let choices = rows
+        .iter()
+        .zip(scores)
+        .map(|(r, score)| ChoiceOut {
+            text: r.text.clone(),
+            tokens: r.tokens.len(),
+            finish_reason: r
+                .finish
+                .as_ref()
+                .map_or("length", thresh_decoding::FinishReason::as_openai),
+            score,
+            correction: None,
+            logprobs: req
+                .logprobs
+                .then(|| token_logprobs(&policy.tokenizer, &r.tokens, &r.token_logprobs)),
+            token_ends: None,
+        })
+        .collect();
+    Ok(GenOutput {
+        choices,
+        candidates: None,
+        stats,
+        queue_time: Duration::ZERO,
+        engine_time: Duration::ZERO,
+    })
+}
+
+/// Each token's own text (decoded alone) with its log-probability.
+fn token_logprobs(tokenizer: &Tokenizer, ids: &[u32], lps: &[f32]) -> Vec<(String, f32)> {
+    ids.iter()
+        .zip(lps)
+        .map(|(&id, &lp)| (tokenizer.decode(&[id], false).unwrap_or_default(), lp))
+        .collect()
+}
+
+/// Tokens of candidates that were pruned before finishing.
+pub fn pruned_tokens(candidates: &[Candidate]) -> usize {
+    candidates
+        .iter()
+        .filter(|c| matches!(c.fate, Fate::Pruned { .. }))
+        .map(|c| c.tokens.len())
+        .sum()
+}
