@@ -5,5 +5,6 @@
 //! of users with different preferences.
 
 pub mod error;
+pub mod model;
 
 pub use error::{Result, TrainError};
