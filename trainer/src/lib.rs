@@ -4,7 +4,11 @@
 //! correctors) with candle's autograd, and simulates how alignment methods serve a population
 //! of users with different preferences.
 
+pub mod checkpoint;
 pub mod error;
 pub mod model;
+pub mod optim;
+pub mod schedule;
+pub mod train;
 
 pub use error::{Result, TrainError};
