@@ -30,6 +30,12 @@ pub enum TrainError {
     /// A setting is out of range or inconsistent.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// A loss or metric got inputs of the wrong shape, length or value range.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// The data holds no examples of the kind a command needs (no pairs, no labels...).
+    #[error("no usable examples: {0}")]
+    NoExamples(String),
 }
 
 /// The trainer's result type.

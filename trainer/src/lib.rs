@@ -5,7 +5,10 @@
 //! of users with different preferences.
 
 pub mod checkpoint;
+pub mod data;
 pub mod error;
+pub mod eval;
+pub mod losses;
 pub mod model;
 pub mod optim;
 pub mod schedule;

@@ -1,0 +1,3 @@
+//! Evaluation metrics for trained models.
+
+pub mod separation;
