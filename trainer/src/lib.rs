@@ -5,11 +5,15 @@
 //! of users with different preferences.
 
 pub mod checkpoint;
+pub mod cli;
+pub mod commands;
 pub mod data;
+pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod losses;
 pub mod model;
+pub mod objectives;
 pub mod optim;
 pub mod schedule;
 pub mod train;

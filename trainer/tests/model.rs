@@ -60,9 +60,9 @@ fn response_logps_mask_prompt_and_padding() {
     for (r, (text, prompt)) in ROWS.iter().enumerate() {
         let ids: Vec<u32> = text.bytes().map(u32::from).collect();
         let mut want = 0f32;
-        for pos in *prompt..ids.len() {
+        for (pos, &id) in ids.iter().enumerate().skip(*prompt) {
             want += lsm
-                .i((r, pos - 1, ids[pos] as usize))
+                .i((r, pos - 1, id as usize))
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap();

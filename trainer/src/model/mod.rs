@@ -41,6 +41,8 @@ pub const LORA_TARGETS: [&str; 7] = [
 pub enum Tuning {
     /// Every weight is a trainable variable.
     Full,
+    /// Nothing trains (evaluation, reference models).
+    Frozen,
     /// Base weights frozen; rank-`rank` adapters `W + (alpha / rank) B A` on the
     /// [`LORA_TARGETS`], with `B` zero-initialised so training starts at the base model.
     Lora {
@@ -121,6 +123,7 @@ impl TrainModel {
         let mut lora = BTreeMap::new();
         let mut lora_scale = 0.0;
         match tuning {
+            Tuning::Frozen => {}
             Tuning::Full => {
                 for (name, t) in weights.iter_mut() {
                     let v = Var::from_tensor(t)?;

@@ -36,6 +36,12 @@ pub fn cached(
         return Ok(file.values);
     }
     let values = compute()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
     let text = serde_json::to_vec(&CacheFile {
         key,
         values: values.clone(),
