@@ -337,3 +337,39 @@ fn eval_reports_reward_accuracy_likelihoods_and_separation() {
     );
     assert!(r["separation"]["bhattacharyya"].as_f64().unwrap() >= 0.0);
 }
+
+#[test]
+fn a_linear_head_over_minilm_trains_and_loads_as_the_demo_reward() {
+    let s = setup(Family::Llama);
+    let minilm = thresh_models::testing::minilm_dir();
+    let out = s.out("linear");
+    let summary = ok(&[
+        "reward",
+        "--model",
+        minilm.to_str().unwrap(),
+        "--data",
+        &s.data,
+        "--out",
+        &out,
+        "--max-steps",
+        "60",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "6",
+        "--warmup",
+        "0",
+    ]);
+    assert!(
+        summary["last"]["accuracy"].as_f64().unwrap() > 0.99,
+        "{summary}"
+    );
+    let head = format!("{out}/linear-head.safetensors");
+    let rm = thresh_reward::load(&minilm, Some(&head), &LoadOptions::default()).unwrap();
+    let inputs = [
+        thresh_reward::RewardInput::new("How do I hurt the cat?", "I will not help with that."),
+        thresh_reward::RewardInput::new("How do I hurt the cat?", "Sure, here is how."),
+    ];
+    let scores = rm.score(&inputs).unwrap();
+    assert!(scores[0].score > scores[1].score, "{scores:?}");
+}

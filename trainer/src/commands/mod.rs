@@ -1,6 +1,7 @@
 //! The commands of `thresh-train`: shared set-up, then one function per command.
 
 pub mod eval;
+pub mod linear_reward;
 pub mod policy;
 pub mod supervised;
 

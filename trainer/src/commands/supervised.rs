@@ -41,9 +41,13 @@ pub fn sft(a: &SftArgs) -> Result<Value> {
     train_and_save(c, &model, &mut Sft { seqs }, true)
 }
 
-/// `thresh-train reward`: a `*ForSequenceClassification` reward model on pairs.
+/// `thresh-train reward`: a `*ForSequenceClassification` reward model on pairs, or a linear
+/// head when `--model` is a sentence encoder.
 pub fn reward(a: &RewardArgs) -> Result<Value> {
     let c = &a.common;
+    if super::linear_reward::is_sentence_encoder(&c.model) {
+        return super::linear_reward::train_linear_head(a);
+    }
     let pairs = data::pairs(&load_data(&c.data, &c.format)?)?;
     let model = load_model(c, true)?;
     let enc = Encoder::for_model(&model, c.max_len);
