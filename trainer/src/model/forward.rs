@@ -4,9 +4,10 @@
 use candle_core::{D, DType, Tensor};
 use thresh_models::config::Activation;
 
-use super::TrainModel;
 use super::batch::Batch;
+use super::frozen::frozen_matmul;
 use super::ops;
+use super::{TrainModel, Tuning};
 use crate::error::{Result, TrainError};
 
 impl TrainModel {
@@ -31,7 +32,11 @@ impl TrainModel {
     fn linear(&self, x: &Tensor, stem: &str) -> Result<Tensor> {
         let wname = format!("{stem}.weight");
         let w = self.weight(&wname)?;
-        let mut y = x.matmul(&w.t()?)?;
+        let mut y = if self.tuning == Tuning::Full {
+            x.matmul(&w.t()?)?
+        } else {
+            frozen_matmul(x, w)?
+        };
         if let Some(b) = self.weights.get(&format!("{stem}.bias")) {
             y = y.broadcast_add(b)?;
         }
@@ -65,6 +70,12 @@ impl TrainModel {
         let mask =
             ops::attention_mask(&batch.lengths, t, groups, cfg.sliding_window, &self.device)?;
         let embed = self.weight("model.embed_tokens.weight")?;
+        // A frozen table needs no (vocab, hidden) gradient.
+        let embed = if self.tuning == Tuning::Full {
+            embed.clone()
+        } else {
+            embed.detach()
+        };
         let mut x = embed.index_select(&batch.ids.flatten_all()?, 0)?; // (n, h)
         if cfg.scale_embeddings {
             x = (x * (h as f64).sqrt() as f32 as f64)?;
@@ -125,7 +136,12 @@ impl TrainModel {
         } else {
             self.weight("lm_head.weight")?
         };
-        let logits = hidden.reshape((b * t, h))?.matmul(&head.t()?)?;
+        let hidden = hidden.reshape((b * t, h))?;
+        let logits = if self.tuning == Tuning::Full {
+            hidden.matmul(&head.t()?)?
+        } else {
+            frozen_matmul(&hidden, head)?
+        };
         Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
     }
 

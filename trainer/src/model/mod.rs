@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod forward;
+pub mod frozen;
 pub mod load;
 pub mod ops;
 pub mod save;
