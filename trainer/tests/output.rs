@@ -17,7 +17,7 @@ fn perturb(model: &TrainModel) {
     }
 }
 
-fn assert_served_logits_match(model: &TrainModel, out: &std::path::Path) {
+fn assert_served_logits_match(model: &TrainModel, out: &std::path::Path, tol: f32) {
     model.save_pretrained(out).unwrap();
     for f in [
         "config.json",
@@ -44,7 +44,7 @@ fn assert_served_logits_match(model: &TrainModel, out: &std::path::Path) {
     let b = thresh_trainer::model::Batch::new(&[(ids, 0)], &candle_core::Device::Cpu).unwrap();
     let got = model.logits(&b).unwrap().i(0).unwrap();
     let d = max_diff(&got, &want);
-    assert!(d < 1e-4, "served logits differ from the trainer's by {d}");
+    assert!(d < tol, "served logits differ from the trainer's by {d}");
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn trained_policies_load_in_serve_with_the_same_logits() {
         let src = tiny_model(dir.path(), &format!("{family:?}"), family);
         let model = load(&src, tuning, false);
         perturb(&model);
-        assert_served_logits_match(&model, &dir.path().join(format!("{family:?}-out")));
+        assert_served_logits_match(&model, &dir.path().join(format!("{family:?}-out")), 1e-4);
     }
 }
 
@@ -90,7 +90,8 @@ fn a_gguf_model_trains_and_saves_as_a_hugging_face_directory() {
     .unwrap();
     perturb(&model);
     let dir = tempfile::tempdir().unwrap();
-    assert_served_logits_match(&model, &dir.path().join("smol"));
+    // 30 layers and logits of magnitude ~20 in f32: summation order alone moves them ~1e-4.
+    assert_served_logits_match(&model, &dir.path().join("smol"), 1e-3);
 }
 
 #[test]
