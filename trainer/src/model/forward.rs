@@ -152,10 +152,34 @@ impl TrainModel {
 
     /// Per-row summed log-probabilities of the response tokens, `(B,)` f32 (prompt and
     /// padding masked).
+    ///
+    /// Only the response positions are projected to the vocabulary: prompts (often long chat
+    /// templates) and padding cost no `(tokens, vocab)` logits.
     pub fn sequence_logps(&self, batch: &Batch) -> Result<Tensor> {
-        let logits = self.logits(batch)?;
+        let hidden = self.hidden(batch)?;
+        let (b, t, h) = hidden.dims3()?;
         let (targets, mask) = batch.targets()?;
-        response_logps(&logits, &targets, &mask)
+        let mask_host = mask.flatten_all()?.to_vec1::<f32>()?;
+        let positions: Vec<u32> = (0..b * t)
+            .filter(|&i| mask_host[i] > 0.0)
+            .map(|i| i as u32)
+            .collect();
+        let n = positions.len();
+        if n == 0 {
+            return Ok(Tensor::zeros(b, DType::F32, &self.device)?);
+        }
+        // Row `r` of `owner` sums the positions that belong to sequence `r`.
+        let mut owner = vec![0f32; b * n];
+        for (j, &p) in positions.iter().enumerate() {
+            owner[(p as usize / t) * n + j] = 1.0;
+        }
+        let positions = Tensor::from_vec(positions, n, &self.device)?;
+        let picked = hidden.reshape((b * t, h))?.index_select(&positions, 0)?;
+        let logits = self.project(&picked.unsqueeze(0)?)?.squeeze(0)?; // (n, vocab)
+        let tgt = targets.flatten_all()?.index_select(&positions, 0)?;
+        let logp = ops::log_softmax(&logits)?.gather(&tgt.unsqueeze(1)?, 1)?; // (n, 1)
+        let owner = Tensor::from_vec(owner, (b, n), &self.device)?;
+        Ok(owner.matmul(&logp)?.squeeze(1)?)
     }
 
     /// Hidden state of each row's last real token, `(B, hidden)`.

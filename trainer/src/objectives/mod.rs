@@ -36,12 +36,20 @@ pub fn reference_logps(
     cache: &Path,
 ) -> Result<Vec<f64>> {
     reference::cached(cache, reference::fingerprint(seqs), || {
+        tracing::info!(
+            sequences = seqs.len(),
+            "computing reference log-probabilities"
+        );
+        // Drawn only when stderr is a terminal.
+        let bar = crate::train::metrics::progress_bar(seqs.len() as u64, 0, true);
         let mut out = Vec::with_capacity(seqs.len());
         let idx: Vec<usize> = (0..seqs.len()).collect();
         for chunk in idx.chunks(batch_size.max(1)) {
             let (lp, _) = logps(model, seqs, chunk)?;
             out.extend(lp.detach().to_vec1::<f32>()?.into_iter().map(f64::from));
+            bar.inc(chunk.len() as u64);
         }
+        bar.finish_and_clear();
         Ok(out)
     })
 }

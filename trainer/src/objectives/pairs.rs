@@ -78,18 +78,9 @@ impl Objective for Pairs {
             PairLoss::Ipo { beta } => losses::ipo(&p, beta)?,
             PairLoss::Pro { beta, alpha } => losses::pro_pairwise(&p, beta, alpha)?,
         };
-        let mut metrics = out.metrics;
-        metrics.insert(
-            "logp/chosen".into(),
-            p.policy_chosen.mean_all()?.to_scalar::<f32>()? as f64,
-        );
-        metrics.insert(
-            "logp/rejected".into(),
-            p.policy_rejected.mean_all()?.to_scalar::<f32>()? as f64,
-        );
         Ok(StepLoss {
             loss: out.loss,
-            metrics,
+            metrics: out.metrics,
             tokens,
         })
     }

@@ -80,9 +80,9 @@ pub fn progress_bar(total: u64, at: u64, visible: bool) -> ProgressBar {
             ProgressDrawTarget::hidden()
         },
     );
-    if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{wide_bar}] {pos}/{len} steps, eta {eta} {msg}",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len}, eta {eta} {msg}")
+    {
         bar.set_style(style);
     }
     bar.set_position(at);
