@@ -63,9 +63,17 @@ pub fn load_model(c: &CommonArgs, score_head: bool) -> Result<TrainModel> {
     Ok(model)
 }
 
-/// The reference cache file of a run.
-pub fn reference_cache(c: &CommonArgs) -> PathBuf {
-    c.out.join("reference-logps.json")
+/// The reference cache file of a run. A new run (no `--resume`) drops a cache left in the
+/// output directory, which may come from another starting model; a resumed run reuses it.
+pub fn reference_cache(c: &CommonArgs) -> Result<PathBuf> {
+    let path = c.out.join("reference-logps.json");
+    if !c.resume && path.exists() {
+        std::fs::remove_file(&path).map_err(|source| TrainError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(path)
 }
 
 /// Creates the output directory.

@@ -32,7 +32,7 @@ fn pair_objective(
         seqs.push(enc.policy(&msgs, &p.chosen)?);
         seqs.push(enc.policy(&msgs, &p.rejected)?);
     }
-    let reference = reference_logps(model, &seqs, c.batch_size * 2, &reference_cache(c))?;
+    let reference = reference_logps(model, &seqs, c.batch_size * 2, &reference_cache(c)?)?;
     Ok(Pairs {
         seqs,
         reference,
@@ -67,7 +67,7 @@ fn binary_objective(
     }
     let mut all = seqs.clone();
     all.extend(mism.iter().cloned());
-    let reference = reference_logps(model, &all, c.batch_size * 2, &reference_cache(c))?;
+    let reference = reference_logps(model, &all, c.batch_size * 2, &reference_cache(c)?)?;
     let (own, other) = reference.split_at(seqs.len());
     let mut obj = Binary::new(seqs, desired, own.to_vec(), kind);
     obj.mismatched = mism;
@@ -159,7 +159,7 @@ pub fn pro(a: &ProArgs) -> Result<Value> {
                     scores.push(*s);
                 }
             }
-            let reference = reference_logps(&model, &seqs, c.batch_size * n, &reference_cache(c))?;
+            let reference = reference_logps(&model, &seqs, c.batch_size * n, &reference_cache(c)?)?;
             let mut obj = ScalarPro {
                 seqs,
                 scores,
