@@ -250,7 +250,8 @@ impl Tokenizer {
     }
 }
 
-pub(crate) fn gguf_str(v: Option<&Value>) -> Option<String> {
+/// A GGUF metadata value as a string, where it is one.
+pub fn gguf_str(v: Option<&Value>) -> Option<String> {
     v.and_then(|v| v.to_string().ok()).cloned()
 }
 

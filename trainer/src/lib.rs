@@ -4,9 +4,18 @@
 //! correctors) with candle's autograd, and simulates how alignment methods serve a population
 //! of users with different preferences.
 
+pub mod checkpoint;
+pub mod cli;
+pub mod commands;
 pub mod data;
+pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod losses;
+pub mod model;
+pub mod objectives;
+pub mod optim;
+pub mod schedule;
+pub mod train;
 
 pub use error::{Result, TrainError};

@@ -1,20 +1,11 @@
 //! `thresh-train`: the offline trainer's command line.
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::Parser;
+use thresh_trainer::cli::{Cli, expand_config};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Offline alignment training for the models thresh serves.
-#[derive(Parser)]
-#[command(name = "thresh-train", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -24,6 +15,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {}
+    let args = expand_config(std::env::args().collect()).context("reading --config")?;
+    let cli = Cli::parse_from(args);
+    let summary = thresh_trainer::commands::run(&cli.command)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }

@@ -1,0 +1,359 @@
+//! Command-line arguments of `thresh-train` (clap, with environment variables), and the
+//! TOML configuration file that can stand in for them.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Result, TrainError};
+use crate::optim::OptimKind;
+use crate::schedule::ScheduleKind;
+
+/// Offline alignment training for the models thresh serves.
+#[derive(Parser, Debug)]
+#[command(name = "thresh-train", version, about, args_override_self = true)]
+pub struct Cli {
+    /// What to train or evaluate.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Supervised fine-tuning on the desired responses (cross-entropy).
+    Sft(SftArgs),
+    /// A reward model (decoder + score head) with the Bradley-Terry loss on pairs.
+    Reward(RewardArgs),
+    /// DPO, IPO (pairs) or KTO (binary feedback) against a frozen reference.
+    Dpo(DpoArgs),
+    /// Proximalized Preference Optimization on pairwise, binary or scalar feedback.
+    Pro(ProArgs),
+    /// KLDO: Donsker-Varadhan KL between aligned and unaligned responses.
+    Kldo(KldoArgs),
+    /// RDRO: relative density ratio optimisation on binary feedback.
+    Rdro(RdroArgs),
+    /// An Aligner corrector: identity warm-up, then corrections.
+    Aligner(AlignerArgs),
+    /// Reward accuracy, chosen/rejected likelihoods and KLDO's separation metric.
+    Eval(EvalArgs),
+}
+
+/// Settings every training command shares.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Model to start from: a Hugging Face directory or a GGUF file (dequantised to f32).
+    #[arg(long, env = "THRESH_TRAIN_MODEL")]
+    pub model: PathBuf,
+    /// Training data (JSONL).
+    #[arg(long, env = "THRESH_TRAIN_DATA")]
+    pub data: PathBuf,
+    /// Data layout: auto, thresh, hh-rlhf, ultra-feedback, pku-safe-rlhf, aligner, kldo,
+    /// trl-unpaired.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Output directory: `model/` (the trained model in Hugging Face layout), `checkpoint/`,
+    /// `metrics.jsonl`, `reference-logps.json`.
+    #[arg(long, env = "THRESH_TRAIN_OUT")]
+    pub out: PathBuf,
+    /// Optimiser steps (overrides --epochs).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Passes over the data when --max-steps is not given.
+    #[arg(long, default_value_t = 1.0)]
+    pub epochs: f64,
+    /// LoRA rank on the attention and MLP projections; 0 trains every weight.
+    #[arg(long, default_value_t = 0, env = "THRESH_TRAIN_LORA_RANK")]
+    pub lora_rank: usize,
+    /// LoRA scale numerator (the update is `alpha / rank * B A`).
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-5)]
+    pub lr: f64,
+    /// Fraction of the steps spent warming up linearly.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// Schedule after warm-up.
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: ScheduleKind,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "adamw")]
+    pub optimizer: OptimKind,
+    /// Decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Examples per micro-batch (pairs for pairwise losses).
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Global gradient-norm clip; 0 disables it.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Longest sequence in tokens (prompts are cut from the front).
+    #[arg(long, default_value_t = 512)]
+    pub max_len: usize,
+    /// Seed of the data order and of new parameters (LoRA A, score head).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Checkpoint every N steps (and at the end); 0 only at the end.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: u64,
+    /// Continue from `<out>/checkpoint`.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu", env = "THRESH_DEVICE")]
+    pub device: String,
+    /// Stop after this many steps as if interrupted (checkpoint kept, no model saved).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<u64>,
+}
+
+/// `thresh-train sft`.
+#[derive(Args, Debug, Clone)]
+pub struct SftArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `thresh-train reward`.
+#[derive(Args, Debug, Clone)]
+pub struct RewardArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Pairwise and unpaired losses of `thresh-train dpo`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpoLoss {
+    /// `-log sigmoid(beta h)` with label smoothing.
+    Dpo,
+    /// `(h - 1/(2 beta))^2`.
+    Ipo,
+    /// KTO on binary feedback.
+    Kto,
+}
+
+/// `thresh-train dpo`.
+#[derive(Args, Debug, Clone)]
+pub struct DpoArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The loss.
+    #[arg(long, value_enum, default_value = "dpo")]
+    pub loss: DpoLoss,
+    /// beta.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// DPO label smoothing epsilon.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// KTO weight of desirable examples.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda_d: f64,
+    /// KTO weight of undesirable examples.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda_u: f64,
+}
+
+/// Feedback kinds PRO trains on.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feedback {
+    /// Pairs if the data has them, else scalar scores, else binary labels.
+    Auto,
+    /// Chosen/rejected pairs.
+    Pairwise,
+    /// Desired/undesired labels.
+    Binary,
+    /// Several scored responses per prompt.
+    Scalar,
+}
+
+/// `thresh-train pro`.
+#[derive(Args, Debug, Clone)]
+pub struct ProArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Which feedback to use.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub feedback: Feedback,
+    /// beta (0.003 was best for binary feedback in the paper; 0.1 is a safe start).
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// Weight of the proximal term.
+    #[arg(long, default_value_t = 2.5)]
+    pub alpha: f64,
+}
+
+/// KLDO estimators on the command line.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Estimator {
+    /// Moving-average bias-corrected gradient.
+    Ma,
+    /// Plain log-mean-exp.
+    Biased,
+    /// `mean exp(T - 1)`.
+    FDiv,
+}
+
+/// `thresh-train kldo`.
+#[derive(Args, Debug, Clone)]
+pub struct KldoArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// beta (T = beta lr).
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// Estimator of the unaligned term.
+    #[arg(long, value_enum, default_value = "ma")]
+    pub estimator: Estimator,
+    /// Rescale the unaligned term by min(A, U) / U.
+    #[arg(long)]
+    pub normalize: bool,
+}
+
+/// RDRO reductions on the command line.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// One mean over the batch (the authors' code).
+    Pooled,
+    /// Mean per class.
+    PerClass,
+}
+
+/// `thresh-train rdro`.
+#[derive(Args, Debug, Clone)]
+pub struct RdroArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Fraction of preferred data; by default measured on the data.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Batch reduction.
+    #[arg(long, value_enum, default_value = "pooled")]
+    pub reduction: Reduction,
+}
+
+/// `thresh-train aligner`.
+#[derive(Args, Debug, Clone)]
+pub struct AlignerArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Fraction of the examples first trained as identity corrections (target = the answer).
+    #[arg(long, default_value_t = 0.2)]
+    pub identity_fraction: f64,
+    /// Aligner template: current, v1, or a custom string with {question} and {answer}.
+    #[arg(long, default_value = "current")]
+    pub template: String,
+}
+
+/// `thresh-train eval`.
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Model to evaluate (a policy, or a reward model for --data pairs' accuracy).
+    #[arg(long, env = "THRESH_TRAIN_MODEL")]
+    pub model: PathBuf,
+    /// Held-out data: pairs give reward accuracy (reward models) or chosen/rejected
+    /// log-likelihoods (policies).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Data layout (as for training).
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Reference policy for the likelihood tracking's log-ratios and reward margin.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Benign prompts (one per line, or JSONL with a `prompt` field) for the separation metric.
+    #[arg(long, requires = "harmful")]
+    pub benign: Option<PathBuf>,
+    /// Harmful prompts, as --benign.
+    #[arg(long, requires = "benign")]
+    pub harmful: Option<PathBuf>,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Longest sequence in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub max_len: usize,
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu", env = "THRESH_DEVICE")]
+    pub device: String,
+}
+
+/// Expands `--config FILE` in `args` (the process arguments) into flags: each TOML key
+/// becomes `--key value` (`true` becomes a bare `--key`, `false` is dropped, arrays repeat
+/// the flag), inserted before the command line's own flags, which therefore win.
+pub fn expand_config(args: Vec<String>) -> Result<Vec<String>> {
+    let Some(pos) = args
+        .iter()
+        .position(|a| a == "--config" || a.starts_with("--config="))
+    else {
+        return Ok(args);
+    };
+    let (path, consumed) = match args[pos].strip_prefix("--config=") {
+        Some(p) => (p.to_string(), 1),
+        None => (
+            args.get(pos + 1)
+                .cloned()
+                .ok_or_else(|| TrainError::Config("--config needs a file".into()))?,
+            2,
+        ),
+    };
+    let flags = config_flags(Path::new(&path))?;
+    let mut rest = args;
+    rest.drain(pos..pos + consumed);
+    // After the program name and the subcommand.
+    let at = 2.min(rest.len());
+    let mut out: Vec<String> = rest[..at].to_vec();
+    out.extend(flags);
+    out.extend(rest[at..].iter().cloned());
+    Ok(out)
+}
+
+/// The flags a TOML configuration file stands for.
+pub fn config_flags(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let mut push = |v: &toml::Value| -> Result<()> {
+            match v {
+                toml::Value::Boolean(true) => out.push(flag.clone()),
+                toml::Value::Boolean(false) => {}
+                toml::Value::String(s) => out.extend([flag.clone(), s.clone()]),
+                toml::Value::Integer(i) => out.extend([flag.clone(), i.to_string()]),
+                toml::Value::Float(f) => out.extend([flag.clone(), f.to_string()]),
+                other => {
+                    return Err(TrainError::Config(format!(
+                        "{}: {key} = {other} is not a string, number or boolean",
+                        path.display()
+                    )));
+                }
+            }
+            Ok(())
+        };
+        match &value {
+            toml::Value::Array(items) => items.iter().try_for_each(&mut push)?,
+            v => push(v)?,
+        }
+    }
+    Ok(out)
+}
