@@ -4,6 +4,7 @@
 //! correctors) with candle's autograd, and simulates how alignment methods serve a population
 //! of users with different preferences.
 
+pub mod distortion;
 pub mod error;
 
 pub use error::{Result, TrainError};

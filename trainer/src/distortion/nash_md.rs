@@ -1,0 +1,113 @@
+//! Tabular Nash mirror descent (Nash-MD, Munos et al. 2023) for the KL-regularised preference
+//! game, and the geometric mixture it plays against.
+//!
+//! The regularised game is `max_pi min_pi' P(pi > pi') - tau KL(pi || mu) + tau KL(pi' || mu)`.
+//! Its unique (symmetric) Nash equilibrium `pi*` is the fixed point
+//! `pi*(y) ∝ mu(y) exp(P(y > pi*) / tau)`.
+
+use super::math::{kl, softmax};
+
+/// Log-probabilities of the geometric mixture of two policies given by their logits (or
+/// log-probabilities): `log_softmax(c * reference + (1 - c) * policy)`.
+///
+/// This is the mixture `pi^mu ∝ pi^(1-c) mu^c` that Nash-MD samples its opponent from;
+/// applied per token to a language model's logits it gives the `nash-md` command's opponent.
+pub fn geometric_mixture(reference_logits: &[f64], policy_logits: &[f64], c: f64) -> Vec<f64> {
+    let mixed: Vec<f64> = reference_logits
+        .iter()
+        .zip(policy_logits)
+        .map(|(r, p)| c * r + (1.0 - c) * p)
+        .collect();
+    let max = mixed.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_z = max + mixed.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+    mixed.iter().map(|v| v - log_z).collect()
+}
+
+/// `P(y > q) = sum_b pref[y][b] q(b)` for every alternative `y`.
+pub fn win_rates(pref: &[Vec<f64>], q: &[f64]) -> Vec<f64> {
+    pref.iter()
+        .map(|row| row.iter().zip(q).map(|(p, w)| p * w).sum())
+        .collect()
+}
+
+/// One Nash-MD update with learning rate `eta` and regularisation `tau` (mixture weight
+/// `c = eta * tau`, at most one):
+/// `pi_{t+1}(y) ∝ pi^mu(y) exp(eta P(y > pi^mu))` with `pi^mu ∝ pi_t^(1-c) mu^c`.
+pub fn step(policy: &[f64], reference: &[f64], pref: &[Vec<f64>], eta: f64, tau: f64) -> Vec<f64> {
+    let c = (eta * tau).clamp(0.0, 1.0);
+    let log_ref: Vec<f64> = reference.iter().map(|v| v.ln()).collect();
+    let log_pol: Vec<f64> = policy.iter().map(|v| v.ln()).collect();
+    let log_mix = geometric_mixture(&log_ref, &log_pol, c);
+    let mix: Vec<f64> = log_mix.iter().map(|v| v.exp()).collect();
+    let g = win_rates(pref, &mix);
+    softmax(
+        &log_mix
+            .iter()
+            .zip(&g)
+            .map(|(l, w)| l + eta * w)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The best response of the regularised game to `policy`: `∝ mu exp(P(y > policy) / tau)`.
+pub fn best_response(policy: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> Vec<f64> {
+    let g = win_rates(pref, policy);
+    softmax(
+        &reference
+            .iter()
+            .zip(&g)
+            .map(|(r, w)| r.ln() + w / tau)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// How far `policy` is from the regularised equilibrium: `KL(BR(policy) || policy)`, zero
+/// exactly at the fixed point.
+pub fn residual(policy: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> f64 {
+    kl(&best_response(policy, reference, pref, tau), policy)
+}
+
+/// Settings of a Nash-MD run.
+#[derive(Debug, Clone, Copy)]
+pub struct NashMdOptions {
+    /// Upper bound on the number of updates.
+    pub max_steps: usize,
+    /// Stop once [`residual`] falls below this.
+    pub tolerance: f64,
+    /// Mixture weight of the first steps; later ones use `c_t = c0 * k / (k + t)`.
+    pub c0: f64,
+    /// Number of steps over which the mixture weight halves.
+    pub decay: f64,
+}
+
+impl Default for NashMdOptions {
+    fn default() -> Self {
+        Self {
+            max_steps: 200_000,
+            tolerance: 1e-10,
+            c0: 0.5,
+            decay: 50.0,
+        }
+    }
+}
+
+/// Runs Nash-MD from `start` on the game `pref` regularised towards `reference` with strength
+/// `tau`, with the decreasing step `eta_t = c_t / tau`. Returns the last iterate and the number
+/// of steps taken.
+pub fn run(
+    start: &[f64],
+    reference: &[f64],
+    pref: &[Vec<f64>],
+    tau: f64,
+    opts: NashMdOptions,
+) -> (Vec<f64>, usize) {
+    let mut pi = start.to_vec();
+    for t in 0..opts.max_steps {
+        if t % 16 == 0 && residual(&pi, reference, pref, tau) < opts.tolerance {
+            return (pi, t);
+        }
+        let c = opts.c0 * opts.decay / (opts.decay + t as f64);
+        pi = step(&pi, reference, pref, c / tau, tau);
+    }
+    (pi, opts.max_steps)
+}

@@ -1,0 +1,78 @@
+//! NLHF under a KL budget: the regularised Nash equilibrium (computed by Nash-MD) whose
+//! regularisation strength is set so that its KL from the reference meets the budget.
+
+use super::lottery::maximal_lottery;
+use super::math::kl;
+use super::nash_md::{self, NashMdOptions};
+use crate::Result;
+
+/// Smallest regularisation strength tried; below it Nash-MD needs too many steps.
+pub const MIN_TAU: f64 = 1e-3;
+
+/// The NLHF policy for a preference matrix, a reference and a KL budget, with the
+/// regularisation strength `tau` used (`None` when no regularised game was solved).
+///
+/// - budget `None` (no KL constraint): a maximal lottery (linear programming);
+/// - budget zero: the reference;
+/// - a maximal lottery within the budget: that lottery;
+/// - otherwise the regularised equilibrium `pi_tau ∝ mu exp(P(y > pi_tau) / tau)` with `tau`
+///   found by bisection on `log tau` so that `KL(pi_tau || mu)` equals the budget (it falls as
+///   `tau` grows). When even `tau = MIN_TAU` stays under the budget, that equilibrium is
+///   returned and its KL is below the budget.
+pub fn nlhf_policy(
+    pref: &[Vec<f64>],
+    reference: &[f64],
+    budget: Option<f64>,
+) -> Result<(Vec<f64>, Option<f64>)> {
+    let Some(budget) = budget else {
+        return Ok((maximal_lottery(pref)?, None));
+    };
+    if budget <= 0.0 {
+        return Ok((reference.to_vec(), None));
+    }
+    let ml = maximal_lottery(pref)?;
+    if kl(&ml, reference) <= budget {
+        return Ok((ml, None));
+    }
+    let opts = NashMdOptions {
+        tolerance: 1e-11,
+        ..NashMdOptions::default()
+    };
+    let solve = |tau: f64, start: &[f64]| nash_md::run(start, reference, pref, tau, opts).0;
+    // Bracket: KL(pi_hi) < budget <= KL(pi_lo).
+    let mut hi = 1.0_f64;
+    let mut pi_hi = solve(hi, reference);
+    while kl(&pi_hi, reference) >= budget && hi < 1e8 {
+        hi *= 4.0;
+        pi_hi = solve(hi, &pi_hi);
+    }
+    let mut lo = hi / 4.0;
+    let mut pi_lo = solve(lo, &pi_hi);
+    while kl(&pi_lo, reference) < budget {
+        if lo <= MIN_TAU {
+            return Ok((pi_lo, Some(lo)));
+        }
+        hi = lo;
+        pi_hi = pi_lo.clone();
+        lo = (lo / 4.0).max(MIN_TAU);
+        pi_lo = solve(lo, &pi_hi);
+    }
+    for _ in 0..60 {
+        let mid = (lo * hi).sqrt();
+        let pi = solve(mid, &pi_hi);
+        let d = kl(&pi, reference);
+        if (d - budget).abs() <= 1e-7 * budget.max(1e-3) {
+            return Ok((pi, Some(mid)));
+        }
+        if d < budget {
+            hi = mid;
+            pi_hi = pi;
+        } else {
+            lo = mid;
+        }
+        if hi / lo < 1.0 + 1e-10 {
+            break;
+        }
+    }
+    Ok((pi_hi, Some(hi)))
+}
