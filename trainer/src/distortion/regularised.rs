@@ -1,5 +1,10 @@
-//! NLHF under a KL budget: the regularised Nash equilibrium (computed by Nash-MD) whose
-//! regularisation strength is set so that its KL from the reference meets the budget.
+//! NLHF under a KL budget: the regularised Nash equilibrium whose regularisation strength is
+//! set so that its KL from the reference meets the budget.
+//!
+//! Each equilibrium is computed by tabular Nash-MD (warm-started from the previous bisection
+//! point) and then refined by a few Newton steps on its fixed-point
+//! equation ([`nash_md::polish`]), which turns Nash-MD's slow `1/t` tail into rounding
+//! precision.
 
 use super::lottery::maximal_lottery;
 use super::math::kl;
@@ -8,6 +13,29 @@ use crate::Result;
 
 /// Smallest regularisation strength tried; below it Nash-MD needs too many steps.
 pub const MIN_TAU: f64 = 1e-3;
+
+/// The regularised equilibrium of `pref` towards `reference` with strength `tau`, starting
+/// from `start`: a short Nash-MD run and a Newton polish, then a long Nash-MD run and another
+/// polish if the first did not reach the fixed point.
+pub fn equilibrium(pref: &[Vec<f64>], reference: &[f64], tau: f64, start: &[f64]) -> Vec<f64> {
+    let short = NashMdOptions {
+        tolerance: 1e-8,
+        max_steps: 2_000,
+        ..NashMdOptions::default()
+    };
+    let (pi, _) = nash_md::run(start, reference, pref, tau, short);
+    let pi = nash_md::polish(&pi, reference, pref, tau);
+    if nash_md::residual(&pi, reference, pref, tau) < 1e-13 {
+        return pi;
+    }
+    let long = NashMdOptions {
+        tolerance: 1e-12,
+        max_steps: 200_000,
+        ..NashMdOptions::default()
+    };
+    let (pi, _) = nash_md::run(&pi, reference, pref, tau, long);
+    nash_md::polish(&pi, reference, pref, tau)
+}
 
 /// The NLHF policy for a preference matrix, a reference and a KL budget, with the
 /// regularisation strength `tau` used (`None` when no regularised game was solved).
@@ -34,11 +62,7 @@ pub fn nlhf_policy(
     if kl(&ml, reference) <= budget {
         return Ok((ml, None));
     }
-    let opts = NashMdOptions {
-        tolerance: 1e-11,
-        ..NashMdOptions::default()
-    };
-    let solve = |tau: f64, start: &[f64]| nash_md::run(start, reference, pref, tau, opts).0;
+    let solve = |tau: f64, start: &[f64]| equilibrium(pref, reference, tau, start);
     // Bracket: KL(pi_hi) < budget <= KL(pi_lo).
     let mut hi = 1.0_f64;
     let mut pi_hi = solve(hi, reference);
