@@ -14,7 +14,12 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Simulate how RLHF/DPO and NLHF serve a population of users in a tabular world:
+    /// distortion against the best policy at the same KL budget, sweeps, and a search for
+    /// worst cases.
+    Distortion(thresh_trainer::distortion::cli::DistortionArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -25,5 +30,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Distortion(args) => thresh_trainer::distortion::cli::run(&args)?,
+    }
+    Ok(())
 }

@@ -234,9 +234,13 @@ impl PopulationFile {
                 }
             }
         }
+        // Shares are normalised; ones that already sum to one (up to rounding) are kept as
+        // written, so that a saved world reads back bit for bit.
         let total: f64 = users.iter().map(|u| u.weight).sum();
-        for u in &mut users {
-            u.weight /= total;
+        if (total - 1.0).abs() > 1e-12 {
+            for u in &mut users {
+                u.weight /= total;
+            }
         }
         let reference = match self.reference {
             None => vec![1.0 / m as f64; m],
@@ -258,7 +262,11 @@ impl PopulationFile {
                 if (s - 1.0).abs() > 1e-6 {
                     return Err(format!("reference sums to {s}, not 1"));
                 }
-                r.iter().map(|v| v / s).collect()
+                if (s - 1.0).abs() > 1e-12 {
+                    r.iter().map(|v| v / s).collect()
+                } else {
+                    r
+                }
             }
         };
         if let Some(b) = self.kl_budget
