@@ -1,5 +1,7 @@
 //! Issue 9, test 2: maximal lotteries by linear programming.
 
+#![allow(clippy::needless_range_loop)] // matrices indexed as in the formulas
+
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use thresh_trainer::distortion::lottery::{maximal_lottery, worst_margin};
 use thresh_trainer::distortion::preference::{UserType, population_preference};

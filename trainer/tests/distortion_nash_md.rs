@@ -2,6 +2,8 @@
 //! here independently (closed form on 2x2 games, Newton's method on the fixed-point equation
 //! on larger ones).
 
+#![allow(clippy::needless_range_loop)] // matrices indexed as in the formulas
+
 use thresh_trainer::distortion::math::{kl, softmax, solve_linear};
 use thresh_trainer::distortion::nash_md::{self, NashMdOptions};
 use thresh_trainer::distortion::preference::{UserType, population_preference};

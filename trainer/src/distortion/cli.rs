@@ -86,7 +86,7 @@ pub struct DistortionArgs {
     pub beta: Option<f64>,
     /// KL budget: a number >= 0 or `none` (overrides the file's). With `--search`: also
     /// `search`, to search over budgets; default `none`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub kl_budget: Option<String>,
     /// Number of comparisons, or `exact` for the infinite-sample limit (overrides the file's).
     #[arg(long, value_parser = parse_comparisons)]
