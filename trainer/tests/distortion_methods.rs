@@ -219,3 +219,23 @@ fn bradley_terry_leaves_uncompared_alternatives_at_the_mean() {
     let r = bradley_terry::fit(&wins, 1.0);
     assert!(r[0].is_finite() && r[0] - r[1] > 3.0, "{r:?}");
 }
+
+/// Nearly indifferent users (utility differences of 1e-6): the margins are tiny, and NLHF's
+/// regularisation must shrink with them to spend the budget, instead of stopping at a fixed
+/// floor and returning (almost) the reference.
+#[test]
+fn tiny_margins_still_spend_the_budget() {
+    let w = one_type(
+        vec![0.0, 1e-6, 3e-6, 0.5e-6],
+        vec![0.4, 0.3, 0.2, 0.1],
+        1.0,
+        Some(1.0),
+        None,
+    );
+    let o = simulate(&w, &mut StdRng::seed_from_u64(9)).unwrap();
+    for m in [&o.rlhf, &o.nlhf, &o.benchmark] {
+        assert!(m.kl <= 1.0 + 1e-9 && m.kl > 1.0 - 1e-5, "{m:?}");
+    }
+    assert!((o.nlhf.distortion - 1.0).abs() < 1e-3, "{:?}", o.nlhf);
+    assert!(o.nlhf_tau.is_some_and(|t| t < 1e-6), "{:?}", o.nlhf_tau);
+}

@@ -30,6 +30,17 @@ pub fn win_rates(pref: &[Vec<f64>], q: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// `P(y > q) - 1/2 = sum_b (pref[y][b] - 1/2) q(b)` for a distribution `q`.
+///
+/// The updates below only use win rates up to a common shift (they are normalised by a
+/// softmax), and subtracting the 1/2 before multiplying by a large step `1 / tau` keeps the
+/// small differences between alternatives from being rounded away.
+pub fn centred_win_rates(pref: &[Vec<f64>], q: &[f64]) -> Vec<f64> {
+    pref.iter()
+        .map(|row| row.iter().zip(q).map(|(p, w)| (p - 0.5) * w).sum())
+        .collect()
+}
+
 /// One Nash-MD update with learning rate `eta` and regularisation `tau` (mixture weight
 /// `c = eta * tau`, at most one):
 /// `pi_{t+1}(y) ∝ pi^mu(y) exp(eta P(y > pi^mu))` with `pi^mu ∝ pi_t^(1-c) mu^c`.
@@ -51,7 +62,7 @@ pub fn step(policy: &[f64], reference: &[f64], pref: &[Vec<f64>], eta: f64, tau:
 
 /// The best response of the regularised game to `policy`: `∝ mu exp(P(y > policy) / tau)`.
 pub fn best_response(policy: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> Vec<f64> {
-    let g = win_rates(pref, policy);
+    let g = centred_win_rates(pref, policy);
     softmax(
         &reference
             .iter()
@@ -123,7 +134,7 @@ pub fn polish(start: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> 
     let m = start.len();
     let equations = |z: &[f64]| -> (Vec<f64>, Vec<f64>) {
         let pi = softmax(z);
-        let g = win_rates(pref, &pi);
+        let g = centred_win_rates(pref, &pi);
         let f: Vec<f64> = (0..m)
             .map(|i| z[i] - reference[i].ln() - g[i] / tau)
             .collect();
@@ -145,10 +156,10 @@ pub fn polish(start: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> 
         // d pi / d z = diag(pi) - pi pi^T; dF/dz = I - P (diag(pi) - pi pi^T) / tau.
         let jf: Vec<Vec<f64>> = (0..m)
             .map(|i| {
-                let row_dot: f64 = (0..m).map(|k| pref[i][k] * pi[k]).sum();
+                let row_dot: f64 = (0..m).map(|k| (pref[i][k] - 0.5) * pi[k]).sum();
                 (0..m)
                     .map(|j| {
-                        let d = pref[i][j] * pi[j] - row_dot * pi[j];
+                        let d = (pref[i][j] - 0.5) * pi[j] - row_dot * pi[j];
                         f64::from(u8::from(i == j)) - d / tau
                     })
                     .collect()

@@ -6,13 +6,14 @@
 //! equation ([`nash_md::polish`]), which turns Nash-MD's slow `1/t` tail into rounding
 //! precision.
 
-use super::lottery::maximal_lottery;
+use super::lottery::{margins, maximal_lottery};
 use super::math::kl;
 use super::nash_md::{self, NashMdOptions};
 use crate::Result;
 
-/// Smallest regularisation strength tried; below it Nash-MD needs too many steps.
-pub const MIN_TAU: f64 = 1e-3;
+/// Smallest regularisation strength tried, relative to the largest margin `|P(a > b) - P(b > a)|`
+/// of the game; below it Nash-MD needs too many steps.
+pub const MIN_TAU_RATIO: f64 = 1e-3;
 
 /// The regularised equilibrium of `pref` towards `reference` with strength `tau`, starting
 /// from `start`: a short Nash-MD run and a Newton polish, then a long Nash-MD run and another
@@ -45,8 +46,10 @@ pub fn equilibrium(pref: &[Vec<f64>], reference: &[f64], tau: f64, start: &[f64]
 /// - a maximal lottery within the budget: that lottery;
 /// - otherwise the regularised equilibrium `pi_tau ∝ mu exp(P(y > pi_tau) / tau)` with `tau`
 ///   found by bisection on `log tau` so that `KL(pi_tau || mu)` equals the budget (it falls as
-///   `tau` grows). When even `tau = MIN_TAU` stays under the budget, that equilibrium is
-///   returned and its KL is below the budget.
+///   `tau` grows). When even `tau = MIN_TAU_RATIO * max margin` stays under the budget, that
+///   equilibrium is returned and its KL is below the budget;
+/// - when every margin is zero (the population is indifferent between all alternatives),
+///   every policy is an equilibrium and the regularised one is the reference.
 pub fn nlhf_policy(
     pref: &[Vec<f64>],
     reference: &[f64],
@@ -63,29 +66,38 @@ pub fn nlhf_policy(
         return Ok((ml, None));
     }
     let solve = |tau: f64, start: &[f64]| equilibrium(pref, reference, tau, start);
+    let scale = margins(pref)
+        .iter()
+        .flatten()
+        .fold(0.0_f64, |a, v| a.max(v.abs()));
+    if scale == 0.0 {
+        return Ok((reference.to_vec(), None));
+    }
+    let min_tau = MIN_TAU_RATIO * scale;
     // Bracket: KL(pi_hi) < budget <= KL(pi_lo).
-    let mut hi = 1.0_f64;
+    let mut hi = scale;
     let mut pi_hi = solve(hi, reference);
-    while kl(&pi_hi, reference) >= budget && hi < 1e8 {
+    while kl(&pi_hi, reference) >= budget && hi < 1e8 * scale {
         hi *= 4.0;
         pi_hi = solve(hi, &pi_hi);
     }
     let mut lo = hi / 4.0;
     let mut pi_lo = solve(lo, &pi_hi);
     while kl(&pi_lo, reference) < budget {
-        if lo <= MIN_TAU {
+        if lo <= min_tau {
             return Ok((pi_lo, Some(lo)));
         }
         hi = lo;
         pi_hi = pi_lo.clone();
-        lo = (lo / 4.0).max(MIN_TAU);
+        lo = (lo / 4.0).max(min_tau);
         pi_lo = solve(lo, &pi_hi);
     }
     for _ in 0..60 {
         let mid = (lo * hi).sqrt();
         let pi = solve(mid, &pi_hi);
         let d = kl(&pi, reference);
-        if (d - budget).abs() <= 1e-7 * budget.max(1e-3) {
+        // Accept only from below, so the policy never exceeds the budget.
+        if d <= budget && budget - d <= 1e-7 * budget.max(1e-3) {
             return Ok((pi, Some(mid)));
         }
         if d < budget {
