@@ -20,8 +20,8 @@ pub const MIN_TAU_RATIO: f64 = 1e-3;
 /// polish if the first did not reach the fixed point.
 pub fn equilibrium(pref: &[Vec<f64>], reference: &[f64], tau: f64, start: &[f64]) -> Vec<f64> {
     let short = NashMdOptions {
-        tolerance: 1e-8,
-        max_steps: 2_000,
+        tolerance: 1e-6,
+        max_steps: 200,
         ..NashMdOptions::default()
     };
     let (pi, _) = nash_md::run(start, reference, pref, tau, short);
