@@ -291,7 +291,7 @@ fn run_search(args: &DistortionArgs) -> Result<()> {
         search_reference: args.search_reference,
         restarts: args.restarts,
         steps: args.steps,
-        time_limit: Duration::from_secs_f64(args.time_limit_secs),
+        time_limit: Duration::from_secs_f64(args.time_limit_secs.min(1e9)),
         seed: args.seed,
     };
     let rows = search::run(&cfg, |r| {

@@ -128,8 +128,8 @@ pub fn run(
 /// gauge `sum_y log pi(y) = 0` and the analytic Jacobian `I - P (diag pi - pi pi^T) / tau`.
 ///
 /// Nash-MD's last iterates approach the equilibrium at a rate of about `1/t`; a few Newton
-/// steps from there reach rounding precision. Steps that do not lower the residual are
-/// rejected, so the result is never worse than `start`.
+/// steps from there reach rounding precision. Each step is halved until it lowers the
+/// residual (at most 30 times), so the result is never worse than `start`.
 pub fn polish(start: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> Vec<f64> {
     let m = start.len();
     let equations = |z: &[f64]| -> (Vec<f64>, Vec<f64>) {
@@ -149,7 +149,7 @@ pub fn polish(start: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> 
         .map(|p| p.max(1e-300).ln() - mean_log)
         .collect();
     let (mut f, mut pi) = equations(&z);
-    for _ in 0..50 {
+    for _ in 0..100 {
         if norm(&f) < 1e-13 {
             break;
         }
@@ -172,11 +172,21 @@ pub fn polish(start: &[f64], reference: &[f64], pref: &[Vec<f64>], tau: f64) -> 
         let Some(step) = solve_linear(jac, f.iter().map(|v| -v).collect()) else {
             break;
         };
-        let cand: Vec<f64> = z.iter().zip(&step).map(|(a, b)| a + b).collect();
-        let (f2, pi2) = equations(&cand);
-        if norm(&f2) >= norm(&f) {
-            break;
+        // Damped Newton: halve the step until the residual falls.
+        let mut t = 1.0;
+        let mut accepted = None;
+        for _ in 0..30 {
+            let cand: Vec<f64> = z.iter().zip(&step).map(|(a, b)| a + t * b).collect();
+            let (f2, pi2) = equations(&cand);
+            if norm(&f2) < norm(&f) {
+                accepted = Some((cand, f2, pi2));
+                break;
+            }
+            t *= 0.5;
         }
+        let Some((cand, f2, pi2)) = accepted else {
+            break;
+        };
         z = cand;
         f = f2;
         pi = pi2;

@@ -31,7 +31,7 @@ pub fn equilibrium(pref: &[Vec<f64>], reference: &[f64], tau: f64, start: &[f64]
     }
     let long = NashMdOptions {
         tolerance: 1e-12,
-        max_steps: 200_000,
+        max_steps: 20_000,
         ..NashMdOptions::default()
     };
     let (pi, _) = nash_md::run(&pi, reference, pref, tau, long);
