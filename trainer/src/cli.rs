@@ -37,6 +37,10 @@ pub enum Command {
     Aligner(AlignerArgs),
     /// Reward accuracy, chosen/rejected likelihoods and KLDO's separation metric.
     Eval(EvalArgs),
+    /// Simulate how RLHF/DPO and NLHF serve a population of users in a tabular world:
+    /// distortion against the best policy at the same KL budget, sweeps, and a search for
+    /// worst cases.
+    Distortion(crate::distortion::cli::DistortionArgs),
 }
 
 /// Settings every training command shares.

@@ -27,6 +27,14 @@ pub enum TrainError {
         /// What is wrong with it.
         message: String,
     },
+    /// A population file is malformed or describes an invalid world.
+    #[error("{path}: {message}")]
+    Population {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A setting is out of range or inconsistent.
     #[error("invalid setting: {0}")]
     Config(String),

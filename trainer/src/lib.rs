@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod data;
+pub mod distortion;
 pub mod encode;
 pub mod error;
 pub mod eval;

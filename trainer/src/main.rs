@@ -18,6 +18,9 @@ fn main() -> anyhow::Result<()> {
     let args = expand_config(std::env::args().collect()).context("reading --config")?;
     let cli = Cli::parse_from(args);
     let summary = thresh_trainer::commands::run(&cli.command)?;
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    // Training commands end with a JSON summary; the simulator prints its own report.
+    if !summary.is_null() {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
     Ok(())
 }

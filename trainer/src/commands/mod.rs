@@ -28,6 +28,10 @@ pub fn run(command: &Command) -> Result<serde_json::Value> {
         Command::Kldo(a) => policy::kldo(a),
         Command::Rdro(a) => policy::rdro(a),
         Command::Eval(a) => eval::eval(a),
+        Command::Distortion(a) => {
+            crate::distortion::cli::run(a)?;
+            Ok(serde_json::Value::Null)
+        }
     }
 }
 
