@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod linear_reward;
+pub mod nash_md;
 pub mod policy;
 pub mod supervised;
 
@@ -28,6 +29,7 @@ pub fn run(command: &Command) -> Result<serde_json::Value> {
         Command::Kldo(a) => policy::kldo(a),
         Command::Rdro(a) => policy::rdro(a),
         Command::Eval(a) => eval::eval(a),
+        Command::NashMd(a) => nash_md::nash_md(a),
     }
 }
 
