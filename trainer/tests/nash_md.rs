@@ -69,7 +69,9 @@ fn prompts_file(dir: &Path) -> PathBuf {
     let path = dir.join("prompts.jsonl");
     let lines: Vec<String> = PROMPTS
         .iter()
-        .map(|p| json!({ "prompt": p }).to_string())
+        .map(|p| {
+            json!({ "prompt": p, "responses": [{"text": "unused", "label": true}] }).to_string()
+        })
         .collect();
     std::fs::write(&path, lines.join("\n")).unwrap();
     path
@@ -137,8 +139,6 @@ fn nash_md_raises_the_reward_of_its_samples() {
         base.to_str().unwrap(),
         "--data",
         data.to_str().unwrap(),
-        "--format",
-        "thresh",
         "--out",
         out.to_str().unwrap(),
         "--reward",
@@ -205,8 +205,6 @@ fn nash_md_resumes_to_the_same_weights() {
             base.to_str().unwrap(),
             "--data",
             data.to_str().unwrap(),
-            "--format",
-            "thresh",
             "--out",
             out.to_str().unwrap(),
             "--reward",
