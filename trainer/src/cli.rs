@@ -41,6 +41,8 @@ pub enum Command {
     /// distortion against the best policy at the same KL budget, sweeps, and a search for
     /// worst cases.
     Distortion(crate::distortion::cli::DistortionArgs),
+    /// Online Nash learning from human feedback (Nash-MD, or online IPO) against a reward model.
+    NashMd(NashMdArgs),
 }
 
 /// Settings every training command shares.
@@ -295,6 +297,50 @@ pub struct EvalArgs {
     /// Device: cpu or cuda:N.
     #[arg(long, default_value = "cpu", env = "THRESH_DEVICE")]
     pub device: String,
+}
+
+/// Losses of `thresh-train nash-md`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NashLoss {
+    /// Nash-MD: REINFORCE on the policy sample against the mixture's, with a KL term.
+    NashMd,
+    /// Online IPO on the (policy, mixture) pair ordered by the preference model.
+    OnlineIpo,
+}
+
+/// `thresh-train nash-md`.
+#[derive(Args, Debug, Clone)]
+pub struct NashMdArgs {
+    /// Shared settings (`--data` supplies the prompts; its responses are not used).
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Reward model judging the pairs: a directory `thresh_reward::load` reads, or the URL
+    /// of a remote reward server (`http://host/v1/rewards`, `/get_reward`, `/classify`).
+    #[arg(long, env = "THRESH_TRAIN_REWARD")]
+    pub reward: std::path::PathBuf,
+    /// Head of a sentence-encoder reward: `relevance` or a linear head's safetensors file.
+    #[arg(long)]
+    pub reward_head: Option<String>,
+    /// The loss.
+    #[arg(long, value_enum, default_value = "nash-md")]
+    pub loss: NashLoss,
+    /// KL regularisation strength of Nash-MD.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// Weight c of the reference in the mixture `log_softmax(c ref + (1 - c) policy)`: a
+    /// number in [0, 1], or `A..B` for a linear schedule from A at the first step to B at
+    /// the last.
+    #[arg(long, default_value = "0.5")]
+    pub mixture: String,
+    /// Longest sampled response, in tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature of both samples.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Online IPO's regularisation (target margin `1/(2 tau)`).
+    #[arg(long, default_value_t = 0.1)]
+    pub tau: f64,
 }
 
 /// Expands `--config FILE` in `args` (the process arguments) into flags: each TOML key

@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod linear_reward;
+pub mod nash_md;
 pub mod policy;
 pub mod supervised;
 
@@ -32,6 +33,7 @@ pub fn run(command: &Command) -> Result<serde_json::Value> {
             crate::distortion::cli::run(a)?;
             Ok(serde_json::Value::Null)
         }
+        Command::NashMd(a) => nash_md::nash_md(a),
     }
 }
 

@@ -19,9 +19,11 @@
 //! | PRO | [`pro_binary`] (with [`binary_class_weights`]), [`pro_pairwise`], [`pro_scalar`] | labels, pairs or `(P, N)` scores |
 //! | KLDO | [`Kldo::loss`] (holds the `ma` state) | `logp`s and alignment flags |
 //! | RDRO | [`rdro`] | `logp`s and preference flags |
+//! | Nash-MD, online IPO | [`nash_md`], [`online_ipo`] | per-token `logp`s and preferences of sampled pairs |
 
 mod kldo;
 mod kto;
+mod nash;
 mod pairwise;
 mod pro;
 mod rdro;
@@ -36,6 +38,7 @@ use crate::error::{Result, TrainError};
 
 pub use kldo::{Kldo, KldoEstimator};
 pub use kto::{kto, kto_z0};
+pub use nash::{nash_md, online_ipo};
 pub use pairwise::{bradley_terry, dpo, ipo};
 pub use pro::{binary_class_weights, pro_binary, pro_pairwise, pro_scalar, scaled_scores};
 pub use rdro::{RdroReduction, rdro};
