@@ -173,9 +173,9 @@ impl DatasetSpec {
                 output_len,
             } => Ok(random(count.max(1), *input_len, *output_len, seed)),
             DatasetSpec::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
+                let text = std::fs::read_to_string(path).map_err(|cause| BenchError::Io {
                     path: path.clone(),
-                    source,
+                    cause,
                 })?;
                 parse_jsonl(&text, path)
             }

@@ -19,12 +19,12 @@ pub enum BenchError {
         message: String,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The target server cannot be reached at all.
     #[error("cannot connect to {url}: {reason}; is the server running and is --base-url right?")]

@@ -10,9 +10,9 @@ use crate::error::BenchError;
 
 /// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BenchError> {
-    let io = |source| BenchError::Io {
+    let io = |cause| BenchError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let text = serde_json::to_string_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
     let dir = match path.parent() {
