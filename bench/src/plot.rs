@@ -130,6 +130,7 @@ fn load_chart<DB: DrawingBackend>(
     c.configure_mesh()
         .x_desc("latency (ms)")
         .y_desc("requests")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(s)?;
     c.draw_series(counts.iter().enumerate().map(|(i, &n)| {
@@ -191,7 +192,7 @@ fn quality_chart<DB: DrawingBackend>(
             let bon = m.strategy == "best_of_n";
             let label = match (m.n, m.alpha) {
                 (Some(n), _) => format!("N={n}"),
-                (_, Some(a)) => format!("a={a}"),
+                (_, Some(a)) => format!("α={a}"),
                 _ => m.label.clone(),
             };
             (m.time_ratio.max(1e-3), m.improvement, bon, label)

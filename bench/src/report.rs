@@ -300,11 +300,11 @@ impl LoadReport {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let line = "=".repeat(60);
+        let line = "=".repeat(68);
         let _ = writeln!(s, "{line}");
-        let _ = writeln!(s, "{:<40}{:>20}", "Target", self.settings.base_url);
+        let _ = writeln!(s, "{:<40}{:>28}", "Target", self.settings.base_url);
         let row = |s: &mut String, k: &str, v: String| {
-            let _ = writeln!(s, "{k:<40}{v:>20}");
+            let _ = writeln!(s, "{k:<40}{v:>28}");
         };
         row(
             &mut s,
@@ -334,7 +334,7 @@ impl LoadReport {
         );
         let _ = writeln!(
             s,
-            "{:<20}{:>10}{:>10}{:>10}{:>10}",
+            "{:<20}{:>12}{:>12}{:>12}{:>12}",
             "latency (ms)", "mean", "median", "p90", "p99"
         );
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
@@ -346,7 +346,7 @@ impl LoadReport {
         ] {
             let _ = writeln!(
                 s,
-                "{:<20}{:>10}{:>10}{:>10}{:>10}",
+                "{:<20}{:>12}{:>12}{:>12}{:>12}",
                 name,
                 f(sm.mean),
                 f(sm.median),
@@ -355,7 +355,15 @@ impl LoadReport {
             );
         }
         if let Some(a) = &self.alignment {
-            let g = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+            let g = |x: Option<f64>| {
+                x.map_or("-".to_string(), |v| {
+                    if v.abs() >= 1e5 {
+                        format!("{v:.3e}")
+                    } else {
+                        format!("{v:.3}")
+                    }
+                })
+            };
             let _ = writeln!(
                 s,
                 "alignment ({} responses: {:?})",
@@ -363,7 +371,7 @@ impl LoadReport {
             );
             let _ = writeln!(
                 s,
-                "{:<20}{:>10}{:>10}{:>10}{:>10}",
+                "{:<20}{:>12}{:>12}{:>12}{:>12}",
                 "reward",
                 g(a.reward.mean),
                 g(a.reward.median),
@@ -373,7 +381,7 @@ impl LoadReport {
             for (k, sm) in &a.stats {
                 let _ = writeln!(
                     s,
-                    "{:<20}{:>10}{:>10}{:>10}{:>10}",
+                    "{:<20}{:>12}{:>12}{:>12}{:>12}",
                     k,
                     g(sm.mean),
                     g(sm.median),

@@ -107,7 +107,7 @@ async fn the_sweep_scores_every_method_against_bo_n0() {
     }
     let svg = std::fs::read_to_string(dir.path().join("quality.svg")).unwrap();
     assert!(
-        svg.contains("N=8") && svg.contains("a=0.5"),
+        svg.contains("N=8") && svg.contains("α=0.5"),
         "points are labelled"
     );
     server.shutdown();
