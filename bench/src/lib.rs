@@ -3,6 +3,8 @@
 //!
 //! The JSON results are described in `bench/SCHEMA.md`.
 
+#![warn(missing_docs)]
+
 pub mod arrivals;
 pub mod client;
 pub mod dataset;

@@ -298,3 +298,52 @@ fn bad_settings_are_refused_before_anything_is_sent() {
     let e = rt.block_on(run_load(cfg)).unwrap_err().to_string();
     assert!(e.contains("--endpoint chat"), "{e}");
 }
+
+#[tokio::test]
+async fn the_binary_prints_the_table_and_writes_json_and_chart() {
+    let m = tiny_models(1024);
+    let server = start_ready(tiny_config(&m)).await;
+    let base = format!("http://{}", server.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let (json, svg) = (dir.path().join("r.json"), dir.path().join("r.svg"));
+    let (j2, s2) = (json.clone(), svg.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_thresh-bench"))
+            .args([
+                "load",
+                "--base-url",
+                &base,
+                "--num-requests",
+                "5",
+                "--max-tokens",
+                "4",
+            ])
+            .args([
+                "--max-concurrency",
+                "2",
+                "--request-rate",
+                "50",
+                "--no-progress",
+            ])
+            .args(["--strategy", "best_of_n", "--candidates", "2", "--output"])
+            .arg(&j2)
+            .arg("--plot")
+            .arg(&s2)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("Successful requests"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    schema::check(&v, LOAD_SCHEMA);
+    assert_eq!(v["requests"]["completed"], 5);
+    assert_eq!(v["settings"]["request_rate"], 50.0);
+    assert_eq!(v["alignment"]["strategies"]["best_of_n"], 5);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    server.shutdown();
+    server.wait().await.unwrap();
+}
