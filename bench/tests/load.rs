@@ -347,3 +347,20 @@ async fn the_binary_prints_the_table_and_writes_json_and_chart() {
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_api_key_is_sent_and_a_missing_one_is_counted_as_401() {
+    let m = tiny_models(1024);
+    let mut sc = tiny_config(&m);
+    sc.api_keys = vec!["sesame".into()];
+    let server = start_ready(sc).await;
+    let base = format!("http://{}", server.addr());
+    let r = run_load(small_run(base.clone(), 3)).await.unwrap().report;
+    assert_eq!(r.failed_by_status.get("401"), Some(&3), "{:?}", r.failures);
+    let mut cfg = small_run(base, 3);
+    cfg.target.api_key = Some("sesame".into());
+    let r = run_load(cfg).await.unwrap().report;
+    assert_eq!(r.requests.completed, 3, "{:?}", r.failures);
+    server.shutdown();
+    server.wait().await.unwrap();
+}
