@@ -29,6 +29,34 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Makes a TrueType font available for chart text (once per process): `THRESH_PLOT_FONT`,
+/// else DejaVu Sans or Liberation Sans at their usual Linux paths. plotters measures text
+/// with a registered font when its `ab_glyph` feature is on (the workspace's charts use it).
+fn ensure_font() -> std::result::Result<(), String> {
+    static FONT: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    FONT.get_or_init(|| {
+        let from_env = std::env::var_os("THRESH_PLOT_FONT").map(std::path::PathBuf::from);
+        let usual = [
+            "dejavu/DejaVuSans.ttf",
+            "liberation/LiberationSans-Regular.ttf",
+        ]
+        .map(|f| Path::new("/usr/share/fonts/truetype").join(f));
+        let path = from_env
+            .into_iter()
+            .chain(usual)
+            .find(|p| p.is_file())
+            .ok_or("no TrueType font for chart text: set THRESH_PLOT_FONT=PATH.ttf")?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            Box::leak(bytes.into_boxed_slice()),
+        )
+        .map_err(|_| format!("{}: not a TrueType font", path.display()))
+    })
+    .clone()
+}
+
 /// Draws `series` as lines with markers into an SVG file at `path` (written atomically).
 pub fn line_chart(
     path: &Path,
@@ -52,6 +80,7 @@ pub fn line_chart(
     let mut svg = String::new();
     {
         let err = |e: String| TrainError::Config(format!("drawing {}: {e}", path.display()));
+        ensure_font().map_err(err)?;
         let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let mut chart = ChartBuilder::on(&root)
