@@ -2,39 +2,19 @@
 //! their own threads, their decode steps merged by a `StepMerger` into shared decoder
 //! passes, give exactly the answers each gives alone; on the real SmolLM2 and MiniLM.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use thresh_decoding::strategy::{
     SpeculativeParams, StrategyInput, StrategyOutput, best_of_n, speculative_rejection,
 };
 use thresh_decoding::{DecodeError, SamplingParams, StepMerger, Stepper, StopConditions};
-use thresh_models::{ChatMessage, GgmlDType, LoadOptions, LoadedModel, load};
-use thresh_reward::{Prompt, RelevanceReward};
+use thresh_reward::Prompt;
 
-fn policy() -> &'static LoadedModel {
-    static M: OnceLock<LoadedModel> = OnceLock::new();
-    M.get_or_init(|| {
-        let p = thresh_models::testing::smollm2_gguf();
-        let opts = LoadOptions {
-            quant: Some(GgmlDType::Q8_0),
-            ..Default::default()
-        };
-        load(p.to_str().unwrap(), &opts).unwrap()
-    })
-}
+mod common;
 
-fn relevance() -> &'static RelevanceReward {
-    static R: OnceLock<RelevanceReward> = OnceLock::new();
-    R.get_or_init(|| {
-        RelevanceReward::load(
-            &thresh_models::testing::minilm_dir(),
-            &candle_core::Device::Cpu,
-        )
-        .unwrap()
-    })
-}
+use common::{chat_ids, policy, relevance};
 
 const QUESTIONS: [&str; 3] = [
     "Give me one tip for staying healthy.",
@@ -43,14 +23,7 @@ const QUESTIONS: [&str; 3] = [
 ];
 
 fn prompt_ids(q: &str) -> Vec<u32> {
-    let m = policy();
-    let text = m
-        .chat_template
-        .as_ref()
-        .unwrap()
-        .render(&[ChatMessage::new("user", q)], true)
-        .unwrap();
-    m.tokenizer.encode(&text, false).unwrap()
+    chat_ids(policy(), q)
 }
 
 /// Request `i`: a different prompt length, seed and length cap per request, and a strategy

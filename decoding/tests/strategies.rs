@@ -2,51 +2,24 @@
 //! relevance reward and with deterministic scorers whose selections a reference
 //! implementation in this file recomputes.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use thresh_decoding::strategy::{
     Fate, SpeculativeParams, StrategyInput, best_of_n, keep_count, speculative_rejection,
 };
 use thresh_decoding::{DecodeError, SamplingParams, StopConditions};
-use thresh_models::{ChatMessage, GgmlDType, LoadOptions, LoadedModel, load};
-use thresh_reward::{Prompt, RelevanceReward, RewardInput, RewardModel, Scored};
+use thresh_reward::{Prompt, RewardInput, RewardModel, Scored};
 
-fn policy() -> &'static LoadedModel {
-    static M: OnceLock<LoadedModel> = OnceLock::new();
-    M.get_or_init(|| {
-        let p = thresh_models::testing::smollm2_gguf();
-        let opts = LoadOptions {
-            quant: Some(GgmlDType::Q8_0),
-            ..Default::default()
-        };
-        load(p.to_str().unwrap(), &opts).unwrap()
-    })
-}
+mod common;
 
-fn relevance() -> &'static RelevanceReward {
-    static R: OnceLock<RelevanceReward> = OnceLock::new();
-    R.get_or_init(|| {
-        RelevanceReward::load(
-            &thresh_models::testing::minilm_dir(),
-            &candle_core::Device::Cpu,
-        )
-        .unwrap()
-    })
-}
+use common::{chat_ids, policy, relevance};
 
 const QUESTION: &str = "Give me one tip for staying healthy.";
 
 fn prompt_ids() -> Vec<u32> {
-    let m = policy();
-    let text = m
-        .chat_template
-        .as_ref()
-        .unwrap()
-        .render(&[ChatMessage::new("user", QUESTION)], true)
-        .unwrap();
-    m.tokenizer.encode(&text, false).unwrap()
+    chat_ids(policy(), QUESTION)
 }
 
 fn input(ids: &[u32], max_tokens: usize, candidates: bool) -> StrategyInput<'_> {

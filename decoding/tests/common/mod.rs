@@ -1,0 +1,44 @@
+//! The real demo models for the decoding tests, loaded once per test binary.
+
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use thresh_models::{ChatMessage, GgmlDType, LoadOptions, LoadedModel, load};
+use thresh_reward::RelevanceReward;
+
+/// SmolLM2-135M-Instruct with q8_0 projections (the strategies' policy).
+pub fn policy() -> &'static LoadedModel {
+    static M: OnceLock<LoadedModel> = OnceLock::new();
+    M.get_or_init(|| {
+        let p = thresh_models::testing::smollm2_gguf();
+        let opts = LoadOptions {
+            quant: Some(GgmlDType::Q8_0),
+            ..Default::default()
+        };
+        load(p.to_str().unwrap(), &opts).unwrap()
+    })
+}
+
+/// The MiniLM relevance reward.
+pub fn relevance() -> &'static RelevanceReward {
+    static R: OnceLock<RelevanceReward> = OnceLock::new();
+    R.get_or_init(|| {
+        RelevanceReward::load(
+            &thresh_models::testing::minilm_dir(),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
+    })
+}
+
+/// `q` as a one-turn chat prompt in `m`'s template, as token ids.
+pub fn chat_ids(m: &LoadedModel, q: &str) -> Vec<u32> {
+    let text = m
+        .chat_template
+        .as_ref()
+        .unwrap()
+        .render(&[ChatMessage::new("user", q)], true)
+        .unwrap();
+    m.tokenizer.encode(&text, false).unwrap()
+}
