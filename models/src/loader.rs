@@ -341,9 +341,21 @@ pub fn gguf_config(content: &gguf_file::Content, path: &Path) -> Result<DecoderC
     Ok(cfg)
 }
 
-/// Loads a single GGUF file: configuration and tokenizer from its metadata, weights
-/// dequantised to the target dtype.
-pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+/// A GGUF file opened for loading: its configuration, tokenizer and chat template from the
+/// metadata, and its tensors, read on demand.
+pub struct GgufModel {
+    /// The decoder configuration.
+    pub cfg: DecoderConfig,
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The chat template, where the file has one.
+    pub chat_template: Option<ChatTemplate>,
+    /// The tensors under Hugging Face names (Llama q/k rows un-permuted).
+    pub weights: WeightFile,
+}
+
+/// Opens a GGUF file; its tensors are dequantised to `dtype` on `device` as they are read.
+pub fn open_gguf(path: &Path, dtype: DType, device: &Device) -> Result<GgufModel> {
     let file = File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             ModelError::MissingFile {
@@ -372,8 +384,25 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     // llama.cpp permutes q/k rows of Llama-architecture models (Mistral included) only.
     let permuted =
         (arch == "llama" || arch == "mistral").then_some((cfg.num_heads, cfg.num_kv_heads));
+    let weights = WeightFile::gguf(path, content, reader, permuted, dtype, device);
+    Ok(GgufModel {
+        cfg,
+        tokenizer,
+        chat_template,
+        weights,
+    })
+}
+
+/// Loads a single GGUF file: configuration and tokenizer from its metadata, weights
+/// dequantised to the target dtype.
+pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     let dtype = opts.resolved_dtype();
-    let mut weights = WeightFile::gguf(path, content, reader, permuted, dtype, &opts.device);
+    let GgufModel {
+        cfg,
+        tokenizer,
+        chat_template,
+        mut weights,
+    } = open_gguf(path, dtype, &opts.device)?;
     let decoder = Decoder::load(&cfg, &mut weights, dtype, &opts.device, opts.quant)?;
     Ok(LoadedModel {
         decoder,

@@ -250,8 +250,7 @@ impl Tokenizer {
     }
 }
 
-/// A GGUF metadata value as a string, where it is one.
-pub fn gguf_str(v: Option<&Value>) -> Option<String> {
+pub(crate) fn gguf_str(v: Option<&Value>) -> Option<String> {
     v.and_then(|v| v.to_string().ok()).cloned()
 }
 

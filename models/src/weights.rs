@@ -71,7 +71,7 @@ impl WeightFile {
 
     /// Opens a GGUF file whose metadata has already been read. `permuted` gives the head
     /// counts where llama.cpp permuted the q/k rows (Llama-architecture files), to undo it.
-    pub fn gguf(
+    pub(crate) fn gguf(
         path: &Path,
         content: gguf_file::Content,
         reader: BufReader<File>,

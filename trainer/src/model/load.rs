@@ -3,15 +3,11 @@
 //! weights are dequantised to f32.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use thresh_models::config::{DecoderConfig, read_json_value};
-use thresh_models::loader::{gguf_config, load_hf_tokenizer, safetensors_files};
-use thresh_models::tokenizer::gguf_str;
+use thresh_models::loader::{GgufModel, load_hf_tokenizer, open_gguf, safetensors_files};
 use thresh_models::{ChatTemplate, ModelError, Tokenizer, WeightFile};
 
 use crate::error::{Result, TrainError};
@@ -163,29 +159,12 @@ fn read_hf_dir(dir: &Path, device: &Device) -> Result<Source> {
 }
 
 fn read_gguf(path: &Path, device: &Device) -> Result<Source> {
-    let io = |e: std::io::Error| TrainError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut reader = BufReader::new(File::open(path).map_err(io)?);
-    let content = gguf_file::Content::read(&mut reader)
-        .map_err(|e| ModelError::bad_file(path, format!("not a readable GGUF file: {e}")))?;
-    let cfg = gguf_config(&content, path)?;
-    let tokenizer = Tokenizer::from_gguf(&content, path)?;
-    let chat_template = gguf_str(content.metadata.get("tokenizer.chat_template"))
-        .map(|s| {
-            ChatTemplate::new(
-                &s,
-                tokenizer.bos_token().unwrap_or(""),
-                tokenizer.eos_token().unwrap_or(""),
-            )
-        })
-        .transpose()?;
-    let arch = gguf_str(content.metadata.get("general.architecture")).unwrap_or_default();
-    // llama.cpp permutes the q/k rows of Llama-architecture files; the weight file undoes it.
-    let permuted =
-        (arch == "llama" || arch == "mistral").then_some((cfg.num_heads, cfg.num_kv_heads));
-    let mut file = WeightFile::gguf(path, content, reader, permuted, DType::F32, device);
+    let GgufModel {
+        cfg,
+        tokenizer,
+        chat_template,
+        weights: mut file,
+    } = open_gguf(path, DType::F32, device)?;
     let weights = read_weights(&cfg, &mut file, true)?;
     Ok(Source {
         cfg,
