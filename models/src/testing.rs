@@ -34,6 +34,9 @@ pub struct TinySpec {
     pub llama3_rope: bool,
     /// Standard deviation of the random weights.
     pub std: f32,
+    /// Draws the weights from this seed (the same weights on every run); `None` draws them
+    /// from candle's unseeded generator.
+    pub seed: Option<u64>,
 }
 
 impl TinySpec {
@@ -51,6 +54,7 @@ impl TinySpec {
             tie_word_embeddings: false,
             llama3_rope: false,
             std: 0.15,
+            seed: None,
         }
     }
 
@@ -112,8 +116,19 @@ impl TinySpec {
         );
         let (qd, kvd) = (self.num_heads * hd, self.num_kv_heads * hd);
         let mut w = HashMap::new();
+        let mut rng = self.seed.map(SplitMix64);
+        let mut draw = |std: f32, shape: &[usize]| -> Result<Tensor> {
+            Ok(match rng.as_mut() {
+                Some(r) => {
+                    let n = shape.iter().product();
+                    let v: Vec<f32> = (0..n).map(|_| std * r.normal()).collect();
+                    Tensor::from_vec(v, shape, &dev)?
+                }
+                None => Tensor::randn(0f32, std, shape, &dev)?,
+            })
+        };
         let mut put = |name: String, shape: &[usize]| -> Result<()> {
-            let t = Tensor::randn(0f32, self.std, shape, &dev)?;
+            let t = draw(self.std, shape)?;
             w.insert(name, t);
             Ok(())
         };
@@ -138,7 +153,7 @@ impl TinySpec {
         }
         // Norm weights near one, as trained models have them.
         let mut ones = |name: String, n: usize| -> Result<()> {
-            let t = (Tensor::randn(0f32, 0.1, n, &dev)? + 1.0)?;
+            let t = (draw(0.1, &[n])? + 1.0)?;
             w.insert(name, t);
             Ok(())
         };
@@ -291,4 +306,28 @@ pub fn smollm2_gguf() -> PathBuf {
 /// The demo reward encoder, all-MiniLM-L6-v2; panics with the fix if it is missing.
 pub fn minilm_dir() -> PathBuf {
     demo_model("all-minilm-l6-v2")
+}
+
+/// A small deterministic generator for seeded test weights (SplitMix64, Box-Muller).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard normal draw.
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.unit(), self.unit());
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+    }
 }

@@ -116,6 +116,7 @@ fn main() {
         tie_word_embeddings: true,
         llama3_rope: false,
         std: 0.02,
+        seed: None,
     };
     write_tiny_classifier(&spec, dir.path(), 1).expect("write classifier");
     // SmolLM2's real tokenizer and chat template, so pairs tokenise as they would for it.

@@ -11,7 +11,13 @@ use thresh_trainer::model::{Batch, TrainModel, Tuning};
 
 /// Writes a tiny random model of `family` with the byte tokenizer into `dir/name`.
 pub fn tiny_model(dir: &Path, name: &str, family: Family) -> PathBuf {
+    tiny_model_seeded(dir, name, family, None)
+}
+
+/// As [`tiny_model`], with the weights drawn from `seed` (the same model on every run).
+pub fn tiny_model_seeded(dir: &Path, name: &str, family: Family, seed: Option<u64>) -> PathBuf {
     let mut spec = TinySpec::new(family);
+    spec.seed = seed;
     spec.vocab_size = BYTE_TOKENIZER_VOCAB;
     spec.hidden_size = 32;
     spec.intermediate_size = 48;
