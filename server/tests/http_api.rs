@@ -274,14 +274,7 @@ async fn rewards_models_health_and_metrics() {
     )
     .await;
     assert_eq!(s200, 200);
-    let page = c
-        .get(url(&server, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&c, &url(&server, "/metrics")).await;
     assert!(
         metric(&page, "thresh_requests_total", "route=\"/v1/rewards\"") >= 1.0,
         "{page}"

@@ -108,14 +108,7 @@ async fn concurrent_requests_share_passes_and_get_their_solo_answers() {
     // Nothing is decoding any more: the active batch size gauge drops to 0.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let page = c
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = get_text(&c, &format!("{base}/metrics")).await;
         let rows = metric(&page, "thresh_active_batch_size", "");
         if rows == 0.0 {
             break;

@@ -70,14 +70,7 @@ async fn a_disconnected_request_is_cancelled_and_does_not_delay_the_next() {
     let c = client();
     let u = url(&server, "/v1/completions");
     let metrics_url = url(&server, "/metrics");
-    let before = c
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = get_text(&c, &metrics_url).await;
     let cancelled_before = metric(&before, "thresh_requests_cancelled_total", "");
     for stream in [false, true] {
         // A request that would decode 32 x 4000 tokens; the client gives up early.
@@ -93,14 +86,7 @@ async fn a_disconnected_request_is_cancelled_and_does_not_delay_the_next() {
         // Wait until the engine is decoding it, then drop the connection.
         let t = std::time::Instant::now();
         loop {
-            let page = c
-                .get(&metrics_url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let page = get_text(&c, &metrics_url).await;
             if metric(&page, "thresh_active_batch_size", "") >= 32.0 {
                 break;
             }
@@ -115,28 +101,14 @@ async fn a_disconnected_request_is_cancelled_and_does_not_delay_the_next() {
         // The next request is answered, and it finds the long one cancelled, not finished.
         let (status, _, v) = post(&c, &u, &json!({"prompt": "next", "max_tokens": 4})).await;
         assert_eq!(status, 200, "{v}");
-        let page = c
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = get_text(&c, &metrics_url).await;
         let generated = metric(&page, "thresh_generated_tokens_total", "");
         assert!(
             generated < 32.0 * 4000.0,
             "the long request was not run to the end"
         );
     }
-    let after = c
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = get_text(&c, &metrics_url).await;
     assert_eq!(
         metric(&after, "thresh_requests_cancelled_total", "") - cancelled_before,
         2.0,
@@ -200,14 +172,7 @@ async fn shutdown_drains_in_flight_work() {
     let (c2, u2) = (c.clone(), u.clone());
     let inflight = tokio::spawn(async move { post(&c2, &u2, &long_body(600)).await });
     loop {
-        let page = c
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = get_text(&c, &metrics_url).await;
         if metric(&page, "thresh_active_batch_size", "") >= 32.0 {
             break;
         }
@@ -272,14 +237,7 @@ async fn the_binary_drains_and_exits_zero_on_sigterm() {
     let (c2, u2) = (c.clone(), format!("{base}/v1/completions"));
     let inflight = tokio::spawn(async move { post(&c2, &u2, &long_body(600)).await });
     loop {
-        let page = c
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = get_text(&c, &format!("{base}/metrics")).await;
         if metric(&page, "thresh_active_batch_size", "") >= 32.0 {
             break;
         }
@@ -310,14 +268,7 @@ async fn a_request_past_the_timeout_is_answered_504_and_cancelled() {
     let server = start_ready(cfg).await;
     let c = client();
     let metrics_url = url(&server, "/metrics");
-    let before = c
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = get_text(&c, &metrics_url).await;
     // 64 rows of 8000 tokens take far longer than a second on any CPU.
     let mut body = long_body(8000);
     body["n"] = json!(64);
@@ -336,14 +287,7 @@ async fn a_request_past_the_timeout_is_answered_504_and_cancelled() {
     // so the cancellation is counted when the engine reaches the cancelled job's next step.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let cancelled = loop {
-        let after = c
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let after = get_text(&c, &metrics_url).await;
         let n = metric(&after, "thresh_requests_cancelled_total", "")
             - metric(&before, "thresh_requests_cancelled_total", "");
         if n >= 1.0 || std::time::Instant::now() > deadline {

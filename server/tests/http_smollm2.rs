@@ -91,14 +91,7 @@ async fn smollm2_and_minilm_end_to_end() {
     ]})).await;
     assert_eq!(status, 200);
     assert!(v["data"][0]["score"].as_f64().unwrap() > v["data"][1]["score"].as_f64().unwrap());
-    let page = c
-        .get(url(&server, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&c, &url(&server, "/metrics")).await;
     assert!(
         metric(
             &page,

@@ -72,6 +72,17 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// The body of a GET (e.g. the `/metrics` page) as text.
+pub async fn get_text(c: &reqwest::Client, url: &str) -> String {
+    c.get(url)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body")
+}
+
 pub fn url(server: &Server, path: &str) -> String {
     format!("http://{}{}", server.addr(), path)
 }
