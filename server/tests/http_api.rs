@@ -48,9 +48,11 @@ async fn every_strategy_on_both_routes() {
             let choices = v["choices"].as_array().unwrap();
             assert_eq!(choices.len(), 2, "{route} {strategy}: n answers");
             for ch in choices {
-                assert!(
+                // Plain answers are scored only when asked (below); aligned ones always are.
+                assert_eq!(
                     ch["reward"].is_number(),
-                    "{route} {strategy}: each choice has its reward: {ch}"
+                    strategy != "none",
+                    "{route} {strategy}: reward: {ch}"
                 );
                 let text = if route == "/v1/completions" {
                     ch["text"].as_str()
@@ -102,6 +104,54 @@ async fn every_strategy_on_both_routes() {
                 }
             }
         }
+    }
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn plain_answers_are_scored_when_asked() {
+    let m = tiny_models(256);
+    let server = start_ready(tiny_config(&m)).await;
+    let c = client();
+    let route = "/v1/chat/completions";
+    let mut body = body_for(route, "none");
+    body["alignment"]["score"] = json!(true);
+    let (status, _, scored) = post(&c, &url(&server, route), &body).await;
+    assert_eq!(status, 200, "{scored}");
+    assert_eq!(scored["alignment"]["stats"]["reward_calls"], 1, "{scored}");
+    body["alignment"]["score"] = json!(false);
+    let (_, _, unscored) = post(&c, &url(&server, route), &body).await;
+    assert_eq!(unscored["alignment"]["stats"]["reward_calls"], 0, "{unscored}");
+    for (a, b) in scored["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(unscored["choices"].as_array().unwrap())
+    {
+        assert!(a["reward"].is_number(), "{a}");
+        assert!(b["reward"].is_null(), "{b}");
+        assert_eq!(a["message"], b["message"], "scoring does not change the answer");
+    }
+    // Streamed: the last chunk of each choice carries its reward.
+    body["alignment"]["score"] = json!(true);
+    body["stream"] = json!(true);
+    let (status, events) = post_stream(&c, &url(&server, route), &body).await;
+    assert_eq!(status, 200);
+    let rewards: Vec<f64> = data_events(&events)
+        .iter()
+        .flat_map(|e| e["choices"].as_array().cloned().unwrap_or_default())
+        .filter_map(|ch| ch["reward"].as_f64())
+        .collect();
+    let want: Vec<f64> = scored["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ch| ch["reward"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rewards.len(), 2, "{events:?}");
+    for w in &want {
+        assert!(rewards.iter().any(|r| (r - w).abs() < 1e-6), "{rewards:?} vs {want:?}");
     }
     server.shutdown();
     server.wait().await.unwrap();

@@ -37,7 +37,8 @@ async fn smollm2_and_minilm_end_to_end() {
     for route in ["/v1/completions", "/v1/chat/completions"] {
         for &strategy in STRATEGIES {
             let mut body = json!({"max_tokens": 6, "seed": 2, "temperature": 0.8,
-                "alignment": {"strategy": strategy, "candidates": 3, "threshold": 0.2, "max_tries": 2}});
+                "alignment": {"strategy": strategy, "candidates": 3, "threshold": 0.2, "max_tries": 2,
+                    "score": true}});
             if route == "/v1/completions" {
                 body["prompt"] = json!("The capital of France is");
             } else {

@@ -20,7 +20,7 @@ fn flags_override_the_file_which_overrides_defaults() {
     std::fs::write(
         &file,
         format!(
-            "policy = {:?}\nreward = {:?}\nmax_queue = 3\nport = 9000\napi_keys = [\"a\", \"b\"]\nlog_format = \"json\"\nrequest_timeout = 7\n",
+            "policy = {:?}\nreward = {:?}\nmax_queue = 3\nport = 9000\napi_keys = [\"a\", \"b\"]\nlog_format = \"json\"\nrequest_timeout = 7\nscore_plain = true\n",
             p.display().to_string(),
             r.display().to_string()
         ),
@@ -45,6 +45,13 @@ fn flags_override_the_file_which_overrides_defaults() {
     assert_eq!(cfg.request_timeout, Duration::from_secs(7));
     assert_eq!(cfg.max_n, 64);
     assert_eq!(cfg.kv_budget_tokens, 65536);
+    assert!(cfg.score_plain, "the file turns plain scoring on");
+    let defaults = ServeArgs {
+        policy: Some(p.clone()),
+        reward: Some(r.clone()),
+        ..Default::default()
+    };
+    assert!(!defaults.resolve().unwrap().score_plain, "off by default");
 }
 
 #[test]

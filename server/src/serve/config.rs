@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Seconds a request may take before it is cancelled and answered 504 (default 600).
     #[arg(long, env = "THRESH_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
+    /// Score plain (strategy `none`) answers with the reward model unless the request says
+    /// otherwise (`alignment.score`). Off by default: plain requests then cost what they cost
+    /// in any other server.
+    #[arg(long, env = "THRESH_SCORE_PLAIN")]
+    pub score_plain: bool,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM (default 30).
     #[arg(long, env = "THRESH_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
@@ -101,6 +106,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     request_timeout: Option<u64>,
     shutdown_timeout: Option<u64>,
+    score_plain: Option<bool>,
     log_format: Option<String>,
 }
 
@@ -150,6 +156,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Drain deadline at shutdown.
     pub shutdown_timeout: Duration,
+    /// Score plain answers unless the request says otherwise.
+    pub score_plain: bool,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -175,6 +183,7 @@ impl ServeConfig {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(30),
+            score_plain: false,
             log_format: LogFormat::Text,
         }
     }
@@ -318,6 +327,7 @@ impl ServeArgs {
                     .or(file.shutdown_timeout)
                     .unwrap_or(30),
             ),
+            score_plain: self.score_plain || file.score_plain.unwrap_or(false),
             log_format,
         };
         cfg.quant()?;

@@ -124,7 +124,8 @@ fn run_strategy(
 }
 
 /// Plain sampling of `n` rows; streams each row's new text (holding back what could still
-/// turn out to start a stop string), and scores the answers when not streaming.
+/// turn out to start a stop string), and scores the answers when the request asks
+/// (`alignment.score`, or the server's `--score-plain`).
 fn plain(
     models: &Models,
     stepper: &dyn Stepper,
@@ -198,7 +199,7 @@ fn plain(
         policy_time,
         ..Default::default()
     };
-    let scores: Vec<Option<f32>> = if req.stream {
+    let scores: Vec<Option<f32>> = if !req.score {
         vec![None; rows.len()]
     } else {
         let t = Instant::now();

@@ -83,6 +83,9 @@ pub struct AlignmentInput {
     pub kv_budget_tokens: Option<u64>,
     /// Return every candidate with its score and fate.
     pub return_candidates: Option<bool>,
+    /// Strategy `none`: score the answers with the reward model (default: the server's
+    /// `--score-plain`, off). Aligned strategies always score their answers.
+    pub score: Option<bool>,
     /// Correct the chosen answers with the aligner: `true`, or `"guarded"` to keep the
     /// correction only when the reward model scores it at least as high as the original.
     pub correct: Option<CorrectInput>,

@@ -171,6 +171,7 @@ async fn generation(
     let limits = Limits {
         max_n: s.cfg.max_n,
         kv_budget_tokens: s.cfg.kv_budget_tokens,
+        score_plain: s.cfg.score_plain,
     };
     let req = validate_generation(body, route, limits)?;
     if req.correct != CorrectMode::Off && info.aligner_id.is_none() {

@@ -99,6 +99,8 @@ pub struct Limits {
     pub max_n: usize,
     /// KV tokens per request.
     pub kv_budget_tokens: usize,
+    /// Whether plain (strategy `none`) answers are scored when the request does not say.
+    pub score_plain: bool,
 }
 
 /// Whether a generation is followed by the aligner's correction.
@@ -135,6 +137,8 @@ pub struct GenRequest {
     pub strategy: Strategy,
     /// Return every candidate.
     pub return_candidates: bool,
+    /// Strategy `none`: score the answers with the reward model.
+    pub score: bool,
     /// Stream the answer.
     pub stream: bool,
     /// Send a usage chunk at the end of a stream.
@@ -533,6 +537,7 @@ pub fn validate_generation(
         n,
         strategy,
         return_candidates: alignment.return_candidates.unwrap_or(false),
+        score: alignment.score.unwrap_or(limits.score_plain),
         correct,
         logprobs,
         stream,
