@@ -2,6 +2,7 @@
 # The daemon's benchmark (BENCHMARKS.md, "The HTTP daemon"): thresh serve on the demo models
 # against llama.cpp's llama-server on the same GGUF, in one run on this machine.
 #   bash scripts/bench-serve.sh            # BENCH_* variables pass through to the example
+#   WITH_TRANSFORMERS=1 bash scripts/bench-serve.sh   # also Hugging Face transformers (7 GB env)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,4 +21,8 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "llama-server did not start; see target/llama-server.log" >&2; exit 1; }
+if [ "${WITH_TRANSFORMERS:-0}" = 1 ]; then
+  BENCH_TRANSFORMERS="$(bash scripts/transformers-env.sh)"
+  export BENCH_TRANSFORMERS
+fi
 BENCH_PEER="http://127.0.0.1:$port" cargo run --release -p thresh-server --example bench_http

@@ -116,12 +116,13 @@ async fn plain_requests_with_random_prompts_return_the_asked_lengths() {
     // ignore_eos: every answer has exactly the asked 5 tokens.
     assert_eq!(r.tokens.output, 30);
     assert!(run.outcomes.iter().all(|o| o.output_tokens == 5));
-    // No stream: no time to first token. thresh scores plain answers too (strategy "none").
+    // No stream: no time to first token. Plain answers (strategy "none") carry thresh's
+    // statistics but no reward: they are scored only when asked.
     assert_eq!(r.latency_ms.ttft.count, 0);
     assert_eq!(r.latency_ms.e2e.count, 6);
     let a = r.alignment.as_ref().unwrap();
     assert_eq!(a.strategies.get("none"), Some(&6));
-    assert_eq!(a.reward.count, 6);
+    assert_eq!(a.reward.count, 0);
     assert_eq!(a.stats["candidates"].mean, Some(1.0));
     server.shutdown();
     server.wait().await.unwrap();

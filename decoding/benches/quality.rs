@@ -132,6 +132,7 @@ fn main() {
             return_candidates: true,
             cancel: None,
             stepper: None,
+            prefix_cache: None,
         };
         let t = Instant::now();
         let bo_n0 = best_of_n(&input, &reward, N0).expect("Bo_n0");

@@ -16,6 +16,7 @@ use thresh_models::{Decoder, KvCache, Tokenizer};
 use crate::detok::{IncrementalDetokenizer, find_stop};
 use crate::error::{DecodeError, Result};
 use crate::merge::Stepper;
+use crate::prefix::PrefixCache;
 use crate::sampling::{Sampler, SamplingParams, log_prob};
 
 /// When a row stops.
@@ -87,6 +88,8 @@ pub struct Row {
 pub struct BatchStats {
     /// Prompt tokens prefilled (once, whatever `n`).
     pub prompt_tokens: usize,
+    /// Of those, tokens whose keys and values came from a [`PrefixCache`].
+    pub cached_prompt_tokens: usize,
     /// Tokens generated over all rows.
     pub generated_tokens: usize,
     /// Decoder forward passes after the prefill.
@@ -130,6 +133,19 @@ impl<'m> DecodeBatch<'m> {
         params: &SamplingParams,
         stop: &StopConditions,
     ) -> Result<Self> {
+        Self::with_prefix_cache(decoder, tokenizer, prompt, n, params, stop, None)
+    }
+
+    /// [`DecodeBatch::new`], reusing (and adding to) `prefix`'s cached prompts when given.
+    pub fn with_prefix_cache(
+        decoder: &'m Decoder,
+        tokenizer: &'m Tokenizer,
+        prompt: &[u32],
+        n: usize,
+        params: &SamplingParams,
+        stop: &StopConditions,
+        prefix: Option<&PrefixCache>,
+    ) -> Result<Self> {
         params.validate()?;
         if n == 0 {
             return Err(DecodeError::InvalidParameter("n must be at least 1".into()));
@@ -158,13 +174,22 @@ impl<'m> DecodeBatch<'m> {
                 context,
             });
         }
-        let mut cache = decoder.new_cache();
         let t0 = Instant::now();
-        let ids = Tensor::new(prompt, decoder.device())?.unsqueeze(0)?;
-        let logits = decoder
-            .forward_last(&ids, &mut cache)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?;
+        let (mut cache, logits, cached_prompt_tokens) = match prefix {
+            Some(p) => {
+                let done = p.prefill(decoder, prompt, stop.max_tokens)?;
+                (done.cache, done.logits, done.reused)
+            }
+            None => {
+                let mut cache = decoder.new_cache();
+                let ids = Tensor::new(prompt, decoder.device())?.unsqueeze(0)?;
+                let logits = decoder
+                    .forward_last(&ids, &mut cache)?
+                    .squeeze(0)?
+                    .to_vec1::<f32>()?;
+                (cache, logits, 0)
+            }
+        };
         cache.fork(n)?;
         cache.reserve(stop.max_tokens)?;
         let prefill_time = t0.elapsed();
@@ -181,6 +206,7 @@ impl<'m> DecodeBatch<'m> {
             .collect();
         let stats = BatchStats {
             prompt_tokens: prompt.len(),
+            cached_prompt_tokens,
             peak_kv_bytes: cache.bytes_in_use(),
             prefill_time,
             ..Default::default()

@@ -7,6 +7,7 @@ pub mod detok;
 pub mod error;
 pub mod generate;
 pub mod merge;
+pub mod prefix;
 pub mod sampling;
 pub mod strategy;
 
@@ -15,4 +16,5 @@ pub use detok::IncrementalDetokenizer;
 pub use error::{DecodeError, Result};
 pub use generate::{Generation, generate};
 pub use merge::{MergeStats, StepMerger, Stepper};
+pub use prefix::{Prefilled, PrefixCache, PrefixStats};
 pub use sampling::{Sampler, SamplingParams};

@@ -54,6 +54,7 @@ fn run(
         return_candidates: true,
         cancel,
         stepper,
+        prefix_cache: None,
     };
     if i.is_multiple_of(2) {
         best_of_n(&input, relevance(), 2 + i)

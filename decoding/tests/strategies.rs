@@ -43,6 +43,7 @@ fn input(ids: &[u32], max_tokens: usize, candidates: bool) -> StrategyInput<'_> 
         return_candidates: candidates,
         cancel: None,
         stepper: None,
+        prefix_cache: None,
     }
 }
 

@@ -170,6 +170,44 @@ impl KvCache {
         self.len += s;
     }
 
+    /// A new cache holding a copy of the first `len` tokens of every row, with room for
+    /// `extra` more per row. It shares no memory with `self`, so both can be appended to
+    /// independently (a cached prompt prefix handed to several requests).
+    pub fn prefix_copy(&self, len: usize, extra: usize) -> Result<KvCache> {
+        if len > self.len {
+            return Err(ModelError::InvalidArgument(format!(
+                "prefix of {len} tokens from a cache of {}",
+                self.len
+            )));
+        }
+        let mut out = Self {
+            layers: vec![None; self.layers.len()],
+            batch: 0,
+            len: 0,
+            capacity: 0,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        };
+        if len == 0 || self.batch == 0 {
+            return Ok(out);
+        }
+        let capacity = (len + extra).div_ceil(CAPACITY_STEP) * CAPACITY_STEP;
+        for (dst, src) in out.layers.iter_mut().zip(&self.layers) {
+            let Some(src) = src else { continue };
+            let k = self.alloc(self.batch, capacity)?;
+            let v = k.zeros_like()?;
+            k.slice_set(&src.k.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            v.slice_set(&src.v.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            *dst = Some(LayerKv { k, v });
+        }
+        out.batch = self.batch;
+        out.len = len;
+        out.capacity = capacity;
+        Ok(out)
+    }
+
     /// Turns a one-row cache into `n` identical rows, so that one prefill serves `n` samples.
     pub fn fork(&mut self, n: usize) -> Result<()> {
         if self.batch != 1 {

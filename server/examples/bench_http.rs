@@ -9,10 +9,15 @@
 //!    workloads on both, back to back: one Best-of-8 (thresh: `best_of: 8`; the peer: 8
 //!    concurrent samples, then the same MiniLM scoring in process) and 8 concurrent plain
 //!    requests (total completion tokens per second). Medians of `BENCH_PEER_REPS` (3).
+//! 4. with `BENCH_TRANSFORMERS` set to a Python with torch and transformers
+//!    (`scripts/transformers-env.sh`), the Best-of-8 on Hugging Face transformers:
+//!    `scripts/bench_transformers.py` samples the 8 answers in one `generate` call on the same
+//!    GGUF, and the same in-process MiniLM scores them.
 //!
 //! `cargo run --release -p thresh-server --example bench_http` (environment: `BENCH_TOKENS`,
 //! `BENCH_CONCURRENCY` as a comma list, `BENCH_REPS` for part 1, `BENCH_PEER`,
-//! `BENCH_PEER_REPS`).
+//! `BENCH_PEER_REPS`, `BENCH_TRANSFORMERS`, `BENCH_PARTS`: a comma list of `layer`,
+//! `clients`, `peers`, default all).
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()?;
+    let parts = env_or("BENCH_PARTS", "layer,clients,peers");
+    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     let (policy_path, reward_path) = (testing::smollm2_gguf(), testing::minilm_dir());
     let server = start(ServeConfig::for_models(
         policy_path.clone(),
@@ -64,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Added latency of the HTTP layer.
     let (mut inproc, mut http) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
+    for _ in 0..if part("layer") { reps } else { 0 } {
         let t = Instant::now();
         let ids = policy.tokenizer.encode(prompt, true)?;
         let g = generate(
@@ -83,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let r: Value = client
             .post(format!("{base}/v1/completions"))
-            .json(&json!({"prompt": prompt, "max_tokens": 1, "temperature": 0}))
+            .json(&json!({"prompt": prompt, "max_tokens": 1, "temperature": 0,
+                "alignment": {"score": true}}))
             .send()
             .await?
             .json()
@@ -91,15 +99,20 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(r["choices"][0]["text"].is_string(), "bad answer: {r}");
         http.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let (pi, ph) = (quantile(&mut inproc, 0.5), quantile(&mut http, 0.5));
-    println!(
-        "1-token request, median of {reps}: in process {pi:.2} ms, over HTTP {ph:.2} ms, added {:.2} ms",
-        ph - pi
-    );
+    if part("layer") {
+        let (pi, ph) = (quantile(&mut inproc, 0.5), quantile(&mut http, 0.5));
+        println!(
+            "1-token request, median of {reps}: in process {pi:.2} ms, over HTTP {ph:.2} ms, added {:.2} ms",
+            ph - pi
+        );
+    }
 
     // 2. Best-of-8 under concurrency.
-    println!("| clients | requests | wall s | requests/s | policy tokens/s | p50 s | p99 s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let levels = if part("clients") { levels } else { Vec::new() };
+    if !levels.is_empty() {
+        println!("| clients | requests | wall s | requests/s | policy tokens/s | p50 s | p99 s |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+    }
     for &c in &levels {
         let n_req = c.max(4);
         let t = Instant::now();
@@ -148,7 +161,23 @@ async fn main() -> anyhow::Result<()> {
             quantile(&mut lat, 0.99)
         );
     }
-    if let Ok(peer) = std::env::var("BENCH_PEER") {
+    if let Ok(python) = std::env::var("BENCH_TRANSFORMERS")
+        && part("peers")
+    {
+        transformers_best_of_8(
+            &python,
+            &policy_path,
+            reward.as_ref(),
+            prompt,
+            tokens,
+            &client,
+            &base,
+        )
+        .await?;
+    }
+    if let Ok(peer) = std::env::var("BENCH_PEER")
+        && part("peers")
+    {
         let reps: usize = env_or("BENCH_PEER_REPS", "3").parse()?;
         let peer = peer.trim_end_matches('/').to_string();
         let body = |seed: usize| {
@@ -212,6 +241,75 @@ async fn main() -> anyhow::Result<()> {
     }
     server.shutdown();
     server.wait().await?;
+    Ok(())
+}
+
+/// Part 4: Best-of-8 on Hugging Face transformers (sampling in a Python subprocess, scoring
+/// in process), against thresh's `best_of: 8` measured right before it.
+async fn transformers_best_of_8(
+    python: &str,
+    gguf: &std::path::Path,
+    reward: &dyn thresh_reward::RewardModel,
+    prompt: &str,
+    tokens: usize,
+    client: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<()> {
+    let reps: usize = env_or("BENCH_PEER_REPS", "3").parse()?;
+    let mut ours = Vec::new();
+    for r in 0..reps {
+        let t = Instant::now();
+        chat(
+            client,
+            base,
+            json!({
+                "messages": [{"role": "user", "content": prompt}], "best_of": 8,
+                "max_tokens": tokens, "ignore_eos": true, "temperature": 0.8, "seed": r,
+            }),
+        )
+        .await?;
+        ours.push(t.elapsed().as_secs_f64());
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/bench_transformers.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg("--gguf")
+        .arg(gguf)
+        .args(["--prompt", prompt])
+        .args(["--tokens", &tokens.to_string(), "--reps", &reps.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{script} failed: {}", out.status);
+    let (mut gen_s, mut total_s) = (Vec::new(), Vec::new());
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        let answers: Vec<RewardInput> = v["answers"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("no answers in {line}"))?
+            .iter()
+            .map(|a| RewardInput::new(prompt, a.as_str().unwrap_or_default()))
+            .collect();
+        anyhow::ensure!(answers.len() == 8, "8 answers expected: {line}");
+        let t = Instant::now();
+        reward.score(&answers)?;
+        let seconds = v["seconds"].as_f64().unwrap_or(f64::NAN);
+        gen_s.push(seconds);
+        total_s.push(seconds + t.elapsed().as_secs_f64());
+    }
+    let (o, g, p) = (
+        quantile(&mut ours, 0.5),
+        quantile(&mut gen_s, 0.5),
+        quantile(&mut total_s, 0.5),
+    );
+    println!(
+        "Best-of-8 ({tokens} tokens each), median of {reps}: thresh {o:.2} s; transformers {p:.2} s \
+         ({g:.2} s sampling + {:.2} s MiniLM scoring); thresh / transformers = {:.2}",
+        p - g,
+        o / p
+    );
     Ok(())
 }
 

@@ -465,6 +465,7 @@ fn quality(
             return_candidates: true,
             cancel: None,
             stepper: None,
+            prefix_cache: None,
         };
         let mut base = None;
         for (k, &bn) in ns.iter().enumerate() {

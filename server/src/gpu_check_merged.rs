@@ -58,6 +58,7 @@ fn request(
         return_candidates: false,
         cancel: None,
         stepper,
+        prefix_cache: None,
     };
     Ok(best_of_n(&input, reward, a.candidates)?)
 }

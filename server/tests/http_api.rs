@@ -122,7 +122,10 @@ async fn plain_answers_are_scored_when_asked() {
     assert_eq!(scored["alignment"]["stats"]["reward_calls"], 1, "{scored}");
     body["alignment"]["score"] = json!(false);
     let (_, _, unscored) = post(&c, &url(&server, route), &body).await;
-    assert_eq!(unscored["alignment"]["stats"]["reward_calls"], 0, "{unscored}");
+    assert_eq!(
+        unscored["alignment"]["stats"]["reward_calls"], 0,
+        "{unscored}"
+    );
     for (a, b) in scored["choices"]
         .as_array()
         .unwrap()
@@ -131,7 +134,10 @@ async fn plain_answers_are_scored_when_asked() {
     {
         assert!(a["reward"].is_number(), "{a}");
         assert!(b["reward"].is_null(), "{b}");
-        assert_eq!(a["message"], b["message"], "scoring does not change the answer");
+        assert_eq!(
+            a["message"], b["message"],
+            "scoring does not change the answer"
+        );
     }
     // Streamed: the last chunk of each choice carries its reward.
     body["alignment"]["score"] = json!(true);
@@ -151,10 +157,56 @@ async fn plain_answers_are_scored_when_asked() {
         .collect();
     assert_eq!(rewards.len(), 2, "{events:?}");
     for w in &want {
-        assert!(rewards.iter().any(|r| (r - w).abs() < 1e-6), "{rewards:?} vs {want:?}");
+        assert!(
+            rewards.iter().any(|r| (r - w).abs() < 1e-6),
+            "{rewards:?} vs {want:?}"
+        );
     }
     server.shutdown();
     server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn repeated_prompts_reuse_the_prefix_cache() {
+    let m = tiny_models(256);
+    let body = json!({"prompt": "Hello there, how are you today?", "max_tokens": 8,
+        "seed": 3, "temperature": 1.0, "alignment": {"strategy": "best_of_n", "candidates": 2}});
+    let mut cfg = tiny_config(&m);
+    let mut runs = Vec::new();
+    for mb in [256, 0] {
+        cfg.prefix_cache_mb = mb;
+        let server = start_ready(cfg.clone()).await;
+        let c = client();
+        let u = url(&server, "/v1/completions");
+        let (s1, _, first) = post(&c, &u, &body).await;
+        let counted = || async {
+            let page = get_text(&c, &url(&server, "/metrics")).await;
+            metric(&page, "thresh_prompt_tokens_cached_total", "")
+        };
+        let before = counted().await;
+        let (s2, _, again) = post(&c, &u, &body).await;
+        let after = counted().await;
+        assert_eq!((s1, s2), (200, 200), "{first} {again}");
+        let prompt = first["usage"]["prompt_tokens"].as_u64().unwrap();
+        let cached = |v: &Value| v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64();
+        assert_eq!(cached(&first), Some(0), "a fresh server has nothing cached");
+        let want = if mb > 0 { prompt - 1 } else { 0 };
+        assert_eq!(cached(&again), Some(want), "{again}");
+        assert_eq!(
+            again["alignment"]["stats"]["cached_prompt_tokens"].as_u64(),
+            Some(want)
+        );
+        assert_eq!(
+            first["choices"], again["choices"],
+            "the same seeded answers"
+        );
+        // Other tests of this binary count into the same process-wide metrics.
+        assert!(after - before >= want as f64, "{before} -> {after}");
+        runs.push(again["choices"].clone());
+        server.shutdown();
+        server.wait().await.unwrap();
+    }
+    assert_eq!(runs[0], runs[1], "with and without the cache");
 }
 
 #[tokio::test]
@@ -221,7 +273,11 @@ async fn streaming_matches_the_plain_answer_and_ends_with_usage() {
             json!([]),
             "the usage chunk has no choices"
         );
-        assert_eq!(usage["usage"], plain["usage"], "{route}");
+        // The same counts; the streamed request found the plain one's prompt cached.
+        let mut want = plain["usage"].clone();
+        want["prompt_tokens_details"]["cached_tokens"] =
+            json!(want["prompt_tokens"].as_u64().unwrap() - 1);
+        assert_eq!(usage["usage"], want, "{route}");
         let mut text = String::new();
         let mut finish = None;
         for ch in &chunks[..chunks.len() - 1] {

@@ -4,8 +4,10 @@ use std::time::Instant;
 
 use thresh_reward::RewardModel;
 
-use super::{StrategyInput, StrategyOutput, StrategyStats, candidate, score_rows, top_k, validate};
-use crate::batch::DecodeBatch;
+use super::{
+    StrategyInput, StrategyOutput, StrategyStats, candidate, score_rows, start_batch, top_k,
+    validate,
+};
 use crate::error::Result;
 
 /// Prefills the prompt once, forks it to `n` rows, decodes them in one batch (finished rows
@@ -17,24 +19,12 @@ pub fn best_of_n(
 ) -> Result<StrategyOutput> {
     validate(input)?;
     let t = Instant::now();
-    let mut batch = DecodeBatch::new(
-        input.decoder,
-        input.tokenizer,
-        input.prompt_ids,
-        n,
-        &input.sampling,
-        &input.stop,
-    )?;
-    if let Some(flag) = &input.cancel {
-        batch.set_cancel_flag(flag.clone());
-    }
-    if let Some(stepper) = input.stepper {
-        batch.set_stepper(stepper);
-    }
+    let mut batch = start_batch(input, n)?;
     batch.run_to_end()?;
     let (rows, bstats) = batch.into_parts();
     let mut stats = StrategyStats {
         prompt_tokens: bstats.prompt_tokens,
+        cached_prompt_tokens: bstats.cached_prompt_tokens,
         policy_tokens: bstats.generated_tokens,
         initial_batch: n,
         rounds: 1,

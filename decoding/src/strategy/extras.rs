@@ -108,6 +108,7 @@ pub fn rejection_sampling(
                 }
                 let s = &mut acc.stats;
                 s.prompt_tokens += o.stats.prompt_tokens;
+                s.cached_prompt_tokens += o.stats.cached_prompt_tokens;
                 s.policy_tokens += o.stats.policy_tokens;
                 s.reward_tokens += o.stats.reward_tokens;
                 s.reward_calls += o.stats.reward_calls;
@@ -139,5 +140,6 @@ fn clone_input<'a>(input: &StrategyInput<'a>) -> StrategyInput<'a> {
         return_candidates: input.return_candidates,
         cancel: input.cancel.clone(),
         stepper: input.stepper,
+        prefix_cache: input.prefix_cache,
     }
 }

@@ -19,7 +19,7 @@ pub use speculative::{SpeculativeParams, initial_batch, keep_count, speculative_
 use thresh_models::{Decoder, Tokenizer};
 use thresh_reward::{Prompt, RewardInput, RewardModel};
 
-use crate::batch::{FinishReason, Row, StopConditions};
+use crate::batch::{DecodeBatch, FinishReason, Row, StopConditions};
 use crate::error::{DecodeError, Result};
 use crate::sampling::SamplingParams;
 
@@ -46,6 +46,9 @@ pub struct StrategyInput<'a> {
     /// Runs the decode steps (e.g. a [`StepMerger`](crate::StepMerger) that batches them
     /// with other requests' steps); `None` calls the decoder directly.
     pub stepper: Option<&'a dyn crate::merge::Stepper>,
+    /// Reuses the keys and values of earlier prompts sharing a prefix with this one (and
+    /// caches this one); `None` prefills the whole prompt.
+    pub prefix_cache: Option<&'a crate::prefix::PrefixCache>,
 }
 
 /// How a candidate ended.
@@ -86,6 +89,8 @@ pub struct Candidate {
 pub struct StrategyStats {
     /// Prompt tokens prefilled (once per batch).
     pub prompt_tokens: usize,
+    /// Of those, tokens reused from the prefix cache rather than computed.
+    pub cached_prompt_tokens: usize,
     /// Policy tokens sampled over all rows.
     pub policy_tokens: usize,
     /// Reward-model tokens run over all scoring calls.
@@ -117,6 +122,27 @@ pub struct StrategyOutput {
     pub candidates: Option<Vec<Candidate>>,
     /// Compute spent.
     pub stats: StrategyStats,
+}
+
+/// The strategy's batch of `n` rows: the prompt prefilled (through the prefix cache when
+/// there is one) and forked, with the request's cancel flag and stepper attached.
+pub(crate) fn start_batch<'a>(input: &StrategyInput<'a>, n: usize) -> Result<DecodeBatch<'a>> {
+    let mut batch = DecodeBatch::with_prefix_cache(
+        input.decoder,
+        input.tokenizer,
+        input.prompt_ids,
+        n,
+        &input.sampling,
+        &input.stop,
+        input.prefix_cache,
+    )?;
+    if let Some(flag) = &input.cancel {
+        batch.set_cancel_flag(flag.clone());
+    }
+    if let Some(stepper) = input.stepper {
+        batch.set_stepper(stepper);
+    }
+    Ok(batch)
 }
 
 pub(crate) fn validate(input: &StrategyInput<'_>) -> Result<()> {

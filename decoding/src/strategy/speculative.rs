@@ -9,9 +9,9 @@ use std::time::Instant;
 use thresh_reward::RewardModel;
 
 use super::{
-    StrategyInput, StrategyOutput, StrategyStats, candidate, rank, score_rows, top_k, validate,
+    StrategyInput, StrategyOutput, StrategyStats, candidate, rank, score_rows, start_batch, top_k,
+    validate,
 };
-use crate::batch::DecodeBatch;
 use crate::error::{DecodeError, Result};
 
 /// Parameters of Speculative Rejection.
@@ -67,20 +67,7 @@ pub fn speculative_rejection(
         .initial_batch
         .unwrap_or_else(|| initial_batch(params.kv_budget_tokens, prompt_len, params.max_batch));
     let t = Instant::now();
-    let mut batch = DecodeBatch::new(
-        input.decoder,
-        input.tokenizer,
-        input.prompt_ids,
-        n0,
-        &input.sampling,
-        &input.stop,
-    )?;
-    if let Some(flag) = &input.cancel {
-        batch.set_cancel_flag(flag.clone());
-    }
-    if let Some(stepper) = input.stepper {
-        batch.set_stepper(stepper);
-    }
+    let mut batch = start_batch(input, n0)?;
     let mut stats = StrategyStats {
         initial_batch: n0,
         ..Default::default()
@@ -183,6 +170,7 @@ pub fn speculative_rejection(
     }
     let (rows, bstats) = batch.into_parts();
     stats.prompt_tokens = bstats.prompt_tokens;
+    stats.cached_prompt_tokens = bstats.cached_prompt_tokens;
     stats.policy_tokens = bstats.generated_tokens;
     stats.peak_kv_bytes = stats.peak_kv_bytes.max(bstats.peak_kv_bytes);
     stats.policy_time = t.elapsed().saturating_sub(stats.reward_time);

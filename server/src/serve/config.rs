@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Seconds a request may take before it is cancelled and answered 504 (default 600).
     #[arg(long, env = "THRESH_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
+    /// MiB of prompt keys and values kept for reuse by later requests that start with the
+    /// same tokens (default 256; 0 turns prefix caching off).
+    #[arg(long, env = "THRESH_PREFIX_CACHE_MB")]
+    pub prefix_cache_mb: Option<usize>,
     /// Score plain (strategy `none`) answers with the reward model unless the request says
     /// otherwise (`alignment.score`). Off by default: plain requests then cost what they cost
     /// in any other server.
@@ -107,6 +111,7 @@ struct FileConfig {
     request_timeout: Option<u64>,
     shutdown_timeout: Option<u64>,
     score_plain: Option<bool>,
+    prefix_cache_mb: Option<usize>,
     log_format: Option<String>,
 }
 
@@ -158,6 +163,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Score plain answers unless the request says otherwise.
     pub score_plain: bool,
+    /// MiB of the prompt prefix cache.
+    pub prefix_cache_mb: usize,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -184,6 +191,7 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(30),
             score_plain: false,
+            prefix_cache_mb: 256,
             log_format: LogFormat::Text,
         }
     }
@@ -328,6 +336,7 @@ impl ServeArgs {
                     .unwrap_or(30),
             ),
             score_plain: self.score_plain || file.score_plain.unwrap_or(false),
+            prefix_cache_mb: self.prefix_cache_mb.or(file.prefix_cache_mb).unwrap_or(256),
             log_format,
         };
         cfg.quant()?;

@@ -187,6 +187,8 @@ pub(super) struct Models {
     pub(super) reward: Box<dyn RewardModel>,
     /// The corrector, with `--aligner`.
     pub(super) aligner: Option<Corrector>,
+    /// The policy's recently prefilled prompts (`--prefix-cache-mb`).
+    pub(super) prefix: thresh_decoding::PrefixCache,
 }
 
 fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
@@ -244,6 +246,7 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
             policy,
             reward,
             aligner,
+            prefix: thresh_decoding::PrefixCache::new(cfg.prefix_cache_mb.saturating_mul(1 << 20)),
         },
         info,
     ))

@@ -58,6 +58,7 @@ fn run_strategy(
         return_candidates: true,
         cancel: Some(cancel.clone()),
         stepper: Some(stepper),
+        prefix_cache: Some(&models.prefix),
     };
     let out: StrategyOutput = match &req.strategy {
         Strategy::None => return plain(models, stepper, job, cancel, events),
@@ -136,13 +137,14 @@ fn plain(
     let req = &job.req;
     let policy = &models.policy;
     let t = Instant::now();
-    let mut batch = DecodeBatch::new(
+    let mut batch = DecodeBatch::with_prefix_cache(
         &policy.decoder,
         &policy.tokenizer,
         &job.prompt_ids,
         req.n,
         &req.sampling,
         &req.stop,
+        Some(&models.prefix),
     )?;
     batch.set_cancel_flag(cancel.clone());
     batch.set_stepper(stepper);
@@ -192,6 +194,7 @@ fn plain(
     let (rows, bstats) = batch.into_parts();
     let mut stats = StrategyStats {
         prompt_tokens: bstats.prompt_tokens,
+        cached_prompt_tokens: bstats.cached_prompt_tokens,
         policy_tokens: bstats.generated_tokens,
         initial_batch: req.n,
         rounds: 1,

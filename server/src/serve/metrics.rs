@@ -85,6 +85,7 @@ pub fn generated(out: &GenOutput, strategy: &'static str) {
     counter!("thresh_generated_tokens_total", "strategy" => strategy)
         .increment(out.stats.policy_tokens as u64);
     counter!("thresh_prompt_tokens_total").increment(out.stats.prompt_tokens as u64);
+    counter!("thresh_prompt_tokens_cached_total").increment(out.stats.cached_prompt_tokens as u64);
     if let Some(c) = &out.candidates {
         counter!("thresh_pruned_tokens_total", "strategy" => strategy)
             .increment(pruned_tokens(c) as u64);

@@ -64,6 +64,7 @@ pub fn stats_json(s: &StrategyStats, queue: Duration) -> Value {
         "rounds": s.rounds,
         "pruned_per_round": s.pruned_per_round,
         "prompt_tokens": s.prompt_tokens,
+        "cached_prompt_tokens": s.cached_prompt_tokens,
         "policy_tokens": s.policy_tokens,
         "reward_tokens": s.reward_tokens,
         "reward_calls": s.reward_calls,
@@ -103,12 +104,18 @@ pub fn alignment_json(ctx: &RespCtx, out: &GenOutput) -> Value {
     a
 }
 
-fn usage(ctx: &RespCtx, choices: &[ChoiceOut]) -> Value {
-    let completion: usize = choices.iter().map(|c| c.tokens).sum();
+/// OpenAI's `usage`, with `prompt_tokens_details.cached_tokens`: prompt tokens whose keys and
+/// values came from the prefix cache (at most the prompt, also for strategies that prefill it
+/// more than once).
+fn usage(ctx: &RespCtx, out: &GenOutput) -> Value {
+    let completion: usize = out.choices.iter().map(|c| c.tokens).sum();
     json!({
         "prompt_tokens": ctx.prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": ctx.prompt_tokens + completion,
+        "prompt_tokens_details": {
+            "cached_tokens": out.stats.cached_prompt_tokens.min(ctx.prompt_tokens),
+        },
     })
 }
 
@@ -193,7 +200,7 @@ pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
         "created": ctx.created,
         "model": ctx.model,
         "choices": choices,
-        "usage": usage(ctx, &out.choices),
+        "usage": usage(ctx, out),
         "alignment": alignment_json(ctx, out),
     })
 }
@@ -243,6 +250,6 @@ pub fn chunk_choice(
 /// The final usage chunk (`choices: []`).
 pub fn usage_chunk(ctx: &RespCtx, out: &GenOutput) -> Value {
     let mut c = chunk(ctx, Vec::new());
-    c["usage"] = usage(ctx, &out.choices);
+    c["usage"] = usage(ctx, out);
     c
 }
