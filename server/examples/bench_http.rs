@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use thresh_decoding::{SamplingParams, StopConditions, generate};
+use thresh_decoding::{DecodeBatch, PrefixCache, SamplingParams, StopConditions};
 use thresh_models::{LoadOptions, testing};
 use thresh_reward::RewardInput;
 use thresh_server::serve::{ServeConfig, start};
@@ -70,11 +70,14 @@ async fn main() -> anyhow::Result<()> {
     let prompt = "Give me one tip for staying healthy.";
 
     // 1. Added latency of the HTTP layer.
+    let prefix = PrefixCache::new(64 << 20);
     let (mut inproc, mut http) = (Vec::new(), Vec::new());
     for _ in 0..if part("layer") { reps } else { 0 } {
         let t = Instant::now();
         let ids = policy.tokenizer.encode(prompt, true)?;
-        let g = generate(
+        // Through a prefix cache, as the server prefills (from the second request on, both
+        // reuse the prompt's keys and values).
+        let mut batch = DecodeBatch::with_prefix_cache(
             &policy.decoder,
             &policy.tokenizer,
             &ids,
@@ -84,8 +87,11 @@ async fn main() -> anyhow::Result<()> {
                 max_tokens: 1,
                 ..Default::default()
             },
+            Some(&prefix),
         )?;
-        reward.score(&[RewardInput::new(prompt, g.rows[0].text.clone())])?;
+        batch.run_to_end()?;
+        let (rows, _) = batch.into_parts();
+        reward.score(&[RewardInput::new(prompt, rows[0].text.clone())])?;
         inproc.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         let r: Value = client
