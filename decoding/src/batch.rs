@@ -16,7 +16,7 @@ use thresh_models::{Decoder, KvCache, Tokenizer};
 use crate::detok::{IncrementalDetokenizer, find_stop};
 use crate::error::{DecodeError, Result};
 use crate::merge::Stepper;
-use crate::prefix::PrefixCache;
+use crate::prefix::{PrefixCache, run_tokens};
 use crate::sampling::{Sampler, SamplingParams, log_prob};
 
 /// When a row stops.
@@ -182,11 +182,7 @@ impl<'m> DecodeBatch<'m> {
             }
             None => {
                 let mut cache = decoder.new_cache();
-                let ids = Tensor::new(prompt, decoder.device())?.unsqueeze(0)?;
-                let logits = decoder
-                    .forward_last(&ids, &mut cache)?
-                    .squeeze(0)?
-                    .to_vec1::<f32>()?;
+                let logits = run_tokens(decoder, &mut cache, prompt)?;
                 (cache, logits, 0)
             }
         };

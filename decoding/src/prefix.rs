@@ -107,6 +107,19 @@ pub struct Prefilled {
     pub reused: usize,
 }
 
+/// Runs `tokens` on `decoder`, continuing `cache`, and returns the logits after the last one.
+pub(crate) fn run_tokens(
+    decoder: &Decoder,
+    cache: &mut KvCache,
+    tokens: &[u32],
+) -> Result<Vec<f32>> {
+    let ids = Tensor::new(tokens, decoder.device())?.unsqueeze(0)?;
+    Ok(decoder
+        .forward_last(&ids, cache)?
+        .squeeze(0)?
+        .to_vec1::<f32>()?)
+}
+
 /// Recently prefilled prompts of one decoder, up to a byte budget.
 pub struct PrefixCache {
     budget_bytes: usize,
@@ -206,11 +219,7 @@ impl PrefixCache {
         };
         let mut cache = base.unwrap_or_else(|| decoder.new_cache());
         let reused = cache.len();
-        let ids = Tensor::new(&prompt[reused..], decoder.device())?.unsqueeze(0)?;
-        let logits = decoder
-            .forward_last(&ids, &mut cache)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?;
+        let logits = run_tokens(decoder, &mut cache, &prompt[reused..])?;
         self.insert(prompt, &cache, reused)?;
         Ok(Prefilled {
             cache,
@@ -219,32 +228,46 @@ impl PrefixCache {
         })
     }
 
-    /// Records a prefill and keeps a copy of its prompt's keys and values.
-    fn insert(&self, prompt: &[u32], cache: &KvCache, reused: usize) -> Result<()> {
-        let bytes = prompt.len() * cache.bytes_per_token();
-        let copy = if bytes <= self.budget_bytes {
-            Some(cache.prefix_copy(prompt.len(), 0)?)
-        } else {
-            None
-        };
-        let mut inner = self.lock();
-        inner.stats.prefills += 1;
-        inner.stats.hits += u64::from(reused > 0);
-        inner.stats.prompt_tokens += prompt.len() as u64;
-        inner.stats.reused_tokens += reused as u64;
-        let Some(copy) = copy else { return Ok(()) };
+    /// Whether a cached prompt already covers `prompt` (extends or equals it); marks it used.
+    fn touch_covering(inner: &mut Inner, prompt: &[u32]) -> bool {
         inner.clock += 1;
         let clock = inner.clock;
-        // A cached prompt that this one extends (or equals) is covered by it; one that extends
-        // this prompt already covers it.
-        if let Some(e) = inner
+        match inner
             .entries
             .iter_mut()
-            .find(|e| e.tokens.len() >= prompt.len() && e.tokens.starts_with(prompt))
+            .find(|e| e.tokens.starts_with(prompt))
         {
-            e.last_used = clock;
+            Some(e) => {
+                e.last_used = clock;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records a prefill and keeps a copy of its prompt's keys and values, unless a cached
+    /// prompt covers it or it does not fit the budget.
+    fn insert(&self, prompt: &[u32], cache: &KvCache, reused: usize) -> Result<()> {
+        {
+            let mut inner = self.lock();
+            inner.stats.prefills += 1;
+            inner.stats.hits += u64::from(reused > 0);
+            inner.stats.prompt_tokens += prompt.len() as u64;
+            inner.stats.reused_tokens += reused as u64;
+            if prompt.len() * cache.bytes_per_token() > self.budget_bytes
+                || Self::touch_covering(&mut inner, prompt)
+            {
+                return Ok(());
+            }
+        }
+        // Copied outside the lock; another request may have cached the prompt meanwhile.
+        let copy = cache.prefix_copy(prompt.len(), 0)?;
+        let mut inner = self.lock();
+        if Self::touch_covering(&mut inner, prompt) {
             return Ok(());
         }
+        let clock = inner.clock;
+        // Cached prompts that this one extends are covered by it.
         inner.entries.retain(|e| !prompt.starts_with(&e.tokens));
         inner.entries.push(Entry {
             tokens: prompt.to_vec(),
