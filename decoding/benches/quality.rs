@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 use std::time::Instant;
+use thresh_models::bench::arg;
 
 use thresh_decoding::strategy::{
     SpeculativeParams, StrategyInput, StrategyOutput, best_of_n, speculative_rejection,
@@ -27,13 +28,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const N0: usize = 4;
 const MAX_NEW: usize = 128;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 struct Point {
     label: String,

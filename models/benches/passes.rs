@@ -9,24 +9,13 @@
 
 use std::path::PathBuf;
 use std::time::Instant;
+use thresh_models::bench::{arg, median};
 
 use candle_core::Tensor;
 use thresh_models::{KvCache, LoadOptions, load, parse_quant};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let model = arg("--model")

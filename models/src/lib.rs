@@ -7,6 +7,7 @@
 //! from metadata) through [`load`].
 
 mod attention;
+pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod decoder;

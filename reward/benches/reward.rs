@@ -9,6 +9,7 @@
 //! (e.g. `--only "q8_0 | 64"` for the q8_0 classifier with all 64 pairs in one pass).
 
 use std::time::Instant;
+use thresh_models::bench::median;
 
 use candle_core::Device;
 use thresh_models::testing::{TinySpec, minilm_dir, write_tiny_classifier};
@@ -17,11 +18,6 @@ use thresh_reward::{DecoderClassifier, RelevanceReward, RewardInput, RewardModel
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn pairs() -> Vec<RewardInput> {
     let body = "The committee reviewed the proposal in detail, weighing the costs of construction against the expected benefits to the town, and asked for further studies of traffic, noise and the effect on local businesses before any final vote.";

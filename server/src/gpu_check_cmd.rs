@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 use std::time::Instant;
+use thresh_models::bench::median;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -119,11 +120,6 @@ fn chat_ids(m: &LoadedModel, q: &str) -> Result<Vec<u32>> {
         .context("the policy has no chat template")?
         .render(&[ChatMessage::new("user", q)], true)?;
     Ok(m.tokenizer.encode(&text, false)?)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Runs `thresh gpu-check`.
