@@ -1,69 +1,18 @@
 //! Shared helpers of the loopback tests: tiny random models written on the fly and a real
-//! thresh server on a free loopback port (copied from the server's own test harness), and
-//! the settings of a small run against it.
+//! thresh server on a free loopback port (the server's own test harness), and the settings
+//! of a small run against it.
 #![allow(dead_code)]
 
 pub mod schema;
+#[path = "../../../server/tests/common/mod.rs"]
+mod server_harness;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+pub use server_harness::{start_ready, tiny_config, tiny_models};
 use thresh_bench::client::{AlignmentParams, Endpoint, RequestParams, Target};
 use thresh_bench::dataset::DatasetSpec;
 use thresh_bench::load::LoadConfig;
-use thresh_models::config::Family;
-use thresh_models::testing::{
-    BYTE_TOKENIZER_VOCAB, TinySpec, write_byte_tokenizer, write_tiny_classifier,
-};
-use thresh_server::serve::{ServeConfig, Server, start};
-
-/// A tiny random policy (byte tokenizer, ChatML template) and a tiny classifier reward.
-pub struct TinyModels {
-    pub dir: tempfile::TempDir,
-    pub policy: PathBuf,
-    pub reward: PathBuf,
-}
-
-pub fn tiny_models(context: usize) -> TinyModels {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = dir.path().join("tiny-policy");
-    let reward = dir.path().join("tiny-reward");
-    let mut spec = TinySpec::new(Family::Llama);
-    spec.vocab_size = BYTE_TOKENIZER_VOCAB;
-    spec.max_position_embeddings = context;
-    spec.write(&policy).expect("write policy");
-    write_byte_tokenizer(&policy).expect("write tokenizer");
-    write_tiny_classifier(&TinySpec::new(Family::Llama), &reward, 1).expect("write reward");
-    TinyModels {
-        dir,
-        policy,
-        reward,
-    }
-}
-
-/// Settings for the tiny models on a free loopback port.
-pub fn tiny_config(m: &TinyModels) -> ServeConfig {
-    let mut cfg = ServeConfig::for_models(m.policy.clone(), m.reward.clone());
-    cfg.weights = "dense".into();
-    cfg
-}
-
-/// Starts a server and waits until its models are loaded.
-pub async fn start_ready(cfg: ServeConfig) -> Server {
-    let server = start(cfg).await.expect("server starts");
-    let t = Instant::now();
-    while !server.is_ready() {
-        if let Some(e) = server.load_error() {
-            panic!("models failed to load: {e}");
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "models did not load"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    server
-}
 
 pub fn target(base_url: String, endpoint: Endpoint) -> Target {
     Target {
