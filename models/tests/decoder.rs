@@ -34,16 +34,7 @@ fn vb(dir: &Path) -> VarBuilder<'static> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    thresh_models::testing::max_abs_diff(a, b).unwrap()
 }
 
 fn argmax_rows(logits: &Tensor) -> Vec<u32> {

@@ -86,16 +86,7 @@ mod tests {
     use super::*;
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = thresh_models::testing::max_abs_diff(a, b).unwrap();
         assert!(d < tol, "max difference {d}");
     }
 

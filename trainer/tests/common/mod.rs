@@ -43,16 +43,7 @@ pub fn batch(rows: &[(&str, usize)]) -> Batch {
 
 /// Largest absolute difference of two tensors.
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    thresh_models::testing::max_abs_diff(a, b).unwrap()
 }
 
 /// Sum of squares of a tensor.
