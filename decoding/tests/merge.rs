@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use thresh_decoding::strategy::{
-    SpeculativeParams, StrategyInput, StrategyOutput, best_of_n, speculative_rejection,
+    Rejection, Schedule, SpeculativeParams, StrategyInput, StrategyOutput, best_of_n,
+    speculative_rejection,
 };
 use thresh_decoding::{DecodeError, SamplingParams, StepMerger, Stepper, StopConditions};
 use thresh_reward::Prompt;
@@ -60,11 +61,11 @@ fn run(
         best_of_n(&input, relevance(), 2 + i)
     } else {
         let params = SpeculativeParams {
-            alpha: 0.5,
+            rejection: Rejection::Fixed(0.5),
             kv_budget_tokens: 4 * (ids.len() + 6),
             max_batch: 4,
             initial_batch: Some(4),
-            decision_tokens: None,
+            schedule: Some(Schedule::Budget),
         };
         speculative_rejection(&input, relevance(), &params)
     }

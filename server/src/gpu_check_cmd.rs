@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{Value, json};
 use thresh_decoding::strategy::{
-    SpeculativeParams, StrategyInput, StrategyOutput, best_of_n, speculative_rejection,
+    Rejection, Schedule, SpeculativeParams, Strategy, StrategyInput, StrategyOutput,
 };
 use thresh_decoding::{SamplingParams, StopConditions, generate};
 use thresh_models::device::{describe, memory_info};
@@ -466,7 +466,7 @@ fn quality(
         let mut base = None;
         for (k, &bn) in ns.iter().enumerate() {
             let t = Instant::now();
-            let o = best_of_n(&input, &reward, bn)?;
+            let o = Strategy::BestOfN { candidates: bn }.run(&input, &reward)?;
             let wall = t.elapsed().as_secs_f64();
             if k == 0 {
                 let scores: Vec<f64> = o
@@ -494,14 +494,14 @@ fn quality(
         budget_used = budget;
         for (k, &alpha) in alphas.iter().enumerate() {
             let params = SpeculativeParams {
-                alpha,
+                rejection: Rejection::Fixed(alpha),
                 kv_budget_tokens: budget,
                 max_batch: args.max_batch,
                 initial_batch: None,
-                decision_tokens: None,
+                schedule: Some(Schedule::Budget),
             };
             let t = Instant::now();
-            let o = speculative_rejection(&input, &reward, &params)?;
+            let o = Strategy::Speculative(params).run(&input, &reward)?;
             let wall = t.elapsed().as_secs_f64();
             let row = &mut acc[ns.len() + k];
             row.1 += improvement(o.best[0].score, bmax, bmin);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use thresh_decoding::strategy::{StrategyInput, StrategyOutput, best_of_n};
+use thresh_decoding::strategy::{Strategy, StrategyInput, StrategyOutput};
 use thresh_decoding::{SamplingParams, StepMerger, Stepper, StopConditions};
 use thresh_models::LoadedModel;
 use thresh_reward::{Prompt, RewardModel};
@@ -60,7 +60,10 @@ fn request(
         stepper,
         prefix_cache: None,
     };
-    Ok(best_of_n(&input, reward, a.candidates)?)
+    Ok(Strategy::BestOfN {
+        candidates: a.candidates,
+    }
+    .run(&input, reward)?)
 }
 
 /// Runs the section; returns its JSON and Markdown.

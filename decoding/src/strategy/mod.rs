@@ -1,12 +1,16 @@
-//! Alignment strategies on the batched engine: Best-of-N and Speculative Rejection.
+//! Alignment strategies on the batched engine: Best-of-N, Speculative Rejection, soft
+//! Best-of-N and threshold rejection sampling, dispatched through one [`Strategy`].
 //!
-//! Both run on the same [`DecodeBatch`](crate::DecodeBatch) and the same
+//! All run on the same [`DecodeBatch`](crate::DecodeBatch) and the same
 //! [`RewardModel`] trait, so their compute is counted the same way: prompt tokens prefilled,
 //! policy tokens generated (every sampled token, EOS included), reward-model tokens scored,
 //! peak KV bytes, and wall time in the policy and in the reward model.
 
+pub mod adaptive;
 mod best_of_n;
-mod extras;
+mod dispatch;
+mod rejection_sampling;
+mod soft_best_of_n;
 mod speculative;
 
 use std::sync::Arc;
@@ -14,8 +18,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use best_of_n::best_of_n;
-pub use extras::{rejection_sampling, soft_best_of_n};
-pub use speculative::{SpeculativeParams, initial_batch, keep_count, speculative_rejection};
+pub use dispatch::Strategy;
+pub use rejection_sampling::rejection_sampling;
+pub use soft_best_of_n::soft_best_of_n;
+pub use speculative::{
+    Rejection, Schedule, SpeculativeParams, initial_batch, keep_count, speculative_rejection,
+};
 use thresh_models::{Decoder, Tokenizer};
 use thresh_reward::{Prompt, RewardInput, RewardModel};
 
@@ -24,6 +32,7 @@ use crate::error::{DecodeError, Result};
 use crate::sampling::SamplingParams;
 
 /// What a strategy needs to know about one request.
+#[derive(Clone)]
 pub struct StrategyInput<'a> {
     /// The policy.
     pub decoder: &'a Decoder,
@@ -105,12 +114,50 @@ pub struct StrategyStats {
     pub kv_bytes_per_round: Vec<(usize, usize)>,
     /// Decoding rounds.
     pub rounds: usize,
+    /// Generated tokens per row at each decision (Speculative Rejection).
+    pub decision_tokens: Vec<usize>,
+    /// Why Speculative Rejection made no decision, when it made none.
+    pub no_decision: Option<NoDecision>,
     /// Largest number of KV bytes live at once.
     pub peak_kv_bytes: usize,
     /// Wall time in the policy (prefill, decoding, sampling).
     pub policy_time: Duration,
     /// Wall time in the reward model.
     pub reward_time: Duration,
+}
+
+/// Why a Speculative Rejection run made no decision (and so cost what Best-of-N costs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoDecision {
+    /// Every candidate ended before the first decision point.
+    AllFinished,
+    /// The first decision point is at or past `max_tokens`.
+    BeyondMaxTokens,
+    /// The KV budget cannot bound even the first round (`B / N0` is no longer than the
+    /// prompt), so it ran to the end.
+    BudgetCannotBound,
+}
+
+impl NoDecision {
+    /// A short machine-readable label (metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            NoDecision::AllFinished => "all_finished",
+            NoDecision::BeyondMaxTokens => "beyond_max_tokens",
+            NoDecision::BudgetCannotBound => "budget_cannot_bound",
+        }
+    }
+
+    /// The reason in words (the response's `alignment.stats.no_decision`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            NoDecision::AllFinished => "all candidates finished before the first decision",
+            NoDecision::BeyondMaxTokens => "the first decision falls at or after max_tokens",
+            NoDecision::BudgetCannotBound => {
+                "the kv budget cannot hold a first round for the initial batch"
+            }
+        }
+    }
 }
 
 /// The result of a strategy.

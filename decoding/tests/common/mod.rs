@@ -4,6 +4,8 @@
 
 use std::sync::OnceLock;
 
+pub mod scorers;
+
 use thresh_models::{ChatMessage, GgmlDType, LoadOptions, LoadedModel, load};
 use thresh_reward::RelevanceReward;
 

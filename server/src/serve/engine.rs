@@ -282,7 +282,7 @@ pub fn spawn(
             let live = std::sync::atomic::AtomicUsize::new(workers);
             std::thread::scope(|scope| {
                 for i in 0..workers {
-                    let (models, cfg, merger, jobs, live) = (&models, &cfg, &merger, &jobs, &live);
+                    let (models, merger, jobs, live) = (&models, &merger, &jobs, &live);
                     let worker = std::thread::Builder::new()
                         .name(format!("thresh-worker-{i}"))
                         .spawn_scoped(scope, move || {
@@ -294,7 +294,7 @@ pub fn spawn(
                                     job
                                 };
                                 match job {
-                                    Some(job) => run_job(models, cfg, merger, job),
+                                    Some(job) => run_job(models, merger, job),
                                     None => break,
                                 }
                             }
@@ -315,13 +315,13 @@ pub fn spawn(
         })
 }
 
-fn run_job(models: &Models, cfg: &ServeConfig, stepper: &dyn Stepper, job: Job) {
+fn run_job(models: &Models, stepper: &dyn Stepper, job: Job) {
     match job {
         Job::Generate(job) => {
             let job = *job;
             let queue_time = job.enqueued.elapsed();
             m::queue_time(queue_time);
-            let strategy = job.req.req.strategy.name();
+            let strategy = job.req.req.strategy_name();
             if job.cancel.load(Ordering::Relaxed) {
                 m::cancelled(strategy);
                 let _ = job.events.send(Event::Done(Box::new(Err(ApiError::Internal(
@@ -332,14 +332,7 @@ fn run_job(models: &Models, cfg: &ServeConfig, stepper: &dyn Stepper, job: Job) 
             let _ = job.events.send(Event::Started(queue_time));
             let t = Instant::now();
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                super::generation::generate(
-                    models,
-                    cfg,
-                    stepper,
-                    &job.req,
-                    &job.cancel,
-                    &job.events,
-                )
+                super::generation::generate(models, stepper, &job.req, &job.cancel, &job.events)
             }));
             let result = match result {
                 Ok(Ok(mut out)) => {

@@ -6,29 +6,24 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use thresh_decoding::strategy::{
-    Candidate, Fate, SpeculativeParams, StrategyInput, StrategyOutput, StrategyStats, best_of_n,
-    rejection_sampling, soft_best_of_n, speculative_rejection,
-};
+use thresh_decoding::strategy::{Candidate, Fate, StrategyInput, StrategyOutput, StrategyStats};
 use thresh_decoding::{DecodeBatch, DecodeError, Stepper};
 use thresh_models::Tokenizer;
 use thresh_reward::RewardInput;
 use tokio::sync::mpsc;
 
-use super::config::ServeConfig;
 use super::engine::{ChoiceOut, Event, GenOutput, Models};
 use super::token_spans::TokenSpans;
-use super::validation::{CorrectMode, Strategy, Tokenized};
+use super::validation::{CorrectMode, Tokenized};
 
 pub(super) fn generate(
     models: &Models,
-    cfg: &ServeConfig,
     stepper: &dyn Stepper,
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<GenOutput, DecodeError> {
-    let mut out = run_strategy(models, cfg, stepper, job, cancel, events)?;
+    let mut out = run_strategy(models, stepper, job, cancel, events)?;
     if job.req.correct != CorrectMode::Off {
         super::correct::correct_choices(models, job, cancel, &mut out)?;
     }
@@ -37,7 +32,6 @@ pub(super) fn generate(
 
 fn run_strategy(
     models: &Models,
-    cfg: &ServeConfig,
     stepper: &dyn Stepper,
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
@@ -60,39 +54,10 @@ fn run_strategy(
         stepper: Some(stepper),
         prefix_cache: Some(&models.prefix),
     };
-    let out: StrategyOutput = match &req.strategy {
-        Strategy::None => return plain(models, stepper, job, cancel, events),
-        Strategy::BestOfN { candidates } => best_of_n(&input, reward, *candidates)?,
-        Strategy::Speculative {
-            candidates,
-            alpha,
-            kv_budget_tokens,
-        } => {
-            let prompt = job.prompt_ids.len();
-            // Default budget: every candidate gets about half its tokens before the first
-            // decision, so pruning happens within the request.
-            let default = candidates * (prompt + (req.stop.max_tokens / 2).max(8));
-            let budget = kv_budget_tokens
-                .unwrap_or(default)
-                .min(cfg.kv_budget_tokens);
-            let params = SpeculativeParams {
-                alpha: *alpha,
-                kv_budget_tokens: budget,
-                max_batch: *candidates,
-                initial_batch: Some(*candidates),
-                decision_tokens: None,
-            };
-            speculative_rejection(&input, reward, &params)?
-        }
-        Strategy::SoftBestOfN { candidates, lambda } => {
-            soft_best_of_n(&input, reward, *candidates, *lambda)?
-        }
-        Strategy::Rejection {
-            candidates,
-            threshold,
-            max_tries,
-        } => rejection_sampling(&input, reward, *candidates, *threshold, *max_tries)?,
+    let Some(strategy) = &req.strategy else {
+        return plain(models, stepper, job, cancel, events);
     };
+    let out: StrategyOutput = strategy.run(&input, reward)?;
     let choices = out
         .best
         .iter()

@@ -1,6 +1,7 @@
 //! Prometheus metrics (`GET /metrics`): requests by route, status and strategy; latency
 //! histograms for the queue, the time to first token and the whole request; tokens
-//! generated, pruned and scored; the active batch size and the queue depth.
+//! generated, pruned and scored; Speculative Rejection's decisions and the requests that made
+//! none; the active batch size and the queue depth.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -91,4 +92,11 @@ pub fn generated(out: &GenOutput, strategy: &'static str) {
             .increment(pruned_tokens(c) as u64);
     }
     reward_tokens(out.stats.reward_tokens);
+    let decisions = out.stats.decision_tokens.len();
+    if decisions > 0 {
+        counter!("thresh_speculative_decisions_total").increment(decisions as u64);
+    }
+    if let Some(why) = out.stats.no_decision {
+        counter!("thresh_speculative_no_decision_total", "reason" => why.label()).increment(1);
+    }
 }

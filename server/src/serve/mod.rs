@@ -7,6 +7,7 @@
 //! `Connection: close`) while in-flight requests finish within `--shutdown-timeout`; then
 //! the server stops accepting, closes idle connections and returns.
 
+pub mod alignment;
 pub mod config;
 pub mod correct;
 pub mod drain;
@@ -16,6 +17,7 @@ mod generation;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+mod params;
 pub mod responses;
 pub mod routes;
 pub mod sse;

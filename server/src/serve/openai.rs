@@ -71,16 +71,24 @@ pub struct AlignmentInput {
     /// Candidates sampled (Speculative Rejection: the initial batch; rejection sampling: per
     /// batch).
     pub candidates: Option<u64>,
-    /// Speculative Rejection: fraction rejected at each decision, in [0, 1).
-    pub alpha: Option<f64>,
+    /// Speculative Rejection: fraction rejected at each decision, in [0, 1) (default 0.5),
+    /// or `"auto"` to decide at each decision from the scores.
+    pub alpha: Option<AlphaInput>,
     /// Soft Best-of-N: temperature of the reward softmax, > 0.
     pub lambda: Option<f64>,
     /// Rejection sampling: the reward to reach.
     pub threshold: Option<f64>,
     /// Rejection sampling: batches drawn at most.
     pub max_tries: Option<u64>,
-    /// Speculative Rejection: the request's KV budget in tokens (capped by the server's).
+    /// Speculative Rejection: the request's KV budget in tokens (capped by the server's);
+    /// decisions then follow the paper's budget rule.
     pub kv_budget_tokens: Option<u64>,
+    /// Speculative Rejection: decide when the rows have generated these token counts
+    /// (positive, strictly increasing; at most 64).
+    pub decision_tokens: Option<Vec<u64>>,
+    /// Speculative Rejection: the first decision after this many tokens, each later one
+    /// after twice as many. Without any schedule parameter: `max(8, max_tokens / 8)`.
+    pub first_decision_tokens: Option<u64>,
     /// Return every candidate with its score and fate.
     pub return_candidates: Option<bool>,
     /// Strategy `none`: score the answers with the reward model (default: the server's
@@ -89,6 +97,16 @@ pub struct AlignmentInput {
     /// Correct the chosen answers with the aligner: `true`, or `"guarded"` to keep the
     /// correction only when the reward model scores it at least as high as the original.
     pub correct: Option<CorrectInput>,
+}
+
+/// `alignment.alpha` as sent: a fraction or `"auto"`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AlphaInput {
+    /// The fraction rejected at each decision, in [0, 1).
+    Fraction(f64),
+    /// `"auto"`.
+    Name(String),
 }
 
 /// `alignment.correct` as sent: a flag or a mode name.

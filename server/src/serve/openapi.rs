@@ -7,8 +7,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::correct::{CorrectBody, RawPair};
 use super::openai::{
-    AlignmentInput, ContentPart, CorrectInput, GenerationBody, MessageContent, PromptInput,
-    RawMessage, RewardPair, RewardsBody, StopInput, StreamOptions,
+    AlignmentInput, AlphaInput, ContentPart, CorrectInput, GenerationBody, MessageContent,
+    PromptInput, RawMessage, RewardPair, RewardsBody, StopInput, StreamOptions,
 };
 
 /// OpenAI's error body.
@@ -120,6 +120,7 @@ fn metrics() {}
         CorrectBody,
         RawPair,
         CorrectInput,
+        AlphaInput,
         ErrorBody,
         ErrorDetail
     ))

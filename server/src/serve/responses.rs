@@ -59,10 +59,11 @@ fn score_json(s: f32) -> Value {
 
 /// Strategy statistics as JSON.
 pub fn stats_json(s: &StrategyStats, queue: Duration) -> Value {
-    json!({
+    let mut v = json!({
         "candidates": s.initial_batch,
         "rounds": s.rounds,
         "pruned_per_round": s.pruned_per_round,
+        "decision_tokens": s.decision_tokens,
         "prompt_tokens": s.prompt_tokens,
         "cached_prompt_tokens": s.cached_prompt_tokens,
         "policy_tokens": s.policy_tokens,
@@ -72,7 +73,11 @@ pub fn stats_json(s: &StrategyStats, queue: Duration) -> Value {
         "queue_seconds": queue.as_secs_f64(),
         "policy_seconds": s.policy_time.as_secs_f64(),
         "reward_seconds": s.reward_time.as_secs_f64(),
-    })
+    });
+    if let Some(why) = s.no_decision {
+        v["no_decision"] = json!(why.describe());
+    }
+    v
 }
 
 /// The `alignment` object of a response.

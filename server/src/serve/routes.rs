@@ -183,7 +183,7 @@ async fn generation(
         .await
         .map_err(|_| ApiError::Internal("the tokenizer failed".into()))??;
     let tokenize_time = t_tok.elapsed();
-    let strategy = tokenized.req.strategy.name();
+    let strategy = tokenized.req.strategy_name();
     let ctx = RespCtx {
         id: match route {
             Route::Completions => format!("cmpl-{}", rid.0),

@@ -1,11 +1,12 @@
 //! Tokenisation of a checked request (on a blocking worker) and the limits that need the
 //! prompt's length: the context, `max_tokens` and the request's KV budget.
 
+use thresh_decoding::strategy::{Schedule, Strategy};
 use thresh_reward::Prompt;
 
 use super::engine::ModelInfo;
 use super::errors::ApiError;
-use super::validation::{GenRequest, Limits, PromptSpec, Route, Strategy, Tokenized, bad};
+use super::validation::{GenRequest, Limits, PromptSpec, Route, Tokenized, bad};
 
 /// Tokenises the prompt and checks its length, `max_tokens` and the KV budget.
 pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tokenized, ApiError> {
@@ -89,18 +90,17 @@ pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tok
             ),
         ));
     }
-    let rows = req.strategy.batch_rows(req.n);
-    let kv = match req.strategy {
+    let rows = req.batch_rows();
+    let kv = match &req.strategy {
         // Speculative Rejection prunes to stay in its budget: the first round must fit.
-        Strategy::Speculative { .. } => rows * (prompt_ids.len() + 8),
+        Some(Strategy::Speculative(_)) => rows * (prompt_ids.len() + 8),
         _ => rows * (prompt_ids.len() + max_tokens),
     };
-    if let Strategy::Speculative {
-        kv_budget_tokens: Some(k),
-        ..
-    } = req.strategy
-        && k < kv
+    if let Some(Strategy::Speculative(p)) = &req.strategy
+        && p.schedule == Some(Schedule::Budget)
+        && p.kv_budget_tokens < kv
     {
+        let k = p.kv_budget_tokens;
         return Err(bad(
             "alignment.kv_budget_tokens",
             format!(

@@ -2,10 +2,12 @@
 //! ([`validate_generation`]); prompt lengths, `max_tokens` and the KV budget once the prompt
 //! is tokenised ([`tokenize`](super::tokenize::tokenize), on a blocking worker).
 
+use thresh_decoding::strategy::Strategy;
 use thresh_decoding::{SamplingParams, StopConditions};
 use thresh_models::ChatMessage;
 use thresh_reward::{Prompt, RewardInput};
 
+use super::alignment::StrategyLimits;
 use super::errors::ApiError;
 use super::openai::{
     CorrectInput, GenerationBody, MessageContent, PromptInput, RawMessage, RewardsBody, StopInput,
@@ -18,67 +20,6 @@ pub enum Route {
     Completions,
     /// `/v1/chat/completions`.
     Chat,
-}
-
-/// The alignment strategy of a request, with its parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Strategy {
-    /// Plain sampling of `n` answers.
-    None,
-    /// Best-of-N over `candidates` samples.
-    BestOfN {
-        /// Samples drawn.
-        candidates: usize,
-    },
-    /// Speculative Rejection.
-    Speculative {
-        /// Initial batch.
-        candidates: usize,
-        /// Fraction rejected per decision.
-        alpha: f32,
-        /// Requested KV budget (tokens), if any.
-        kv_budget_tokens: Option<usize>,
-    },
-    /// Soft Best-of-N.
-    SoftBestOfN {
-        /// Samples drawn.
-        candidates: usize,
-        /// Softmax temperature over rewards.
-        lambda: f32,
-    },
-    /// Threshold rejection sampling.
-    Rejection {
-        /// Samples per batch.
-        candidates: usize,
-        /// Reward to reach.
-        threshold: f32,
-        /// Batches at most.
-        max_tries: usize,
-    },
-}
-
-impl Strategy {
-    /// The name used in requests, responses and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Strategy::None => "none",
-            Strategy::BestOfN { .. } => "best_of_n",
-            Strategy::Speculative { .. } => "speculative_rejection",
-            Strategy::SoftBestOfN { .. } => "soft_best_of_n",
-            Strategy::Rejection { .. } => "rejection_sampling",
-        }
-    }
-
-    /// Rows decoded at once.
-    pub fn batch_rows(&self, n: usize) -> usize {
-        match self {
-            Strategy::None => n,
-            Strategy::BestOfN { candidates }
-            | Strategy::Speculative { candidates, .. }
-            | Strategy::SoftBestOfN { candidates, .. }
-            | Strategy::Rejection { candidates, .. } => *candidates,
-        }
-    }
 }
 
 /// The prompt as given.
@@ -133,8 +74,8 @@ pub struct GenRequest {
     pub stop: StopConditions,
     /// Answers to return.
     pub n: usize,
-    /// The strategy.
-    pub strategy: Strategy,
+    /// The alignment strategy; `None`: plain sampling of `n` answers.
+    pub strategy: Option<Strategy>,
     /// Return every candidate.
     pub return_candidates: bool,
     /// Strategy `none`: score the answers with the reward model.
@@ -143,6 +84,18 @@ pub struct GenRequest {
     pub stream: bool,
     /// Send a usage chunk at the end of a stream.
     pub include_usage: bool,
+}
+
+impl GenRequest {
+    /// The strategy's name in requests, responses and metrics (`none` for plain sampling).
+    pub fn strategy_name(&self) -> &'static str {
+        self.strategy.as_ref().map_or("none", Strategy::name)
+    }
+
+    /// Rows decoded at once at the start.
+    pub fn batch_rows(&self) -> usize {
+        self.strategy.as_ref().map_or(self.n, Strategy::batch_rows)
+    }
 }
 
 /// A request ready for the engine.
@@ -156,32 +109,8 @@ pub struct Tokenized {
     pub reward_prompt: Prompt,
 }
 
-pub(crate) fn bad(param: &str, message: impl Into<String>) -> ApiError {
-    ApiError::param(param, message)
-}
-
-fn unit_range(
-    param: &str,
-    v: Option<f64>,
-    lo: f64,
-    hi: f64,
-    lo_open: bool,
-) -> Result<Option<f32>, ApiError> {
-    let Some(v) = v else { return Ok(None) };
-    let ok = v.is_finite() && v <= hi && if lo_open { v > lo } else { v >= lo };
-    if !ok {
-        let open = if lo_open { "(" } else { "[" };
-        return Err(bad(
-            param,
-            format!("{param} must be in {open}{lo}, {hi}], got {v}"),
-        ));
-    }
-    Ok(Some(v as f32))
-}
-
-fn usize_of(param: &str, v: u64) -> Result<usize, ApiError> {
-    usize::try_from(v).map_err(|_| bad(param, format!("{param} is too large: {v}")))
-}
+pub(crate) use super::params::bad;
+use super::params::{unit_range, usize_of};
 
 /// Converts raw chat messages, joining text parts.
 pub fn messages(raw: &[RawMessage], param: &str) -> Result<Vec<ChatMessage>, ApiError> {
@@ -401,114 +330,15 @@ pub fn validate_generation(
             "alignment.correct cannot be streamed: send stream: false",
         ));
     }
-    let strategy_name = match (&alignment.strategy, best_of) {
-        (Some(s), _) => s.clone(),
-        (None, Some(_)) => "best_of_n".into(),
-        (None, None) if alignment.candidates.is_some() => "best_of_n".into(),
-        (None, None) => "none".into(),
-    };
-    let candidates = match (alignment.candidates, best_of) {
-        (Some(c), _) => usize_of("alignment.candidates", c)?,
-        (None, Some(b)) => b,
-        (None, None) => n.max(8.min(limits.max_n)),
-    };
-    let cand_param = if alignment.candidates.is_some() {
-        "alignment.candidates"
-    } else {
-        "best_of"
-    };
-    if strategy_name != "none" && (candidates < n || candidates > limits.max_n) {
-        return Err(bad(
-            cand_param,
-            format!(
-                "{cand_param} must be in [n = {n}, {}], got {candidates}",
-                limits.max_n
-            ),
-        ));
-    }
-    let alpha = unit_range("alignment.alpha", alignment.alpha, 0.0, 1.0, false)?.unwrap_or(0.5);
-    if alpha >= 1.0 {
-        return Err(bad(
-            "alignment.alpha",
-            "alignment.alpha must be in [0, 1), got 1",
-        ));
-    }
-    let strategy = match strategy_name.as_str() {
-        "none" => {
-            if best_of.is_some() {
-                return Err(bad(
-                    "best_of",
-                    "best_of needs an alignment strategy other than none",
-                ));
-            }
-            Strategy::None
-        }
-        "best_of_n" => Strategy::BestOfN { candidates },
-        "speculative_rejection" => {
-            let kv = alignment
-                .kv_budget_tokens
-                .map(|k| usize_of("alignment.kv_budget_tokens", k))
-                .transpose()?;
-            if let Some(k) = kv
-                && k > limits.kv_budget_tokens
-            {
-                return Err(bad(
-                    "alignment.kv_budget_tokens",
-                    format!(
-                        "alignment.kv_budget_tokens must be at most the server's {}, got {k}",
-                        limits.kv_budget_tokens
-                    ),
-                ));
-            }
-            Strategy::Speculative {
-                candidates,
-                alpha,
-                kv_budget_tokens: kv,
-            }
-        }
-        "soft_best_of_n" => {
-            let lambda = alignment.lambda.unwrap_or(0.1);
-            if !(lambda.is_finite() && lambda > 0.0 && lambda <= 1e6) {
-                return Err(bad(
-                    "alignment.lambda",
-                    format!("alignment.lambda must be in (0, 1e6], got {lambda}"),
-                ));
-            }
-            Strategy::SoftBestOfN {
-                candidates,
-                lambda: lambda as f32,
-            }
-        }
-        "rejection_sampling" => {
-            let threshold = alignment.threshold.unwrap_or(0.5);
-            if !threshold.is_finite() {
-                return Err(bad(
-                    "alignment.threshold",
-                    "alignment.threshold must be a finite number",
-                ));
-            }
-            let max_tries = usize_of("alignment.max_tries", alignment.max_tries.unwrap_or(4))?;
-            if !(1..=16).contains(&max_tries) {
-                return Err(bad(
-                    "alignment.max_tries",
-                    format!("alignment.max_tries must be in [1, 16], got {max_tries}"),
-                ));
-            }
-            Strategy::Rejection {
-                candidates,
-                threshold: threshold as f32,
-                max_tries,
-            }
-        }
-        other => {
-            return Err(bad(
-                "alignment.strategy",
-                format!(
-                    "alignment.strategy must be none, best_of_n, speculative_rejection, soft_best_of_n or rejection_sampling, got {other:?}"
-                ),
-            ));
-        }
-    };
+    let strategy = super::alignment::strategy(
+        &alignment,
+        best_of,
+        n,
+        StrategyLimits {
+            max_n: limits.max_n,
+            kv_budget_tokens: limits.kv_budget_tokens,
+        },
+    )?;
     let sampling = SamplingParams {
         temperature: temperature.unwrap_or(1.0),
         top_k,
