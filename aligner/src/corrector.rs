@@ -193,17 +193,10 @@ impl Corrector {
         ];
         let scores = if correction.text.trim().is_empty() {
             // An empty correction cannot win; score the original alone.
-            let s = reward
-                .score(&pairs[..1])
-                .map_err(|e| AlignerError::Reward(e.to_string()))?;
+            let s = reward.score(&pairs[..1])?;
             vec![s[0].score, f32::NEG_INFINITY]
         } else {
-            reward
-                .score(&pairs)
-                .map_err(|e| AlignerError::Reward(e.to_string()))?
-                .iter()
-                .map(|s| s.score)
-                .collect()
+            reward.score(&pairs)?.iter().map(|s| s.score).collect()
         };
         Ok(Guarded {
             use_corrected: scores[1] >= scores[0],

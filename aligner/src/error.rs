@@ -17,7 +17,7 @@ pub enum AlignerError {
     Decode(#[from] thresh_decoding::DecodeError),
     /// The reward model failed (guarded correction).
     #[error("reward model: {0}")]
-    Reward(String),
+    Reward(#[from] thresh_reward::RewardError),
 }
 
 /// Result alias of the crate.

@@ -21,9 +21,10 @@ pub enum DecodeError {
     /// The caller cancelled the generation; its memory has been released.
     #[error("generation cancelled")]
     Cancelled,
-    /// The reward model failed.
+    /// The reward model failed (the request's text could not be scored, or the model or
+    /// its server failed).
     #[error("reward model: {0}")]
-    Reward(String),
+    Reward(#[from] thresh_reward::RewardError),
     /// A merged decode step failed (the message says why); every batch in it fails.
     #[error("merged decode step: {0}")]
     Merged(String),

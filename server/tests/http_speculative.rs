@@ -130,6 +130,18 @@ async fn speculative_rejection_decides_with_the_defaults() {
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["error"]["param"], param, "{body}");
     }
+    // A token-id prompt of special tokens decodes to no text: a 400 naming the prompt, not a
+    // reward-model failure reported as a 500.
+    let (status, _, body) = post(
+        &c,
+        &url(&server, "/v1/completions"),
+        &json!({"prompt": [1, 2, 3], "max_tokens": 1, "alignment": {
+            "strategy": "speculative_rejection", "candidates": 4, "alpha": 0,
+            "kv_budget_tokens": 200}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "prompt", "{body}");
     server.shutdown();
     server.wait().await.unwrap();
 }

@@ -220,9 +220,7 @@ pub(crate) fn score_rows(
             response: all[r].text.clone(),
         })
         .collect();
-    let scored = reward
-        .score(&inputs)
-        .map_err(|e| DecodeError::Reward(e.to_string()))?;
+    let scored = reward.score(&inputs)?;
     stats.reward_time += t.elapsed();
     stats.reward_calls += 1;
     stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();

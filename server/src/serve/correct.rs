@@ -20,8 +20,8 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use thresh_aligner::{AlignerError, Correction, CorrectionInput};
-use thresh_decoding::{DecodeError, SamplingParams, StopConditions};
+use thresh_aligner::{Correction, CorrectionInput};
+use thresh_decoding::{SamplingParams, StopConditions};
 use thresh_reward::{Prompt, RewardInput};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
@@ -29,6 +29,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::engine::{CancelOnDrop, CorrectionOut, GenOutput, Job, ModelInfo, Models};
 use super::errors::ApiError;
+use super::infer_error::InferError;
 use super::openai::RawMessage;
 use super::routes::{Arrived, await_reply, enqueue, ms, parse_body, ready, set_timing};
 use super::validation::{CorrectMode, Tokenized};
@@ -303,11 +304,14 @@ pub(super) fn correct_choices(
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     out: &mut GenOutput,
-) -> Result<(), DecodeError> {
+) -> Result<(), InferError> {
     let aligner = models
         .aligner
         .as_ref()
-        .ok_or_else(|| DecodeError::InvalidParameter("alignment.correct needs --aligner".into()))?;
+        .ok_or_else(|| InferError::Unavailable {
+            param: "alignment.correct",
+            message: "alignment.correct needs an aligner: start the server with --aligner".into(),
+        })?;
     let t = Instant::now();
     let inputs: Vec<CorrectionInput> = out
         .choices
@@ -330,13 +334,7 @@ pub(super) fn correct_choices(
         max_tokens: job.req.stop.max_tokens,
         ..Default::default()
     };
-    let corrections = aligner
-        .correct(&inputs, &sampling, &stop, Some(cancel.clone()))
-        .map_err(|e| match e {
-            AlignerError::Decode(d) => d,
-            AlignerError::InvalidInput(m) => DecodeError::InvalidParameter(m),
-            other => DecodeError::Reward(other.to_string()),
-        })?;
+    let corrections = aligner.correct(&inputs, &sampling, &stop, Some(cancel.clone()))?;
     let t_reward = Instant::now();
     let pairs: Vec<RewardInput> = out
         .choices
@@ -349,10 +347,7 @@ pub(super) fn correct_choices(
             })
         })
         .collect();
-    let scored = models
-        .reward
-        .score(&pairs)
-        .map_err(|e| DecodeError::Reward(e.to_string()))?;
+    let scored = models.reward.score(&pairs)?;
     out.stats.reward_calls += 1;
     out.stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();
     out.stats.reward_time += t_reward.elapsed();

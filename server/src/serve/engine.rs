@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use thresh_aligner::{AlignerTemplate, Corrector};
 use thresh_decoding::strategy::{Candidate, StrategyStats};
-use thresh_decoding::{DecodeError, StepMerger, Stepper};
+use thresh_decoding::{StepMerger, Stepper};
 use thresh_models::{ChatTemplate, LoadOptions, Tokenizer};
 use thresh_reward::{RewardInput, RewardModel, Scored};
 use tokio::sync::{mpsc, oneshot};
@@ -341,7 +341,7 @@ fn run_job(models: &Models, stepper: &dyn Stepper, job: Job) {
                     m::generated(&out, strategy);
                     Ok(out)
                 }
-                Ok(Err(DecodeError::Cancelled)) => {
+                Ok(Err(e)) if e.is_cancelled() => {
                     m::cancelled(strategy);
                     Err(ApiError::Internal("cancelled".into()))
                 }

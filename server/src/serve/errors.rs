@@ -154,28 +154,3 @@ impl IntoResponse for ApiError {
         resp
     }
 }
-
-impl From<thresh_aligner::AlignerError> for ApiError {
-    fn from(e: thresh_aligner::AlignerError) -> Self {
-        use thresh_aligner::AlignerError as A;
-        match e {
-            A::InvalidInput(m) => ApiError::param("inputs", m),
-            A::Decode(d) => d.into(),
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<thresh_decoding::DecodeError> for ApiError {
-    fn from(e: thresh_decoding::DecodeError) -> Self {
-        use thresh_decoding::DecodeError as D;
-        match e {
-            D::InvalidParameter(m) => ApiError::InvalidParameter {
-                param: None,
-                message: m,
-            },
-            D::ContextOverflow { .. } => ApiError::param("max_tokens", e.to_string()),
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}

@@ -13,6 +13,7 @@ use thresh_reward::RewardInput;
 use tokio::sync::mpsc;
 
 use super::engine::{ChoiceOut, Event, GenOutput, Models};
+use super::infer_error::InferError;
 use super::token_spans::TokenSpans;
 use super::validation::{CorrectMode, Tokenized};
 
@@ -22,7 +23,7 @@ pub(super) fn generate(
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<GenOutput, DecodeError> {
+) -> Result<GenOutput, InferError> {
     let mut out = run_strategy(models, stepper, job, cancel, events)?;
     if job.req.correct != CorrectMode::Off {
         super::correct::correct_choices(models, job, cancel, &mut out)?;
@@ -36,7 +37,7 @@ fn run_strategy(
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<GenOutput, DecodeError> {
+) -> Result<GenOutput, InferError> {
     let req = &job.req;
     let policy = &models.policy;
     let reward = models.reward.as_ref();
@@ -98,7 +99,7 @@ fn plain(
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<GenOutput, DecodeError> {
+) -> Result<GenOutput, InferError> {
     let req = &job.req;
     let policy = &models.policy;
     let t = Instant::now();
@@ -178,10 +179,7 @@ fn plain(
                 response: r.text.clone(),
             })
             .collect();
-        let scored = models
-            .reward
-            .score(&inputs)
-            .map_err(|e| DecodeError::Reward(e.to_string()))?;
+        let scored = models.reward.score(&inputs)?;
         stats.reward_time = t.elapsed();
         stats.reward_calls = 1;
         stats.reward_tokens = scored.iter().map(|s| s.tokens).sum();

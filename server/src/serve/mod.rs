@@ -14,6 +14,7 @@ pub mod drain;
 pub mod engine;
 pub mod errors;
 mod generation;
+mod infer_error;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;

@@ -6,7 +6,7 @@ use thresh_reward::Prompt;
 
 use super::engine::ModelInfo;
 use super::errors::ApiError;
-use super::validation::{GenRequest, Limits, PromptSpec, Route, Tokenized, bad};
+use super::validation::{CorrectMode, GenRequest, Limits, PromptSpec, Route, Tokenized, bad};
 
 /// Tokenises the prompt and checks its length, `max_tokens` and the KV budget.
 pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tokenized, ApiError> {
@@ -55,6 +55,14 @@ pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tok
     };
     if prompt_ids.is_empty() {
         return Err(bad(param, "the prompt has no tokens"));
+    }
+    let scored = req.strategy.is_some() || req.score || req.correct != CorrectMode::Off;
+    if scored && matches!(&reward_prompt, Prompt::Text(t) if t.trim().is_empty()) {
+        return Err(bad(
+            param,
+            "the prompt has no text for the reward model to score against (token ids of special \
+             tokens only): send text, or strategy none without scoring",
+        ));
     }
     if prompt_ids.len() >= info.context {
         return Err(bad(
