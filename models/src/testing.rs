@@ -64,13 +64,7 @@ impl TinySpec {
 
     /// The `config.json` of this model.
     pub fn config_json(&self) -> serde_json::Value {
-        let model_type = match self.family {
-            Family::Llama => "llama",
-            Family::Mistral => "mistral",
-            Family::Qwen2 => "qwen2",
-            Family::Qwen3 => "qwen3",
-            Family::Gemma => "gemma",
-        };
+        let model_type = self.family.traits().model_type;
         let mut cfg = json!({
             "model_type": model_type,
             "hidden_size": self.hidden_size,
@@ -258,13 +252,10 @@ pub fn write_tiny_classifier(spec: &TinySpec, dir: &Path, num_labels: usize) -> 
     spec.vocab_size = spec.vocab_size.max(BYTE_TOKENIZER_VOCAB);
     spec.tie_word_embeddings = true;
     std::fs::create_dir_all(dir).map_err(|e| ModelError::bad_file(dir, e))?;
-    let arch = match spec.family {
-        Family::Llama => "LlamaForSequenceClassification",
-        Family::Mistral => "MistralForSequenceClassification",
-        Family::Qwen2 => "Qwen2ForSequenceClassification",
-        Family::Qwen3 => "Qwen3ForSequenceClassification",
-        Family::Gemma => "GemmaForSequenceClassification",
-    };
+    let arch = format!(
+        "{}ForSequenceClassification",
+        spec.family.traits().architecture_stem
+    );
     let mut cfg = spec.config_json();
     cfg["architectures"] = json!([arch]);
     cfg["num_labels"] = json!(num_labels);

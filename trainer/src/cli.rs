@@ -40,7 +40,7 @@ pub enum Command {
     /// Simulate how RLHF/DPO and NLHF serve a population of users in a tabular world:
     /// distortion against the best policy at the same KL budget, sweeps, and a search for
     /// worst cases.
-    Distortion(crate::distortion::cli::DistortionArgs),
+    Distortion(thresh_distortion::cli::DistortionArgs),
     /// Online Nash learning from human feedback (Nash-MD, or online IPO) against a reward model.
     NashMd(NashMdArgs),
 }

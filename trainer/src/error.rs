@@ -27,14 +27,9 @@ pub enum TrainError {
         /// What is wrong with it.
         message: String,
     },
-    /// A population file is malformed or describes an invalid world.
-    #[error("{path}: {message}")]
-    Population {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// The distortion simulator failed (a population file, a setting, an output file).
+    #[error(transparent)]
+    Distortion(#[from] thresh_distortion::DistortionError),
     /// A setting is out of range or inconsistent.
     #[error("invalid setting: {0}")]
     Config(String),

@@ -1,14 +1,13 @@
 //! thresh-train: the offline side of thresh.
 //!
 //! It trains the models the daemon hosts (aligned policies, reward models and Aligner
-//! correctors) with candle's autograd, and simulates how alignment methods serve a population
-//! of users with different preferences.
+//! correctors) with candle's autograd, and runs the distortion simulator of `thresh-distortion`
+//! (how alignment methods serve a population of users with different preferences).
 
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod data;
-pub mod distortion;
 pub mod encode;
 pub mod error;
 pub mod eval;

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::Command;
 
 use rand::{SeedableRng, rngs::StdRng};
-use thresh_trainer::distortion::population;
-use thresh_trainer::distortion::simulate::simulate;
+use thresh_distortion::population;
+use thresh_distortion::simulate::simulate;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_thresh-train"))

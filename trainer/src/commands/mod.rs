@@ -30,7 +30,7 @@ pub fn run(command: &Command) -> Result<serde_json::Value> {
         Command::Rdro(a) => policy::rdro(a),
         Command::Eval(a) => eval::eval(a),
         Command::Distortion(a) => {
-            crate::distortion::cli::run(a)?;
+            thresh_distortion::cli::run(a)?;
             Ok(serde_json::Value::Null)
         }
         Command::NashMd(a) => nash_md::nash_md(a),

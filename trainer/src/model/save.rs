@@ -20,17 +20,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-/// Hugging Face `model_type` and architecture stem of a family.
-fn family_names(family: Family) -> (&'static str, &'static str) {
-    match family {
-        Family::Llama => ("llama", "Llama"),
-        Family::Mistral => ("mistral", "Mistral"),
-        Family::Qwen2 => ("qwen2", "Qwen2"),
-        Family::Qwen3 => ("qwen3", "Qwen3"),
-        Family::Gemma => ("gemma", "Gemma"),
-    }
-}
-
 /// The `config.json` that `DecoderConfig::from_hf_json` reads back as `cfg`; `classifier`
 /// writes the `*ForSequenceClassification` architecture with one label.
 pub fn config_json(
@@ -38,9 +27,11 @@ pub fn config_json(
     eos_ids: &[u32],
     classifier: bool,
 ) -> Result<serde_json::Value> {
-    let (model_type, stem) = family_names(cfg.family);
-    let attention_bias = match cfg.family {
-        Family::Qwen2 => false,
+    let traits = cfg.family.traits();
+    let (model_type, stem) = (traits.model_type, traits.architecture_stem);
+    // A family that fixes its projection biases (Qwen2) ignores `attention_bias`.
+    let attention_bias = match traits.attention_bias {
+        Some(_) => false,
         _ if cfg.qkv_bias != cfg.o_bias => {
             return Err(TrainError::Config(
                 "a config.json cannot express q/k/v bias without output bias for this family"

@@ -4,9 +4,9 @@
 
 #![allow(clippy::needless_range_loop)] // matrices indexed as in the formulas
 
-use thresh_trainer::distortion::math::{kl, softmax, solve_linear};
-use thresh_trainer::distortion::nash_md::{self, NashMdOptions};
-use thresh_trainer::distortion::preference::{UserType, population_preference};
+use thresh_distortion::math::{kl, softmax, solve_linear};
+use thresh_distortion::nash_md::{self, NashMdOptions};
+use thresh_distortion::preference::{UserType, population_preference};
 
 /// Independent solve of `pi ∝ mu exp(P pi / tau)`: Newton's method on `z` (log-probabilities
 /// with `sum z = 0`) for `z_i - z_0 = log mu_i - log mu_0 + ((P pi)_i - (P pi)_0) / tau`, with a

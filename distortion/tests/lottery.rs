@@ -3,8 +3,8 @@
 #![allow(clippy::needless_range_loop)] // matrices indexed as in the formulas
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use thresh_trainer::distortion::lottery::{maximal_lottery, worst_margin};
-use thresh_trainer::distortion::preference::{UserType, population_preference};
+use thresh_distortion::lottery::{maximal_lottery, worst_margin};
+use thresh_distortion::preference::{UserType, population_preference};
 
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
     a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol)

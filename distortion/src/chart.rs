@@ -5,7 +5,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::population::write_atomic;
-use crate::{Result, TrainError};
+use crate::{DistortionError, Result};
 
 /// One line of a chart.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ pub fn line_chart(
     let (y0, y1) = range(finite.iter().flatten().map(|p| p.1));
     let mut svg = String::new();
     {
-        let err = |e: String| TrainError::Config(format!("drawing {}: {e}", path.display()));
+        let err = |e: String| DistortionError::Config(format!("drawing {}: {e}", path.display()));
         ensure_font().map_err(err)?;
         let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;

@@ -1,12 +1,12 @@
 //! Issue 9, tests 3-5: the methods on worlds whose answer is known.
 
 use rand::{SeedableRng, rngs::StdRng};
-use thresh_trainer::distortion::bradley_terry;
-use thresh_trainer::distortion::population::World;
-use thresh_trainer::distortion::preference::{
+use thresh_distortion::bradley_terry;
+use thresh_distortion::population::World;
+use thresh_distortion::preference::{
     Comparisons, PairDistribution, UserType, pair_probabilities, population_preference,
 };
-use thresh_trainer::distortion::simulate::simulate;
+use thresh_distortion::simulate::simulate;
 
 fn one_type(
     utilities: Vec<f64>,

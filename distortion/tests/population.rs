@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use thresh_trainer::TrainError;
-use thresh_trainer::distortion::population::{self, Generator, PopulationFile};
-use thresh_trainer::distortion::preference::PairDistribution;
-use thresh_trainer::distortion::sweep::SweepAxis;
+use thresh_distortion::DistortionError;
+use thresh_distortion::population::{self, Generator, PopulationFile};
+use thresh_distortion::preference::PairDistribution;
+use thresh_distortion::sweep::SweepAxis;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/distortion")
@@ -135,7 +135,7 @@ fn syntax_errors_name_file_and_line() {
         "{\n  \"beta\": 2,\n  \"users\": [ oops ]\n}\n",
     );
     match population::load(&p).unwrap_err() {
-        TrainError::Data { path, line, .. } => {
+        DistortionError::Data { path, line, .. } => {
             assert_eq!(path, p);
             assert_eq!(line, 3);
         }
@@ -144,7 +144,7 @@ fn syntax_errors_name_file_and_line() {
     let p = write(&dir, "unknown.yaml", "beta: 2\nbudget: 0.1\nusers: []\n");
     let e = population::load(&p).unwrap_err();
     let text = e.to_string();
-    assert!(matches!(e, TrainError::Data { line: 2, .. }), "{text}");
+    assert!(matches!(e, DistortionError::Data { line: 2, .. }), "{text}");
     assert!(
         text.contains("unknown field `budget`") && text.contains("unknown.yaml"),
         "{text}"
@@ -153,7 +153,7 @@ fn syntax_errors_name_file_and_line() {
     std::fs::remove_file(&p).unwrap();
     assert!(matches!(
         population::load(&p).unwrap_err(),
-        TrainError::Io { .. }
+        DistortionError::Io { .. }
     ));
 }
 

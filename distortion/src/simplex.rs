@@ -5,7 +5,7 @@
 //! entering and leaving variables, which rules out cycling on degenerate problems (maximal
 //! lotteries of games with ties are degenerate). Sizes here are tens of variables.
 
-use crate::{Result, TrainError};
+use crate::{DistortionError, Result};
 
 const EPS: f64 = 1e-11;
 
@@ -17,12 +17,12 @@ pub fn maximise(c: &[f64], a: &[Vec<f64>], b: &[f64]) -> Result<Vec<f64>> {
     let n = c.len();
     let m = b.len();
     if a.len() != m || a.iter().any(|row| row.len() != n) {
-        return Err(TrainError::Config(
+        return Err(DistortionError::Config(
             "simplex: the constraint matrix has the wrong shape".into(),
         ));
     }
     if b.iter().any(|&v| v < 0.0 || !v.is_finite()) {
-        return Err(TrainError::Config(
+        return Err(DistortionError::Config(
             "simplex: the right-hand side must be finite and >= 0".into(),
         ));
     }
@@ -71,7 +71,7 @@ pub fn maximise(c: &[f64], a: &[Vec<f64>], b: &[f64]) -> Result<Vec<f64>> {
             }
         }
         let Some((row, _)) = leave else {
-            return Err(TrainError::Config(
+            return Err(DistortionError::Config(
                 "simplex: the linear program is unbounded".into(),
             ));
         };
@@ -94,7 +94,7 @@ pub fn maximise(c: &[f64], a: &[Vec<f64>], b: &[f64]) -> Result<Vec<f64>> {
         }
         basis[row] = enter;
     }
-    Err(TrainError::Config(
+    Err(DistortionError::Config(
         "simplex: no optimum after the pivot limit".into(),
     ))
 }

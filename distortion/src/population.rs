@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use super::preference::{PairDistribution, UserType};
-use crate::{Result, TrainError};
+use crate::{DistortionError, Result};
 
 /// A generated population.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,7 +172,7 @@ impl PopulationFile {
     /// Reads a population file; `.json` files are parsed as JSON, anything else as YAML.
     /// Syntax errors name the file and line.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+        let text = std::fs::read_to_string(path).map_err(|source| DistortionError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -180,13 +180,13 @@ impl PopulationFile {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
         if is_json {
-            serde_json::from_str(&text).map_err(|e| TrainError::Data {
+            serde_json::from_str(&text).map_err(|e| DistortionError::Data {
                 path: path.to_path_buf(),
                 line: e.line(),
                 message: e.to_string(),
             })
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| TrainError::Data {
+            serde_yaml_ng::from_str(&text).map_err(|e| DistortionError::Data {
                 path: path.to_path_buf(),
                 line: e.location().map_or(0, |l| l.line()),
                 message: e.to_string(),
@@ -196,10 +196,11 @@ impl PopulationFile {
 
     /// Checks the file and builds the world it describes. `path` only labels errors.
     pub fn into_world(self, path: &Path) -> Result<World> {
-        self.validate().map_err(|message| TrainError::Population {
-            path: path.to_path_buf(),
-            message,
-        })
+        self.validate()
+            .map_err(|message| DistortionError::Population {
+                path: path.to_path_buf(),
+                message,
+            })
     }
 
     fn validate(self) -> std::result::Result<World, String> {
@@ -300,14 +301,14 @@ pub fn load(path: &Path) -> Result<World> {
 /// Writes a world as a YAML population file, through a temporary file and a rename.
 pub fn save(world: &World, path: &Path) -> Result<()> {
     let text = serde_yaml_ng::to_string(&world.to_file())
-        .map_err(|e| TrainError::Config(format!("cannot encode population: {e}")))?;
+        .map_err(|e| DistortionError::Config(format!("cannot encode population: {e}")))?;
     write_atomic(path, text.as_bytes())
 }
 
 /// Writes `bytes` to `path` by way of a temporary file in the same folder and a rename, so
 /// that readers never see a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| TrainError::Io {
+    let io = |source| DistortionError::Io {
         path: path.to_path_buf(),
         source,
     };

@@ -12,7 +12,7 @@ use super::preference::PairDistribution;
 use super::search::{self, BudgetMode, SearchConfig};
 use super::simulate::{Method, Outcome, simulate};
 use super::sweep::{self, SweepAxis};
-use crate::{Result, TrainError};
+use crate::{DistortionError, Result};
 
 /// A KL budget on the command line: a number `>= 0` or `none`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,8 +139,8 @@ pub struct DistortionArgs {
     pub time_limit_secs: f64,
 }
 
-fn config(msg: impl Into<String>) -> TrainError {
-    TrainError::Config(msg.into())
+fn config(msg: impl Into<String>) -> DistortionError {
+    DistortionError::Config(msg.into())
 }
 
 fn world_from_args(args: &DistortionArgs, path: &Path) -> Result<World> {
@@ -171,7 +171,7 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String> {
 }
 
 fn make_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+    std::fs::create_dir_all(dir).map_err(|source| DistortionError::Io {
         path: dir.to_path_buf(),
         source,
     })
