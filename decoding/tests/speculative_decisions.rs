@@ -2,6 +2,7 @@
 //! explicit schedules, adaptive rejection (`alpha: "auto"`) and the reasons a run makes no
 //! decision.
 
+use thresh_decoding::strategy::adaptive::Z;
 use thresh_decoding::strategy::{
     Fate, NoDecision, Rejection, Schedule, SpeculativeParams, StrategyInput, best_of_n,
     speculative_rejection,
@@ -115,7 +116,7 @@ fn explicit_decision_tokens_are_where_decisions_happen() {
 fn auto_drops_exactly_the_rows_that_cannot_catch_up() {
     // PrefixScore never moves once a row has written four characters, so at the second
     // decision the measured drift is zero and the rule keeps only the leader's ties; at the
-    // first it keeps the rows within two standard deviations of the leader.
+    // first it keeps the rows within Z standard deviations of the leader's score.
     let ids = chat_ids(policy(), QUESTION);
     let n0 = 12;
     let sr = speculative_rejection(
@@ -132,11 +133,13 @@ fn auto_drops_exactly_the_rows_that_cannot_catch_up() {
         .iter()
         .map(|c| prefix_score(&tok.decode(&c.tokens, true).unwrap()))
         .collect();
-    // First decision: all rows; margin = 2 sample standard deviations.
+    // First decision: all rows; margin = Z sample standard deviations.
     let mean = score.iter().sum::<f32>() / n0 as f32;
     let sd = (score.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / (n0 - 1) as f32).sqrt();
     let lead = score.iter().cloned().fold(f32::MIN, f32::max);
-    let kept1: Vec<usize> = (0..n0).filter(|&r| score[r] >= lead - 2.0 * sd).collect();
+    let kept1: Vec<usize> = (0..n0)
+        .filter(|&r| score[r] >= lead - Z as f32 * sd)
+        .collect();
     let pruned1: Vec<usize> = (0..n0)
         .filter(|&r| cands[r].fate == Fate::Pruned { round: 1 })
         .collect();

@@ -7,91 +7,33 @@
 //! `correction` and `finish_reason`, plus `usage`; a single pair also gets `correction` at the
 //! top level.
 //!
-//! Also the generate-then-correct pipeline behind `alignment.correct` ([`correct_choices`]).
+//! The generate-then-correct pipeline behind `alignment.correct` is
+//! [`correction`](super::correction), on the engine side.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
-use thresh_aligner::{Correction, CorrectionInput};
+use thresh_aligner::CorrectionInput;
 use thresh_decoding::{SamplingParams, StopConditions};
-use thresh_reward::{Prompt, RewardInput};
+use thresh_reward::Prompt;
 use tokio::sync::oneshot;
-use utoipa::ToSchema;
 
 use super::AppState;
-use super::engine::{CancelOnDrop, CorrectionOut, GenOutput, Job, ModelInfo, Models};
 use super::errors::ApiError;
-use super::infer_error::InferError;
-use super::openai::RawMessage;
+use super::jobs::{CancelOnDrop, CorrectJob, Job, ModelInfo};
+use super::openai::{CorrectBody, RawMessage};
 use super::routes::{Arrived, await_reply, enqueue, ms, parse_body, ready, set_timing};
-use super::validation::{CorrectMode, Tokenized};
 use super::validation::{bad, messages};
 
 /// Most pairs in one `/correct` request.
 pub const MAX_PAIRS: usize = 64;
-
-/// One (question, answer) pair as sent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawPair {
-    /// The question as text.
-    pub question: Option<String>,
-    /// Or as a conversation (its last user turn is the question).
-    pub messages: Option<Vec<RawMessage>>,
-    /// The upstream answer to correct.
-    pub answer: String,
-}
-
-/// The body of `/correct`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct CorrectBody {
-    /// The aligner's id (optional).
-    pub model: Option<String>,
-    /// One pair: the question as text.
-    pub question: Option<String>,
-    /// One pair: the question as chat messages.
-    pub messages: Option<Vec<RawMessage>>,
-    /// One pair: the answer.
-    pub answer: Option<String>,
-    /// Or a batch of pairs.
-    pub inputs: Option<Vec<RawPair>>,
-    /// New tokens per correction at most (default 256).
-    pub max_tokens: Option<usize>,
-    /// Sampling temperature (default 0: greedy).
-    pub temperature: Option<f32>,
-    /// Nucleus mass.
-    pub top_p: Option<f32>,
-    /// Keep the k most likely tokens.
-    pub top_k: Option<usize>,
-    /// Seed.
-    pub seed: Option<u64>,
-    /// Streaming is not offered on this route; `true` is rejected.
-    pub stream: Option<bool>,
-}
-
-/// A correction job for the engine.
-pub struct CorrectJob {
-    /// The pairs.
-    pub inputs: Vec<CorrectionInput>,
-    /// Sampling settings.
-    pub sampling: SamplingParams,
-    /// Stop conditions.
-    pub stop: StopConditions,
-    /// Set when the client is gone.
-    pub cancel: Arc<AtomicBool>,
-    /// When it entered the queue.
-    pub enqueued: Instant,
-    /// The corrections and the engine time.
-    pub reply: oneshot::Sender<Result<(Vec<Correction>, Duration), ApiError>>,
-}
 
 fn pair(
     question: Option<String>,
@@ -295,88 +237,4 @@ async fn run(
     );
     set_timing(&mut resp, &timing);
     Ok(resp)
-}
-
-/// Generate-then-correct: each answer goes through the aligner; both texts are scored, and
-/// the choice returns the correction (`On`) or the higher-scored text (`Guarded`).
-pub(super) fn correct_choices(
-    models: &Models,
-    job: &Tokenized,
-    cancel: &Arc<AtomicBool>,
-    out: &mut GenOutput,
-) -> Result<(), InferError> {
-    let aligner = models
-        .aligner
-        .as_ref()
-        .ok_or_else(|| InferError::Unavailable {
-            param: "alignment.correct",
-            message: "alignment.correct needs an aligner: start the server with --aligner".into(),
-        })?;
-    let t = Instant::now();
-    let inputs: Vec<CorrectionInput> = out
-        .choices
-        .iter()
-        .map(|c| CorrectionInput {
-            question: job.reward_prompt.clone(),
-            // An empty answer is still something to correct.
-            answer: if c.text.trim().is_empty() {
-                "(no answer)".into()
-            } else {
-                c.text.clone()
-            },
-        })
-        .collect();
-    let sampling = thresh_decoding::SamplingParams {
-        temperature: 0.0,
-        ..Default::default()
-    };
-    let stop = thresh_decoding::StopConditions {
-        max_tokens: job.req.stop.max_tokens,
-        ..Default::default()
-    };
-    let corrections = aligner.correct(&inputs, &sampling, &stop, Some(cancel.clone()))?;
-    let t_reward = Instant::now();
-    let pairs: Vec<RewardInput> = out
-        .choices
-        .iter()
-        .zip(&corrections)
-        .flat_map(|(c, k)| {
-            [c.text.clone(), k.text.clone()].map(|response| RewardInput {
-                prompt: job.reward_prompt.clone(),
-                response,
-            })
-        })
-        .collect();
-    let scored = models.reward.score(&pairs)?;
-    out.stats.reward_calls += 1;
-    out.stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();
-    out.stats.reward_time += t_reward.elapsed();
-    for ((choice, k), s) in out
-        .choices
-        .iter_mut()
-        .zip(corrections)
-        .zip(scored.chunks(2))
-    {
-        let (orig, corr) = (s[0].score, s[1].score);
-        let use_corrected = job.req.correct == CorrectMode::On || corr >= orig;
-        choice.correction = Some(CorrectionOut {
-            original: choice.text.clone(),
-            original_score: Some(orig),
-            corrected: k.text.clone(),
-            corrected_score: Some(corr),
-            returned_corrected: use_corrected,
-        });
-        if use_corrected {
-            choice.text = k.text;
-            choice.tokens = k.completion_tokens;
-            choice.finish_reason = k.finish.as_openai();
-            choice.score = Some(corr);
-            // The policy's token log-probabilities describe the original only.
-            choice.logprobs = None;
-        } else {
-            choice.score = Some(orig);
-        }
-    }
-    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "corrected");
-    Ok(())
 }

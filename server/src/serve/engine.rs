@@ -9,187 +9,19 @@
 //! decode step; a failure or panic fails that job only.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use thresh_aligner::{AlignerTemplate, Corrector};
-use thresh_decoding::strategy::{Candidate, StrategyStats};
 use thresh_decoding::{StepMerger, Stepper};
-use thresh_models::{ChatTemplate, LoadOptions, Tokenizer};
-use thresh_reward::{RewardInput, RewardModel, Scored};
-use tokio::sync::{mpsc, oneshot};
+use thresh_models::LoadOptions;
+use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
 use super::errors::ApiError;
+use super::jobs::{Event, Job, LoadState, ModelInfo, Models, model_id};
 use super::metrics as m;
-use super::validation::Tokenized;
-
-/// What handlers need to know about the loaded models.
-pub struct ModelInfo {
-    /// The policy's id (file or directory name).
-    pub id: String,
-    /// The reward model's id.
-    pub reward_id: String,
-    /// The aligner's id, where one was given.
-    pub aligner_id: Option<String>,
-    /// The aligner's context in tokens.
-    pub aligner_context: Option<usize>,
-    /// The aligner's prompt template name.
-    pub aligner_template: Option<&'static str>,
-    /// The policy's tokenizer.
-    pub tokenizer: Tokenizer,
-    /// The policy's chat template.
-    pub chat_template: Option<ChatTemplate>,
-    /// The policy's context in tokens.
-    pub context: usize,
-    /// The policy's vocabulary size.
-    pub vocab_size: usize,
-}
-
-/// The id a model is served under: its file stem or directory name.
-pub fn model_id(path: &std::path::Path) -> String {
-    let name = if path.is_dir() {
-        path.file_name()
-    } else {
-        path.file_stem()
-    };
-    name.map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
-}
-
-/// Sets a flag when dropped: the handler's or stream's end cancels the job.
-pub struct CancelOnDrop(pub Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Progress of a generation job.
-#[derive(Debug)]
-pub enum Event {
-    /// The engine picked the job up after this long in the queue.
-    Started(Duration),
-    /// New text of one answer (plain streaming only).
-    Delta {
-        /// The answer.
-        index: usize,
-        /// The new text (empty when it only carries log-probabilities).
-        text: String,
-        /// With `logprobs`: the tokens this text completes, each with its log-probability
-        /// (see [`token_spans`](super::token_spans) for the rule).
-        logprobs: Option<Vec<(String, f32)>>,
-    },
-    /// The job ended.
-    Done(Box<Result<GenOutput, ApiError>>),
-}
-
-/// One returned answer.
-#[derive(Debug, Clone)]
-pub struct ChoiceOut {
-    /// Its text.
-    pub text: String,
-    /// Its token count.
-    pub tokens: usize,
-    /// OpenAI finish reason.
-    pub finish_reason: &'static str,
-    /// Its reward, where scored.
-    pub score: Option<f32>,
-    /// The aligner's correction, when the request asked for one.
-    pub correction: Option<CorrectionOut>,
-    /// Each token's text and log-probability under the policy, when asked for.
-    pub logprobs: Option<Vec<(String, f32)>>,
-    /// Where each token's text ends in `text` (bytes; past its end: cut by a stop string),
-    /// when an aligned answer's log-probabilities are streamed.
-    pub token_ends: Option<Vec<usize>>,
-}
-
-/// An answer and its correction; the choice returns one of them.
-#[derive(Debug, Clone)]
-pub struct CorrectionOut {
-    /// The policy's answer.
-    pub original: String,
-    /// Its reward.
-    pub original_score: Option<f32>,
-    /// The aligner's correction.
-    pub corrected: String,
-    /// Its reward.
-    pub corrected_score: Option<f32>,
-    /// Whether the choice returns the correction.
-    pub returned_corrected: bool,
-}
-
-/// The result of a generation job.
-#[derive(Debug, Clone)]
-pub struct GenOutput {
-    /// The answers, best first for aligned strategies.
-    pub choices: Vec<ChoiceOut>,
-    /// Every candidate, when asked for.
-    pub candidates: Option<Vec<Candidate>>,
-    /// Compute spent.
-    pub stats: StrategyStats,
-    /// Time in the queue.
-    pub queue_time: Duration,
-    /// Time in the engine.
-    pub engine_time: Duration,
-}
-
-/// A generation job.
-pub struct GenJob {
-    /// The tokenised request.
-    pub req: Tokenized,
-    /// Set when the client is gone.
-    pub cancel: Arc<AtomicBool>,
-    /// When it entered the queue.
-    pub enqueued: Instant,
-    /// Progress and result.
-    pub events: mpsc::UnboundedSender<Event>,
-}
-
-/// A scoring job.
-pub struct ScoreJob {
-    /// The pairs.
-    pub inputs: Vec<RewardInput>,
-    /// Set when the client is gone.
-    pub cancel: Arc<AtomicBool>,
-    /// When it entered the queue.
-    pub enqueued: Instant,
-    /// The scores.
-    pub reply: oneshot::Sender<Result<(Vec<Scored>, Duration), ApiError>>,
-}
-
-/// Work for the engine.
-pub enum Job {
-    /// Generate.
-    Generate(Box<GenJob>),
-    /// Score pairs.
-    Score(ScoreJob),
-    /// Correct answers with the aligner.
-    Correct(Box<super::correct::CorrectJob>),
-}
-
-/// The models, once loaded, and a load failure, if any.
-#[derive(Default)]
-pub struct LoadState {
-    /// Set once the models are loaded.
-    pub info: OnceLock<Arc<ModelInfo>>,
-    /// Set if loading failed.
-    pub error: OnceLock<String>,
-}
-
-/// The models the engine thread owns.
-pub(super) struct Models {
-    /// The policy.
-    pub(super) policy: thresh_models::LoadedModel,
-    /// The reward model.
-    pub(super) reward: Box<dyn RewardModel>,
-    /// The corrector, with `--aligner`.
-    pub(super) aligner: Option<Corrector>,
-    /// The policy's recently prefilled prompts (`--prefix-cache-mb`).
-    pub(super) prefix: thresh_decoding::PrefixCache,
-}
 
 fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     let opts = LoadOptions {
@@ -338,7 +170,11 @@ fn run_job(models: &Models, stepper: &dyn Stepper, job: Job) {
                 Ok(Ok(mut out)) => {
                     out.queue_time = queue_time;
                     out.engine_time = t.elapsed();
-                    m::generated(&out, strategy);
+                    let pruned = out
+                        .candidates
+                        .as_deref()
+                        .map(super::generation::pruned_tokens);
+                    m::generated(&out.stats, pruned, strategy);
                     Ok(out)
                 }
                 Ok(Err(e)) if e.is_cancelled() => {

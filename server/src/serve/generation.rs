@@ -12,8 +12,8 @@ use thresh_models::Tokenizer;
 use thresh_reward::RewardInput;
 use tokio::sync::mpsc;
 
-use super::engine::{ChoiceOut, Event, GenOutput, Models};
 use super::infer_error::InferError;
+use super::jobs::{ChoiceOut, Event, GenOutput, Models};
 use super::token_spans::TokenSpans;
 use super::validation::{CorrectMode, Tokenized};
 
@@ -26,7 +26,7 @@ pub(super) fn generate(
 ) -> Result<GenOutput, InferError> {
     let mut out = run_strategy(models, stepper, job, cancel, events)?;
     if job.req.correct != CorrectMode::Off {
-        super::correct::correct_choices(models, job, cancel, &mut out)?;
+        super::correction::correct_choices(models, job, cancel, &mut out)?;
     }
     Ok(out)
 }

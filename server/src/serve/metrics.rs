@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use super::engine::GenOutput;
-use super::generation::pruned_tokens;
+use thresh_decoding::strategy::StrategyStats;
 
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -81,22 +79,22 @@ pub fn reward_tokens(n: usize) {
     counter!("thresh_reward_tokens_total").increment(n as u64);
 }
 
-/// Tokens of a finished generation.
-pub fn generated(out: &GenOutput, strategy: &'static str) {
+/// Tokens of a finished generation: its strategy's counters, and the tokens of candidates
+/// pruned before they finished (`None` where the strategy kept no candidates).
+pub fn generated(stats: &StrategyStats, pruned_tokens: Option<usize>, strategy: &'static str) {
     counter!("thresh_generated_tokens_total", "strategy" => strategy)
-        .increment(out.stats.policy_tokens as u64);
-    counter!("thresh_prompt_tokens_total").increment(out.stats.prompt_tokens as u64);
-    counter!("thresh_prompt_tokens_cached_total").increment(out.stats.cached_prompt_tokens as u64);
-    if let Some(c) = &out.candidates {
-        counter!("thresh_pruned_tokens_total", "strategy" => strategy)
-            .increment(pruned_tokens(c) as u64);
+        .increment(stats.policy_tokens as u64);
+    counter!("thresh_prompt_tokens_total").increment(stats.prompt_tokens as u64);
+    counter!("thresh_prompt_tokens_cached_total").increment(stats.cached_prompt_tokens as u64);
+    if let Some(n) = pruned_tokens {
+        counter!("thresh_pruned_tokens_total", "strategy" => strategy).increment(n as u64);
     }
-    reward_tokens(out.stats.reward_tokens);
-    let decisions = out.stats.decision_tokens.len();
+    reward_tokens(stats.reward_tokens);
+    let decisions = stats.decision_tokens.len();
     if decisions > 0 {
         counter!("thresh_speculative_decisions_total").increment(decisions as u64);
     }
-    if let Some(why) = out.stats.no_decision {
+    if let Some(why) = stats.no_decision {
         counter!("thresh_speculative_no_decision_total", "reason" => why.label()).increment(1);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Requests pass through [`validation`] (raw OpenAI bodies to typed requests), are tokenised
 //! on blocking workers, and reach the [`engine`] thread, which owns the candle models,
-//! through a bounded queue (full: 429). A client that disconnects cancels its job at the
+//! through a bounded queue of [`jobs`] (full: 429). A client that disconnects cancels its job at the
 //! next decode step. SIGINT/SIGTERM start the [`drain`]: new requests get 503 (with
 //! `Connection: close`) while in-flight requests finish within `--shutdown-timeout`; then
 //! the server stops accepting, closes idle connections and returns.
@@ -10,11 +10,13 @@
 pub mod alignment;
 pub mod config;
 pub mod correct;
+mod correction;
 pub mod drain;
 pub mod engine;
 pub mod errors;
 mod generation;
 mod infer_error;
+pub mod jobs;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
@@ -45,8 +47,8 @@ use tokio::sync::{mpsc, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::{LogFormat, ServeArgs, ServeConfig};
-use engine::{Job, LoadState};
 use errors::ApiError;
+use jobs::{Job, LoadState};
 use routes::{Arrived, RequestId, StrategyLabel};
 
 /// Shared by every handler.

@@ -194,3 +194,42 @@ pub struct RewardsBody {
     /// The pairs to score.
     pub input: Vec<RewardPair>,
 }
+
+/// One (question, answer) pair as sent.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPair {
+    /// The question as text.
+    pub question: Option<String>,
+    /// Or as a conversation (its last user turn is the question).
+    pub messages: Option<Vec<RawMessage>>,
+    /// The upstream answer to correct.
+    pub answer: String,
+}
+
+/// The body of `/correct`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct CorrectBody {
+    /// The aligner's id (optional).
+    pub model: Option<String>,
+    /// One pair: the question as text.
+    pub question: Option<String>,
+    /// One pair: the question as chat messages.
+    pub messages: Option<Vec<RawMessage>>,
+    /// One pair: the answer.
+    pub answer: Option<String>,
+    /// Or a batch of pairs.
+    pub inputs: Option<Vec<RawPair>>,
+    /// New tokens per correction at most (default 256).
+    pub max_tokens: Option<usize>,
+    /// Sampling temperature (default 0: greedy).
+    pub temperature: Option<f32>,
+    /// Nucleus mass.
+    pub top_p: Option<f32>,
+    /// Keep the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Streaming is not offered on this route; `true` is rejected.
+    pub stream: Option<bool>,
+}

@@ -5,10 +5,10 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::correct::{CorrectBody, RawPair};
 use super::openai::{
-    AlignmentInput, AlphaInput, ContentPart, CorrectInput, GenerationBody, MessageContent,
-    PromptInput, RawMessage, RewardPair, RewardsBody, StopInput, StreamOptions,
+    AlignmentInput, AlphaInput, ContentPart, CorrectBody, CorrectInput, GenerationBody,
+    MessageContent, PromptInput, RawMessage, RawPair, RewardPair, RewardsBody, StopInput,
+    StreamOptions,
 };
 
 /// OpenAI's error body.

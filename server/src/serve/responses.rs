@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use thresh_decoding::strategy::{Candidate, Fate, StrategyStats};
 
-use super::engine::{ChoiceOut, GenOutput};
+use super::jobs::{ChoiceOut, GenOutput};
 use super::validation::Route;
 
 /// What every body of one response shares.

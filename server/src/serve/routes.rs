@@ -16,8 +16,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
-use super::engine::{CancelOnDrop, Event, GenJob, GenOutput, Job, ModelInfo, ScoreJob};
 use super::errors::ApiError;
+use super::jobs::{CancelOnDrop, Event, GenJob, GenOutput, Job, ModelInfo, ScoreJob};
 use super::metrics as m;
 use super::responses::{RespCtx, completion_json, unix_now};
 use super::sse::stream_response;

@@ -13,8 +13,8 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::engine::{CancelOnDrop, Event, GenOutput};
 use super::errors::ApiError;
+use super::jobs::{CancelOnDrop, Event, GenOutput};
 use super::metrics as m;
 use super::responses::{RespCtx, alignment_json, chunk, chunk_choice, logprobs_value, usage_chunk};
 use super::token_spans::word_pieces;

@@ -4,8 +4,8 @@
 use thresh_decoding::strategy::{Schedule, Strategy};
 use thresh_reward::Prompt;
 
-use super::engine::ModelInfo;
 use super::errors::ApiError;
+use super::jobs::ModelInfo;
 use super::validation::{CorrectMode, GenRequest, Limits, PromptSpec, Route, Tokenized, bad};
 
 /// Tokenises the prompt and checks its length, `max_tokens` and the KV budget.
