@@ -2,43 +2,27 @@
 //! explicit schedules, adaptive rejection (`alpha: "auto"`) and the reasons a run makes no
 //! decision.
 
+use thresh_decoding::SamplingParams;
 use thresh_decoding::strategy::adaptive::Z;
 use thresh_decoding::strategy::{
     Fate, NoDecision, Rejection, Schedule, SpeculativeParams, StrategyInput, best_of_n,
     speculative_rejection,
 };
-use thresh_decoding::{SamplingParams, StopConditions};
-use thresh_reward::Prompt;
 
 mod common;
 
 use common::scorers::{LetterCount, PrefixScore, prefix_score};
-use common::{chat_ids, policy};
+use common::{chat_ids, policy, strategy_input};
 
 const QUESTION: &str = "Name three things that make a good cup of tea.";
 
 fn input(ids: &[u32], max_tokens: usize, seed: u64) -> StrategyInput<'_> {
-    let m = policy();
-    StrategyInput {
-        decoder: &m.decoder,
-        tokenizer: &m.tokenizer,
-        prompt_ids: ids,
-        reward_prompt: Prompt::Text(QUESTION.into()),
-        sampling: SamplingParams {
-            temperature: 1.0,
-            seed,
-            ..Default::default()
-        },
-        stop: StopConditions {
-            max_tokens,
-            ..Default::default()
-        },
-        top_k: 1,
-        return_candidates: true,
-        cancel: None,
-        stepper: None,
-        prefix_cache: None,
-    }
+    let sampling = SamplingParams {
+        temperature: 1.0,
+        seed,
+        ..Default::default()
+    };
+    strategy_input(ids, QUESTION, max_tokens, sampling)
 }
 
 fn params(n0: usize, rejection: Rejection, schedule: Option<Schedule>) -> SpeculativeParams {

@@ -11,12 +11,12 @@ use thresh_decoding::strategy::{
     speculative_rejection,
 };
 use thresh_decoding::{DecodeError, SamplingParams, StopConditions};
-use thresh_reward::{Prompt, RewardModel};
+use thresh_reward::RewardModel;
 
 mod common;
 
 use common::scorers::{HashScore, LetterCount, hash_score};
-use common::{chat_ids, policy, relevance};
+use common::{chat_ids, policy, relevance, strategy_input};
 
 const QUESTION: &str = "Give me one tip for staying healthy.";
 
@@ -25,27 +25,15 @@ fn prompt_ids() -> Vec<u32> {
 }
 
 fn input(ids: &[u32], max_tokens: usize, candidates: bool) -> StrategyInput<'_> {
-    let m = policy();
+    let sampling = SamplingParams {
+        temperature: 1.0,
+        top_k: 50,
+        seed: 11,
+        ..Default::default()
+    };
     StrategyInput {
-        decoder: &m.decoder,
-        tokenizer: &m.tokenizer,
-        prompt_ids: ids,
-        reward_prompt: Prompt::Text(QUESTION.into()),
-        sampling: SamplingParams {
-            temperature: 1.0,
-            top_k: 50,
-            seed: 11,
-            ..Default::default()
-        },
-        stop: StopConditions {
-            max_tokens,
-            ..Default::default()
-        },
-        top_k: 1,
         return_candidates: candidates,
-        cancel: None,
-        stepper: None,
-        prefix_cache: None,
+        ..strategy_input(ids, QUESTION, max_tokens, sampling)
     }
 }
 

@@ -6,8 +6,10 @@ use std::sync::OnceLock;
 
 pub mod scorers;
 
+use thresh_decoding::strategy::StrategyInput;
+use thresh_decoding::{SamplingParams, StopConditions};
 use thresh_models::{ChatMessage, GgmlDType, LoadOptions, LoadedModel, load};
-use thresh_reward::RelevanceReward;
+use thresh_reward::{Prompt, RelevanceReward};
 
 /// SmolLM2-135M-Instruct with q8_0 projections (the strategies' policy).
 pub fn policy() -> &'static LoadedModel {
@@ -43,4 +45,32 @@ pub fn chat_ids(m: &LoadedModel, q: &str) -> Vec<u32> {
         .render(&[ChatMessage::new("user", q)], true)
         .unwrap();
     m.tokenizer.encode(&text, false).unwrap()
+}
+
+/// A strategy input for the demo policy: `ids` answering `question` (as the reward model sees
+/// it), at most `max_tokens` new tokens, the top answer, every candidate returned, no cancel
+/// flag, stepper or prefix cache.
+pub fn strategy_input<'a>(
+    ids: &'a [u32],
+    question: &str,
+    max_tokens: usize,
+    sampling: SamplingParams,
+) -> StrategyInput<'a> {
+    let m = policy();
+    StrategyInput {
+        decoder: &m.decoder,
+        tokenizer: &m.tokenizer,
+        prompt_ids: ids,
+        reward_prompt: Prompt::Text(question.into()),
+        sampling,
+        stop: StopConditions {
+            max_tokens,
+            ..Default::default()
+        },
+        top_k: 1,
+        return_candidates: true,
+        cancel: None,
+        stepper: None,
+        prefix_cache: None,
+    }
 }
