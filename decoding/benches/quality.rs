@@ -150,27 +150,20 @@ fn main() {
             .render(&[ChatMessage::new("user", q)], true)
             .expect("render");
         let ids = m.tokenizer.encode(&text, false).expect("encode");
-        let input = StrategyInput {
-            decoder: &m.decoder,
-            tokenizer: &m.tokenizer,
-            prompt_ids: &ids,
-            reward_prompt: Prompt::Text(q.clone()),
-            sampling: SamplingParams {
-                temperature: 1.0,
-                top_k: 50,
-                seed: 1000 * pi as u64,
-                ..Default::default()
-            },
-            stop: StopConditions {
-                max_tokens: MAX_NEW,
-                ..Default::default()
-            },
-            top_k: 1,
-            return_candidates: true,
-            cancel: None,
-            stepper: None,
-            prefix_cache: None,
+        let sampling = SamplingParams {
+            temperature: 1.0,
+            top_k: 50,
+            seed: 1000 * pi as u64,
+            ..Default::default()
         };
+        let input = StrategyInput::new(
+            &m.decoder,
+            &m.tokenizer,
+            &ids,
+            Prompt::Text(q.clone()),
+            sampling,
+            MAX_NEW,
+        );
         let t = Instant::now();
         let bo_n0 = Strategy::BestOfN { candidates: N0 }
             .run(&input, &reward)

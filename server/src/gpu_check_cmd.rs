@@ -442,27 +442,20 @@ fn quality(
     let (mut budget_used, mut n0_time) = (0usize, 0f64);
     for (pi, q) in prompts.iter().take(n).enumerate() {
         let ids = chat_ids(m, q)?;
-        let input = StrategyInput {
-            decoder: &m.decoder,
-            tokenizer: &m.tokenizer,
-            prompt_ids: &ids,
-            reward_prompt: Prompt::Text(q.clone()),
-            sampling: SamplingParams {
-                temperature: 1.0,
-                top_k: 50,
-                seed: 1000 * pi as u64,
-                ..Default::default()
-            },
-            stop: StopConditions {
-                max_tokens: args.max_tokens,
-                ..Default::default()
-            },
-            top_k: 1,
-            return_candidates: true,
-            cancel: None,
-            stepper: None,
-            prefix_cache: None,
+        let sampling = SamplingParams {
+            temperature: 1.0,
+            top_k: 50,
+            seed: 1000 * pi as u64,
+            ..Default::default()
         };
+        let input = StrategyInput::new(
+            &m.decoder,
+            &m.tokenizer,
+            &ids,
+            Prompt::Text(q.clone()),
+            sampling,
+            args.max_tokens,
+        );
         let mut base = None;
         for (k, &bn) in ns.iter().enumerate() {
             let t = Instant::now();

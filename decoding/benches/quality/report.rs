@@ -39,22 +39,10 @@ pub fn svg_correlation(points: &[(usize, f64, f64)]) -> String {
     );
     let px = |x: f64| m + (x - xmin) / (xmax - xmin) * (w - 2.0 * m);
     let py = |y: f64| h - m - y.clamp(-0.2, 1.0) / 1.2 * (h - 2.0 * m) - 0.2 / 1.2 * (h - 2.0 * m);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    s += &format!(
-        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m,
-        w - m,
-        h - m,
-        h - m
-    );
-    s += &format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">tokens of the partial answer</text>\n<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">correlation with the final reward</text>\n",
-        w / 2.0,
-        h - 20.0,
-        h / 2.0,
-        h / 2.0
+    let mut s = frame(
+        (w, h, m),
+        "tokens of the partial answer",
+        "correlation with the final reward",
     );
     for y in [0.0, 0.5, 1.0] {
         s += &format!(
@@ -107,25 +95,10 @@ pub fn svg_score(points: &[Point], n0: usize) -> String {
     );
     let px = |x: f64| m + (x - xmin) / (xmax - xmin) * (w - 2.0 * m);
     let py = |y: f64| h - m - (y - ymin) / (ymax - ymin) * (h - 2.0 * m);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    s += &format!(
-        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m,
-        w - m,
-        h - m,
-        h - m
-    );
-    s += &format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">wall time relative to Best-of-{n0} (log2)</text>\n",
-        w / 2.0,
-        h - 20.0
-    );
-    s += &format!(
-        "<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">improvement score</text>\n",
-        h / 2.0,
-        h / 2.0
+    let mut s = frame(
+        (w, h, m),
+        &format!("wall time relative to Best-of-{n0} (log2)"),
+        "improvement score",
     );
     let mut tick = xmin.ceil();
     while tick <= xmax {
@@ -165,6 +138,29 @@ pub fn svg_score(points: &[Point], n0: usize) -> String {
     s += &format!(
         "<text x=\"{}\" y=\"20\" fill=\"#1f77b4\">Best-of-N (by N)</text><text x=\"{}\" y=\"35\" fill=\"#d62728\">Speculative Rejection (by initial batch and alpha)</text>\n</svg>\n",
         m, m
+    );
+    s
+}
+
+/// An SVG document of `w` x `h` with a white background, the two axes `m` in from the
+/// edges, and their labels.
+fn frame((w, h, m): (f64, f64, f64), x_label: &str, y_label: &str) -> String {
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    s += &format!(
+        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - m,
+        w - m,
+        h - m,
+        h - m
+    );
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x_label}</text>\n<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">{y_label}</text>\n",
+        w / 2.0,
+        h - 20.0,
+        h / 2.0,
+        h / 2.0
     );
     s
 }

@@ -60,6 +60,37 @@ pub struct StrategyInput<'a> {
     pub prefix_cache: Option<&'a crate::prefix::PrefixCache>,
 }
 
+impl<'a> StrategyInput<'a> {
+    /// A request for `prompt_ids` on `decoder`, scored against `reward_prompt`, with at most
+    /// `max_tokens` new tokens: the top answer and every candidate returned, no stop strings,
+    /// cancel flag, stepper or prefix cache (set the fields to change them).
+    pub fn new(
+        decoder: &'a Decoder,
+        tokenizer: &'a Tokenizer,
+        prompt_ids: &'a [u32],
+        reward_prompt: Prompt,
+        sampling: SamplingParams,
+        max_tokens: usize,
+    ) -> Self {
+        StrategyInput {
+            decoder,
+            tokenizer,
+            prompt_ids,
+            reward_prompt,
+            sampling,
+            stop: StopConditions {
+                max_tokens,
+                ..Default::default()
+            },
+            top_k: 1,
+            return_candidates: true,
+            cancel: None,
+            stepper: None,
+            prefix_cache: None,
+        }
+    }
+}
+
 /// How a candidate ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 pub mod scorers;
 
+use thresh_decoding::SamplingParams;
 use thresh_decoding::strategy::StrategyInput;
-use thresh_decoding::{SamplingParams, StopConditions};
 use thresh_models::{ChatMessage, GgmlDType, LoadOptions, LoadedModel, load};
 use thresh_reward::{Prompt, RelevanceReward};
 
@@ -57,20 +57,12 @@ pub fn strategy_input<'a>(
     sampling: SamplingParams,
 ) -> StrategyInput<'a> {
     let m = policy();
-    StrategyInput {
-        decoder: &m.decoder,
-        tokenizer: &m.tokenizer,
-        prompt_ids: ids,
-        reward_prompt: Prompt::Text(question.into()),
+    StrategyInput::new(
+        &m.decoder,
+        &m.tokenizer,
+        ids,
+        Prompt::Text(question.into()),
         sampling,
-        stop: StopConditions {
-            max_tokens,
-            ..Default::default()
-        },
-        top_k: 1,
-        return_candidates: true,
-        cancel: None,
-        stepper: None,
-        prefix_cache: None,
-    }
+        max_tokens,
+    )
 }
