@@ -92,9 +92,9 @@ impl Schedule {
         match self {
             Schedule::Budget => Ok(()),
             Schedule::Tokens(taus) => {
-                if taus.first() == Some(&0) || taus.windows(2).any(|w| w[0] >= w[1]) {
+                if taus.first().is_none_or(|&t| t == 0) || taus.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(DecodeError::InvalidParameter(format!(
-                        "decision_tokens must be positive and strictly increasing, got {taus:?}"
+                        "decision_tokens must list positive, strictly increasing token counts, got {taus:?}"
                     )));
                 }
                 Ok(())
@@ -337,6 +337,7 @@ mod tests {
         assert_eq!(g.next_decision(30, 4, 60, 0), Some(48));
         assert!(Schedule::Tokens(vec![8, 8]).validate().is_err());
         assert!(Schedule::Tokens(vec![0]).validate().is_err());
+        assert!(Schedule::Tokens(Vec::new()).validate().is_err());
         assert!(Schedule::Geometric { first: 0 }.validate().is_err());
     }
 
