@@ -9,9 +9,9 @@ use std::time::Instant;
 use thresh_aligner::CorrectionInput;
 use thresh_reward::RewardInput;
 
-use super::infer_error::InferError;
+use super::error::InferError;
 use super::jobs::{CorrectionOut, GenOutput, Models};
-use super::validation::{CorrectMode, Tokenized};
+use crate::serve::validation::{CorrectMode, Tokenized};
 
 /// Generate-then-correct: each answer goes through the aligner; both texts are scored, and
 /// the choice returns the correction (`On`) or the higher-scored text (`Guarded`).

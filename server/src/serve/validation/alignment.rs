@@ -4,9 +4,9 @@
 
 use thresh_decoding::strategy::{Rejection, Schedule, SpeculativeParams, Strategy};
 
-use super::errors::ApiError;
-use super::openai::{AlignmentInput, AlphaInput};
 use super::params::{bad, unit_range, usize_of};
+use crate::serve::api::errors::ApiError;
+use crate::serve::api::openai::{AlignmentInput, AlphaInput};
 
 /// Decisions a request may list in `alignment.decision_tokens`.
 const MAX_DECISIONS: usize = 64;

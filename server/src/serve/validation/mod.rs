@@ -1,15 +1,23 @@
 //! Raw OpenAI bodies to typed, checked requests. Parameters are checked before any work
 //! ([`validate_generation`]); prompt lengths, `max_tokens` and the KV budget once the prompt
-//! is tokenised ([`tokenize`](super::tokenize::tokenize), on a blocking worker).
+//! is tokenised ([`tokenize`](tokenize::tokenize), on a blocking worker).
+//!
+//! This layer imports only [`api`](super::api): it knows the wire types and the error body,
+//! never the engine or HTTP.
+
+pub mod alignment;
+pub mod correct;
+pub mod model_info;
+mod params;
+pub mod tokenize;
 
 use thresh_decoding::strategy::Strategy;
 use thresh_decoding::{SamplingParams, StopConditions};
 use thresh_models::ChatMessage;
 use thresh_reward::{Prompt, RewardInput};
 
-use super::alignment::StrategyLimits;
-use super::errors::ApiError;
-use super::openai::{
+use super::api::errors::ApiError;
+use super::api::openai::{
     CorrectInput, GenerationBody, MessageContent, PromptInput, RawMessage, RewardsBody, StopInput,
 };
 
@@ -109,8 +117,9 @@ pub struct Tokenized {
     pub reward_prompt: Prompt,
 }
 
-pub(crate) use super::params::bad;
-use super::params::{unit_range, usize_of};
+use alignment::StrategyLimits;
+pub(crate) use params::bad;
+use params::{unit_range, usize_of};
 
 /// Converts raw chat messages, joining text parts.
 pub fn messages(raw: &[RawMessage], param: &str) -> Result<Vec<ChatMessage>, ApiError> {
@@ -330,7 +339,7 @@ pub fn validate_generation(
             "alignment.correct cannot be streamed: send stream: false",
         ));
     }
-    let strategy = super::alignment::strategy(
+    let strategy = alignment::strategy(
         &alignment,
         best_of,
         n,

@@ -1,7 +1,7 @@
 //! Small checks of single request parameters, each failing with a 400 that names the
 //! parameter.
 
-use super::errors::ApiError;
+use crate::serve::api::errors::ApiError;
 
 /// A 400 for `param`.
 pub(crate) fn bad(param: &str, message: impl Into<String>) -> ApiError {

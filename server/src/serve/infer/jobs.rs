@@ -1,6 +1,5 @@
-//! What crosses the engine's queue and comes back: the jobs, their events and outputs, the
-//! loaded models, and what handlers know about them. Types only; the engine that runs the
-//! jobs is [`engine`](super::engine).
+//! What crosses the engine's queue and comes back: the jobs, their events and outputs, and
+//! the loaded models. Types only; the engine that runs the jobs is [`engine`](super::engine).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,45 +8,12 @@ use std::time::{Duration, Instant};
 use thresh_aligner::{Correction, CorrectionInput, Corrector};
 use thresh_decoding::strategy::{Candidate, StrategyStats};
 use thresh_decoding::{SamplingParams, StopConditions};
-use thresh_models::{ChatTemplate, Tokenizer};
 use thresh_reward::{RewardInput, RewardModel, Scored};
 use tokio::sync::{mpsc, oneshot};
 
-use super::errors::ApiError;
-use super::validation::Tokenized;
-
-/// What handlers need to know about the loaded models.
-pub struct ModelInfo {
-    /// The policy's id (file or directory name).
-    pub id: String,
-    /// The reward model's id.
-    pub reward_id: String,
-    /// The aligner's id, where one was given.
-    pub aligner_id: Option<String>,
-    /// The aligner's context in tokens.
-    pub aligner_context: Option<usize>,
-    /// The aligner's prompt template name.
-    pub aligner_template: Option<&'static str>,
-    /// The policy's tokenizer.
-    pub tokenizer: Tokenizer,
-    /// The policy's chat template.
-    pub chat_template: Option<ChatTemplate>,
-    /// The policy's context in tokens.
-    pub context: usize,
-    /// The policy's vocabulary size.
-    pub vocab_size: usize,
-}
-
-/// The id a model is served under: its file stem or directory name.
-pub fn model_id(path: &std::path::Path) -> String {
-    let name = if path.is_dir() {
-        path.file_name()
-    } else {
-        path.file_stem()
-    };
-    name.map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
-}
+use crate::serve::api::errors::ApiError;
+use crate::serve::validation::Tokenized;
+use crate::serve::validation::model_info::ModelInfo;
 
 /// Sets a flag when dropped: the handler's or stream's end cancels the job.
 pub struct CancelOnDrop(pub Arc<AtomicBool>);

@@ -1,5 +1,5 @@
 //! The raw OpenAI request bodies as clients send them (every field optional, unknown fields
-//! ignored), before [`validation`](super::validation) turns them into typed requests.
+//! ignored), before [`validation`](crate::serve::validation) turns them into typed requests.
 
 use serde::Deserialize;
 use utoipa::ToSchema;

@@ -2,7 +2,7 @@
 //! decoded; aligned requests send comment lines with progress while the candidates race,
 //! then the chosen answers as deltas. With `logprobs`, each chunk carries the
 //! log-probabilities of the tokens its text completes (the rule is in
-//! [`token_spans`](super::token_spans)). Every stream ends with `data: [DONE]`. Dropping the
+//! [`token_spans`](crate::serve::infer::token_spans)). Every stream ends with `data: [DONE]`. Dropping the
 //! stream (the client went away) cancels the job at its next decode step.
 
 use std::collections::VecDeque;
@@ -11,19 +11,18 @@ use std::time::{Duration, Instant};
 
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::errors::ApiError;
-use super::jobs::{CancelOnDrop, Event, GenOutput};
-use super::metrics as m;
 use super::responses::{RespCtx, alignment_json, chunk, chunk_choice, logprobs_value, usage_chunk};
-use super::token_spans::word_pieces;
-use super::validation::Route;
+use crate::serve::api::errors::ApiError;
+use crate::serve::infer::Generation;
+use crate::serve::infer::jobs::{Event, GenOutput};
+use crate::serve::infer::token_spans::word_pieces;
+use crate::serve::metrics as m;
+use crate::serve::validation::Route;
 
 struct StreamState {
     ctx: RespCtx,
-    rx: UnboundedReceiver<Event>,
-    _guard: CancelOnDrop,
+    generation: Generation,
     pending: VecDeque<SseEvent>,
     done: bool,
     first_token: bool,
@@ -128,16 +127,10 @@ impl StreamState {
 }
 
 /// The SSE response of a streamed job; `guard` cancels the job when the stream is dropped.
-pub fn stream_response(
-    ctx: RespCtx,
-    rx: UnboundedReceiver<Event>,
-    guard: CancelOnDrop,
-    timeout: Duration,
-) -> Response {
+pub fn stream_response(ctx: RespCtx, generation: Generation, timeout: Duration) -> Response {
     let st = StreamState {
         ctx,
-        rx,
-        _guard: guard,
+        generation,
         pending: VecDeque::new(),
         done: false,
         first_token: false,
@@ -154,7 +147,7 @@ pub fn stream_response(
             if st.done {
                 return None;
             }
-            let tick = tokio::time::timeout(Duration::from_millis(500), st.rx.recv());
+            let tick = tokio::time::timeout(Duration::from_millis(500), st.generation.next());
             match tokio::time::timeout_at(st.deadline, tick).await {
                 Err(_) => {
                     let secs = st.timeout_secs;

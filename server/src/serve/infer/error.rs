@@ -6,7 +6,7 @@ use thresh_aligner::AlignerError;
 use thresh_decoding::DecodeError;
 use thresh_reward::RewardError;
 
-use super::errors::ApiError;
+use crate::serve::api::errors::ApiError;
 
 /// What a job on the engine can fail with.
 #[derive(Debug, thiserror::Error)]

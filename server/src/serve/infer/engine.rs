@@ -18,10 +18,22 @@ use thresh_decoding::{StepMerger, Stepper};
 use thresh_models::LoadOptions;
 use tokio::sync::mpsc;
 
-use super::config::ServeConfig;
-use super::errors::ApiError;
-use super::jobs::{Event, Job, LoadState, ModelInfo, Models, model_id};
-use super::metrics as m;
+use super::jobs::{Event, Job, LoadState, Models};
+use crate::serve::api::errors::ApiError;
+use crate::serve::config::ServeConfig;
+use crate::serve::metrics as m;
+use crate::serve::validation::model_info::ModelInfo;
+
+/// The id a model is served under: its file stem or directory name.
+pub fn model_id(path: &std::path::Path) -> String {
+    let name = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    name.map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
 
 fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     let opts = LoadOptions {

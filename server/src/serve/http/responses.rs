@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use thresh_decoding::strategy::{Candidate, Fate, StrategyStats};
 
-use super::jobs::{ChoiceOut, GenOutput};
-use super::validation::Route;
+use crate::serve::infer::jobs::{ChoiceOut, GenOutput};
+use crate::serve::validation::Route;
 
 /// What every body of one response shares.
 #[derive(Debug, Clone)]

@@ -4,9 +4,9 @@
 use thresh_decoding::strategy::{Schedule, Strategy};
 use thresh_reward::Prompt;
 
-use super::errors::ApiError;
-use super::jobs::ModelInfo;
-use super::validation::{CorrectMode, GenRequest, Limits, PromptSpec, Route, Tokenized, bad};
+use super::model_info::ModelInfo;
+use super::{CorrectMode, GenRequest, Limits, PromptSpec, Route, Tokenized, bad};
+use crate::serve::api::errors::ApiError;
 
 /// Tokenises the prompt and checks its length, `max_tokens` and the KV budget.
 pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tokenized, ApiError> {

@@ -12,10 +12,10 @@ use thresh_models::Tokenizer;
 use thresh_reward::RewardInput;
 use tokio::sync::mpsc;
 
-use super::infer_error::InferError;
+use super::error::InferError;
 use super::jobs::{ChoiceOut, Event, GenOutput, Models};
 use super::token_spans::TokenSpans;
-use super::validation::{CorrectMode, Tokenized};
+use crate::serve::validation::{CorrectMode, Tokenized};
 
 pub(super) fn generate(
     models: &Models,

@@ -1,0 +1,8 @@
+//! The wire: OpenAI-style request bodies as they arrive ([`openai`]), the error body and its
+//! status codes ([`errors`]), and the OpenAPI document ([`openapi`]).
+//!
+//! The bottom layer of the daemon: it imports nothing else from [`serve`](super).
+
+pub mod errors;
+pub mod openai;
+pub mod openapi;

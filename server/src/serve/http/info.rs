@@ -1,0 +1,87 @@
+//! The routes that describe the server: `GET /v1/models`, `/health`, `/metrics`,
+//! `/openapi.json`, and the 404 and 405 answers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::request::ready;
+use crate::serve::api::errors::ApiError;
+use crate::serve::api::openapi;
+
+type S = State<Arc<AppState>>;
+
+/// `GET /v1/models`.
+pub async fn models(State(s): S) -> Response {
+    let info = match ready(&s) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let created = s.started_unix;
+    let mut data = vec![
+        json!({"id": info.id, "object": "model", "created": created, "owned_by": "thresh",
+               "max_model_len": info.context, "thresh_role": "policy"}),
+        json!({"id": info.reward_id, "object": "model", "created": created, "owned_by": "thresh",
+               "thresh_role": "reward"}),
+    ];
+    if let Some(a) = &info.aligner_id {
+        data.push(
+            json!({"id": a, "object": "model", "created": created, "owned_by": "thresh",
+                         "thresh_role": "aligner"}),
+        );
+    }
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `GET /health`: 200 once the models are loaded, 503 before and while shutting down.
+pub async fn health(State(s): S) -> Response {
+    if let Some(e) = s.infer.load_error() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "error": e})),
+        )
+            .into_response();
+    }
+    match ready(&s) {
+        Ok(_) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": e.code()})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics` in Prometheus' text format.
+pub async fn metrics(State(s): S) -> Response {
+    let mut resp = s.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// Unknown routes: 404 in OpenAI's error format.
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError::UnknownRoute {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .into_response()
+}
+
+/// Known route, wrong method: 405.
+pub async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    Json(openapi::document()).into_response()
+}

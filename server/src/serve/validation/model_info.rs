@@ -1,0 +1,26 @@
+//! What validation and the handlers know about the loaded models. The engine fills it in
+//! once loading succeeds ([`infer`](crate::serve::infer)).
+
+use thresh_models::{ChatTemplate, Tokenizer};
+
+/// What handlers need to know about the loaded models.
+pub struct ModelInfo {
+    /// The policy's id (file or directory name).
+    pub id: String,
+    /// The reward model's id.
+    pub reward_id: String,
+    /// The aligner's id, where one was given.
+    pub aligner_id: Option<String>,
+    /// The aligner's context in tokens.
+    pub aligner_context: Option<usize>,
+    /// The aligner's prompt template name.
+    pub aligner_template: Option<&'static str>,
+    /// The policy's tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The policy's chat template.
+    pub chat_template: Option<ChatTemplate>,
+    /// The policy's context in tokens.
+    pub context: usize,
+    /// The policy's vocabulary size.
+    pub vocab_size: usize,
+}
