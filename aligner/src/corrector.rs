@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use thresh_decoding::{BatchStats, DecodeBatch, FinishReason, SamplingParams, StopConditions};
 use thresh_models::LoadedModel;
-use thresh_reward::{Prompt, RewardInput, RewardModel};
+use thresh_reward::Prompt;
 
 use crate::error::{AlignerError, Result};
 use crate::template::AlignerTemplate;
@@ -57,19 +57,6 @@ pub struct Correction {
     pub finish: FinishReason,
     /// Counters and timings of the generation.
     pub stats: BatchStats,
-}
-
-/// Which of the two answers a guarded correction returns, with both scores.
-#[derive(Debug, Clone)]
-pub struct Guarded {
-    /// The correction that was generated.
-    pub correction: Correction,
-    /// Reward of the original answer.
-    pub original_score: f32,
-    /// Reward of the corrected answer.
-    pub corrected_score: f32,
-    /// Whether the corrected answer scored at least as high and is returned.
-    pub use_corrected: bool,
 }
 
 /// An Aligner corrector: a causal LM plus its prompt template.
@@ -165,44 +152,5 @@ impl Corrector {
             });
         }
         Ok(out)
-    }
-
-    /// Corrects one pair, scores the original and the corrected answer with `reward`, and
-    /// says which to return: the correction only when it scores at least as high.
-    pub fn correct_guarded(
-        &self,
-        input: &CorrectionInput,
-        reward: &dyn RewardModel,
-        sampling: &SamplingParams,
-        stop: &StopConditions,
-        cancel: Option<Arc<AtomicBool>>,
-    ) -> Result<Guarded> {
-        let correction = self
-            .correct(std::slice::from_ref(input), sampling, stop, cancel)?
-            .pop()
-            .ok_or_else(|| AlignerError::InvalidInput("no correction".into()))?;
-        let pairs = [
-            RewardInput {
-                prompt: input.question.clone(),
-                response: input.answer.clone(),
-            },
-            RewardInput {
-                prompt: input.question.clone(),
-                response: correction.text.clone(),
-            },
-        ];
-        let scores = if correction.text.trim().is_empty() {
-            // An empty correction cannot win; score the original alone.
-            let s = reward.score(&pairs[..1])?;
-            vec![s[0].score, f32::NEG_INFINITY]
-        } else {
-            reward.score(&pairs)?.iter().map(|s| s.score).collect()
-        };
-        Ok(Guarded {
-            use_corrected: scores[1] >= scores[0],
-            original_score: scores[0],
-            corrected_score: scores[1],
-            correction,
-        })
     }
 }

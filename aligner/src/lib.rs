@@ -3,13 +3,16 @@
 //! the policy ([`thresh_models`]) and can sit behind any model, hosted here or elsewhere.
 //!
 //! [`AlignerTemplate`] renders the prompt formats the released correctors were trained on;
-//! [`Corrector`] validates, renders and generates, and [`Corrector::correct_guarded`] keeps the
-//! correction only when a reward model scores it at least as high as the original.
+//! [`Corrector`] validates, renders and generates, and [`Corrector::correct_guarded`] corrects a
+//! batch and keeps each correction only when a reward model scores it at least as high as the
+//! original.
 
 pub mod corrector;
 pub mod error;
+pub mod guarded;
 pub mod template;
 
-pub use corrector::{Correction, CorrectionInput, Corrector, Guarded};
+pub use corrector::{Correction, CorrectionInput, Corrector};
 pub use error::{AlignerError, Result};
+pub use guarded::{Guarded, GuardedBatch, NO_ANSWER};
 pub use template::AlignerTemplate;

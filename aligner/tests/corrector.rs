@@ -163,9 +163,16 @@ fn smollm2_corrects_and_the_guard_keeps_the_better_answer() {
     );
     assert!(!first[0].text.starts_with(' '));
 
-    let g = c
-        .correct_guarded(&input, &reward, &greedy(), &stop, None)
+    let batch = c
+        .correct_guarded(
+            std::slice::from_ref(&input),
+            &reward,
+            &greedy(),
+            &stop,
+            None,
+        )
         .unwrap();
+    let g = &batch.items[0];
     assert_eq!(g.correction.text, first[0].text);
     // The scores are the reward model's own, and the higher one wins.
     let direct = reward
@@ -175,16 +182,59 @@ fn smollm2_corrects_and_the_guard_keeps_the_better_answer() {
         ])
         .unwrap();
     assert!((direct[0].score - g.original_score).abs() < 1e-5);
-    assert!((direct[1].score - g.corrected_score).abs() < 1e-5);
-    assert_eq!(g.use_corrected, g.corrected_score >= g.original_score);
+    let corrected = g.corrected_score.expect("a non-empty correction is scored");
+    assert!((direct[1].score - corrected).abs() < 1e-5);
+    assert_eq!(g.use_corrected, corrected >= g.original_score);
+    assert_eq!(
+        batch.reward_tokens,
+        direct.iter().map(|s| s.tokens).sum::<usize>()
+    );
     // An answer that is the question itself is as relevant as text gets: it stays.
     let perfect = CorrectionInput::new(
         "Paris is the capital of France.",
         "Paris is the capital of France.",
     );
-    let g = c
-        .correct_guarded(&perfect, &reward, &greedy(), &stop, None)
+    // A batch: the pairs keep their order and their own scores; an empty answer is corrected
+    // (as the placeholder) and scored as the empty text it is.
+    let empty = CorrectionInput::new("What is the capital of France?", "  ");
+    let batch = c
+        .correct_guarded(
+            &[perfect.clone(), input.clone(), empty.clone()],
+            &reward,
+            &greedy(),
+            &stop,
+            None,
+        )
         .unwrap();
+    assert_eq!(batch.items.len(), 3);
+    let g = &batch.items[0];
     assert!(g.original_score > 0.99, "{}", g.original_score);
-    assert_eq!(g.use_corrected, g.corrected_score >= g.original_score);
+    assert_eq!(
+        g.use_corrected,
+        g.corrected_score.is_some_and(|s| s >= g.original_score)
+    );
+    assert_eq!(batch.items[1].correction.text, first[0].text);
+    let placeholder = c
+        .correct(
+            &[CorrectionInput::new(
+                empty.question_text(),
+                thresh_aligner::NO_ANSWER,
+            )],
+            &greedy(),
+            &stop,
+            None,
+        )
+        .unwrap();
+    assert_eq!(batch.items[2].correction.text, placeholder[0].text);
+    let empty_score = reward
+        .score(&[RewardInput::new(empty.question_text(), "  ")])
+        .unwrap()[0]
+        .score;
+    assert!((batch.items[2].original_score - empty_score).abs() < 1e-5);
+    for g in &batch.items {
+        assert_eq!(
+            g.corrected_score.is_none(),
+            g.correction.text.trim().is_empty()
+        );
+    }
 }

@@ -1,13 +1,13 @@
-//! Generate-then-correct (`alignment.correct`), on the engine: each chosen answer goes
-//! through the Aligner; the original and the correction are scored, and the choice returns
-//! the correction (`On`) or the higher-scored text (`Guarded`).
+//! Generate-then-correct (`alignment.correct`), on the engine: the chosen answers go through
+//! the aligner's one guarded correction ([`thresh_aligner::Corrector::correct_guarded`]: an
+//! empty answer is corrected as `(no answer)`, an empty correction is not scored and cannot
+//! win), and each choice returns the correction (`On`) or the higher-scored text (`Guarded`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use thresh_aligner::CorrectionInput;
-use thresh_reward::RewardInput;
 
 use super::error::InferError;
 use super::jobs::{CorrectionOut, GenOutput, Models};
@@ -34,12 +34,7 @@ pub fn correct_choices(
         .iter()
         .map(|c| CorrectionInput {
             question: job.reward_prompt.clone(),
-            // An empty answer is still something to correct.
-            answer: if c.text.trim().is_empty() {
-                "(no answer)".into()
-            } else {
-                c.text.clone()
-            },
+            answer: c.text.clone(),
         })
         .collect();
     let sampling = thresh_decoding::SamplingParams {
@@ -50,47 +45,35 @@ pub fn correct_choices(
         max_tokens: job.req.stop.max_tokens,
         ..Default::default()
     };
-    let corrections = aligner.correct(&inputs, &sampling, &stop, Some(cancel.clone()))?;
-    let t_reward = Instant::now();
-    let pairs: Vec<RewardInput> = out
-        .choices
-        .iter()
-        .zip(&corrections)
-        .flat_map(|(c, k)| {
-            [c.text.clone(), k.text.clone()].map(|response| RewardInput {
-                prompt: job.reward_prompt.clone(),
-                response,
-            })
-        })
-        .collect();
-    let scored = models.reward.score(&pairs)?;
+    let batch = aligner.correct_guarded(
+        &inputs,
+        models.reward.as_ref(),
+        &sampling,
+        &stop,
+        Some(cancel.clone()),
+    )?;
     out.stats.reward_calls += 1;
-    out.stats.reward_tokens += scored.iter().map(|s| s.tokens).sum::<usize>();
-    out.stats.reward_time += t_reward.elapsed();
-    for ((choice, k), s) in out
-        .choices
-        .iter_mut()
-        .zip(corrections)
-        .zip(scored.chunks(2))
-    {
-        let (orig, corr) = (s[0].score, s[1].score);
-        let use_corrected = job.req.correct == CorrectMode::On || corr >= orig;
+    out.stats.reward_tokens += batch.reward_tokens;
+    out.stats.reward_time += batch.reward_time;
+    for (choice, g) in out.choices.iter_mut().zip(batch.items) {
+        let use_corrected = job.req.correct == CorrectMode::On || g.use_corrected;
+        let k = g.correction;
         choice.correction = Some(CorrectionOut {
             original: choice.text.clone(),
-            original_score: Some(orig),
+            original_score: Some(g.original_score),
             corrected: k.text.clone(),
-            corrected_score: Some(corr),
+            corrected_score: g.corrected_score,
             returned_corrected: use_corrected,
         });
         if use_corrected {
             choice.text = k.text;
             choice.tokens = k.completion_tokens;
             choice.finish_reason = k.finish.as_openai();
-            choice.score = Some(corr);
+            choice.score = g.corrected_score;
             // The policy's token log-probabilities describe the original only.
             choice.logprobs = None;
         } else {
-            choice.score = Some(orig);
+            choice.score = Some(g.original_score);
         }
     }
     tracing::debug!(seconds = t.elapsed().as_secs_f64(), "corrected");
