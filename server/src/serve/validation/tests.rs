@@ -1,0 +1,1 @@
+//! Unit tests of every validation rule and limit (written next).
