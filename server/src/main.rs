@@ -11,7 +11,7 @@ use anyhow::Result;
 // the OS each time (about 10-20% faster decoding at small batch, BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Inference-time alignment: sample from a policy LLM, pick by a reward model.
 #[derive(Debug, Parser)]
@@ -47,7 +47,9 @@ fn init_logs(default: &str, json: bool) {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    // `--config FILE` becomes the flags it stands for (thresh-settings).
+    let args = thresh_settings::expand(&Cli::command(), std::env::args_os())?;
+    match Cli::parse_from(args).command {
         Command::Generate(args) => {
             init_logs("warn", false);
             generate_cmd::run(args)

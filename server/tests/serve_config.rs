@@ -3,7 +3,22 @@
 
 use std::time::Duration;
 
+use clap::{CommandFactory, Parser};
 use thresh_server::serve::{LogFormat, ServeArgs};
+
+/// `thresh serve`'s arguments as the binary reads them: the settings file expanded into
+/// flags, then clap.
+#[derive(Parser)]
+struct Serve {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+fn parse(argv: &[&str]) -> ServeArgs {
+    let argv = std::iter::once("serve").chain(argv.iter().copied());
+    let expanded = thresh_settings::expand(&Serve::command(), argv).unwrap();
+    Serve::try_parse_from(expanded).unwrap().args
+}
 
 fn tiny_paths() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -26,12 +41,10 @@ fn flags_override_the_file_which_overrides_defaults() {
         ),
     )
     .unwrap();
-    let args = ServeArgs {
-        config: Some(file.clone()),
-        port: Some(9100),
-        ..Default::default()
-    };
-    let cfg = args.resolve().unwrap();
+    let file = file.to_string_lossy();
+    let cfg = parse(&["--config", &file, "--port", "9100"])
+        .resolve()
+        .unwrap();
     assert_eq!(cfg.policy, p);
     assert_eq!(cfg.max_queue, 3);
     assert_eq!(cfg.addr.port(), 9100, "the flag wins over the file");
@@ -46,6 +59,15 @@ fn flags_override_the_file_which_overrides_defaults() {
     assert_eq!(cfg.max_n, 64);
     assert_eq!(cfg.kv_budget_tokens, 65536);
     assert!(cfg.score_plain, "the file turns plain scoring on");
+    let cfg = parse(&["--api-key", "c", &format!("--config={file}")])
+        .resolve()
+        .unwrap();
+    assert_eq!(
+        cfg.api_keys,
+        ["c"],
+        "keys on the command line replace the file's"
+    );
+    assert_eq!(cfg.addr.port(), 9000);
     let defaults = ServeArgs {
         policy: Some(p.clone()),
         reward: Some(r.clone()),
@@ -127,4 +149,32 @@ fn missing_demo_models_say_how_to_fetch_them() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bash scripts/fetch-models.sh"), "{stderr}");
+}
+
+#[test]
+fn the_binary_reads_its_settings_file_and_names_a_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("thresh.toml");
+    std::fs::write(&file, "max_queue = 4\nmax_qeue = 3\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_thresh"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("max_qeue") && stderr.contains("thresh.toml"),
+        "{stderr}"
+    );
+    // A value the flag rejects is clap's error, naming the flag.
+    std::fs::write(&file, "max_queue = \"many\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_thresh"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-queue"), "{stderr}");
 }

@@ -1,11 +1,10 @@
-//! Command-line arguments of `thresh-train` (clap, with environment variables), and the
-//! TOML configuration file that can stand in for them.
+//! Command-line arguments of `thresh-train` (clap, with environment variables); a TOML file
+//! (`--config`) stands in for them through [`thresh_settings::expand`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::error::{Result, TrainError};
 use crate::optim::OptimKind;
 use crate::schedule::ScheduleKind;
 
@@ -13,6 +12,10 @@ use crate::schedule::ScheduleKind;
 #[derive(Parser, Debug)]
 #[command(name = "thresh-train", version, about, args_override_self = true)]
 pub struct Cli {
+    /// TOML file of settings, keyed by the command's flags (`max_steps = 100`,
+    /// `lora_rank = 8`); flags and the environment win over it (thresh-settings).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
     /// What to train or evaluate.
     #[command(subcommand)]
     pub command: Command,
@@ -341,69 +344,4 @@ pub struct NashMdArgs {
     /// Online IPO's regularisation (target margin `1/(2 tau)`).
     #[arg(long, default_value_t = 0.1)]
     pub tau: f64,
-}
-
-/// Expands `--config FILE` in `args` (the process arguments) into flags: each TOML key
-/// becomes `--key value` (`true` becomes a bare `--key`, `false` is dropped, arrays repeat
-/// the flag), inserted before the command line's own flags, which therefore win.
-pub fn expand_config(args: Vec<String>) -> Result<Vec<String>> {
-    let Some(pos) = args
-        .iter()
-        .position(|a| a == "--config" || a.starts_with("--config="))
-    else {
-        return Ok(args);
-    };
-    let (path, consumed) = match args[pos].strip_prefix("--config=") {
-        Some(p) => (p.to_string(), 1),
-        None => (
-            args.get(pos + 1)
-                .cloned()
-                .ok_or_else(|| TrainError::Config("--config needs a file".into()))?,
-            2,
-        ),
-    };
-    let flags = config_flags(Path::new(&path))?;
-    let mut rest = args;
-    rest.drain(pos..pos + consumed);
-    // After the program name and the subcommand.
-    let at = 2.min(rest.len());
-    let mut out: Vec<String> = rest[..at].to_vec();
-    out.extend(flags);
-    out.extend(rest[at..].iter().cloned());
-    Ok(out)
-}
-
-/// The flags a TOML configuration file stands for.
-pub fn config_flags(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-    let mut out = Vec::new();
-    for (key, value) in table {
-        let flag = format!("--{}", key.replace('_', "-"));
-        let mut push = |v: &toml::Value| -> Result<()> {
-            match v {
-                toml::Value::Boolean(true) => out.push(flag.clone()),
-                toml::Value::Boolean(false) => {}
-                toml::Value::String(s) => out.extend([flag.clone(), s.clone()]),
-                toml::Value::Integer(i) => out.extend([flag.clone(), i.to_string()]),
-                toml::Value::Float(f) => out.extend([flag.clone(), f.to_string()]),
-                other => {
-                    return Err(TrainError::Config(format!(
-                        "{}: {key} = {other} is not a string, number or boolean",
-                        path.display()
-                    )));
-                }
-            }
-            Ok(())
-        };
-        match &value {
-            toml::Value::Array(items) => items.iter().try_for_each(&mut push)?,
-            v => push(v)?,
-        }
-    }
-    Ok(out)
 }

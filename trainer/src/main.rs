@@ -1,8 +1,8 @@
 //! `thresh-train`: the offline trainer's command line.
 
 use anyhow::Context;
-use clap::Parser;
-use thresh_trainer::cli::{Cli, expand_config};
+use clap::{CommandFactory, Parser};
+use thresh_trainer::cli::Cli;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -15,7 +15,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = expand_config(std::env::args().collect()).context("reading --config")?;
+    // `--config FILE` becomes the flags it stands for (thresh-settings).
+    let args = thresh_settings::expand(&Cli::command(), std::env::args_os())
+        .context("reading --config")?;
     let cli = Cli::parse_from(args);
     let summary = thresh_trainer::commands::run(&cli.command)?;
     // Training commands end with a JSON summary; the simulator prints its own report.

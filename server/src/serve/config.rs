@@ -1,12 +1,12 @@
 //! `thresh serve`'s settings: command-line flags, each also settable through a `THRESH_*`
-//! environment variable and an optional TOML file (flags and environment win over the file).
+//! environment variable and a TOML file (`--config`, read by [`thresh_settings::expand`]
+//! before the flags are parsed: flags, then the environment, then the file, then defaults).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
 use thresh_models::{DType, Device, GgmlDType};
 
 use crate::models_dir::{default_policy, default_reward};
@@ -14,7 +14,8 @@ use crate::models_dir::{default_policy, default_reward};
 /// Arguments of `thresh serve`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// TOML file with any of the settings below (snake_case keys, e.g. `max_queue = 32`).
+    /// TOML file with any of the settings below, keyed by their names (`max_queue = 32`,
+    /// `api_keys = ["a", "b"]`); flags and the environment win over it.
     #[arg(long, env = "THRESH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Policy model: Hugging Face directory or .gguf file (default: the demo SmolLM2).
@@ -85,34 +86,6 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "THRESH_LOG_FORMAT")]
     pub log_format: Option<String>,
-}
-
-/// The TOML file: the same settings as the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    policy: Option<PathBuf>,
-    reward: Option<PathBuf>,
-    reward_head: Option<String>,
-    aligner: Option<PathBuf>,
-    aligner_template: Option<String>,
-    device: Option<String>,
-    dtype: Option<String>,
-    weights: Option<String>,
-    host: Option<IpAddr>,
-    port: Option<u16>,
-    #[serde(default)]
-    api_keys: Vec<String>,
-    max_queue: Option<usize>,
-    max_batch_requests: Option<usize>,
-    max_n: Option<usize>,
-    kv_budget_tokens: Option<usize>,
-    max_body_bytes: Option<usize>,
-    request_timeout: Option<u64>,
-    shutdown_timeout: Option<u64>,
-    score_plain: Option<bool>,
-    prefix_cache_mb: Option<usize>,
-    log_format: Option<String>,
 }
 
 /// Log output format.
@@ -222,21 +195,12 @@ pub fn parse_dtype(s: &str) -> anyhow::Result<Option<DType>> {
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
-}
-
 impl ServeArgs {
-    /// Merges flags, environment, the TOML file and the defaults, and checks every value.
+    /// Fills in the defaults and checks every value (the settings file is already among the
+    /// flags: [`thresh_settings::expand`]).
     pub fn resolve(self) -> anyhow::Result<ServeConfig> {
-        let file = match &self.config {
-            Some(p) => read_file(p)?,
-            None => FileConfig::default(),
-        };
-        let policy_given = self.policy.clone().or(file.policy.clone());
-        let reward_given = self.reward.clone().or(file.reward.clone());
+        let policy_given = self.policy.clone();
+        let reward_given = self.reward.clone();
         let policy = policy_given.clone().unwrap_or_else(default_policy);
         let reward = reward_given.clone().unwrap_or_else(default_reward);
         for (given, path, what, flag) in [
@@ -253,38 +217,16 @@ impl ServeArgs {
                 anyhow::bail!("{flag} {}: no such file or directory", path.display());
             }
         }
-        let device = parse_device(
-            self.device
-                .as_deref()
-                .or(file.device.as_deref())
-                .unwrap_or("cpu"),
-        )?;
-        let dtype = parse_dtype(
-            self.dtype
-                .as_deref()
-                .or(file.dtype.as_deref())
-                .unwrap_or("auto"),
-        )?;
-        let log_format = match self
-            .log_format
-            .as_deref()
-            .or(file.log_format.as_deref())
-            .unwrap_or("text")
-        {
+        let device = parse_device(self.device.as_deref().unwrap_or("cpu"))?;
+        let dtype = parse_dtype(self.dtype.as_deref().unwrap_or("auto"))?;
+        let log_format = match self.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => anyhow::bail!("--log-format {other}: expected text or json"),
         };
-        let host = self
-            .host
-            .or(file.host)
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let port = self.port.or(file.port).unwrap_or(8080);
-        let mut api_keys = if self.api_keys.is_empty() {
-            file.api_keys
-        } else {
-            self.api_keys
-        };
+        let host = self.host.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let port = self.port.unwrap_or(8080);
+        let mut api_keys = self.api_keys;
         api_keys.retain(|k| !k.is_empty());
         let positive = |name: &str, v: usize| -> anyhow::Result<usize> {
             if v == 0 {
@@ -295,48 +237,29 @@ impl ServeArgs {
         let cfg = ServeConfig {
             policy,
             reward,
-            reward_head: self.reward_head.or(file.reward_head),
-            aligner: self.aligner.or(file.aligner),
-            aligner_template: self.aligner_template.or(file.aligner_template),
+            reward_head: self.reward_head,
+            aligner: self.aligner,
+            aligner_template: self.aligner_template,
             device,
             dtype,
-            weights: self
-                .weights
-                .or(file.weights)
-                .unwrap_or_else(|| "auto".into()),
+            weights: self.weights.unwrap_or_else(|| "auto".into()),
             addr: SocketAddr::new(host, port),
             api_keys,
-            max_queue: positive("max-queue", self.max_queue.or(file.max_queue).unwrap_or(64))?,
+            max_queue: positive("max-queue", self.max_queue.unwrap_or(64))?,
             max_batch_requests: positive(
                 "max-batch-requests",
-                self.max_batch_requests
-                    .or(file.max_batch_requests)
-                    .unwrap_or(8),
+                self.max_batch_requests.unwrap_or(8),
             )?,
-            max_n: positive("max-n", self.max_n.or(file.max_n).unwrap_or(64))?,
-            kv_budget_tokens: positive(
-                "kv-budget-tokens",
-                self.kv_budget_tokens
-                    .or(file.kv_budget_tokens)
-                    .unwrap_or(65536),
-            )?,
-            max_body_bytes: positive(
-                "max-body-bytes",
-                self.max_body_bytes
-                    .or(file.max_body_bytes)
-                    .unwrap_or(1 << 20),
-            )?,
+            max_n: positive("max-n", self.max_n.unwrap_or(64))?,
+            kv_budget_tokens: positive("kv-budget-tokens", self.kv_budget_tokens.unwrap_or(65536))?,
+            max_body_bytes: positive("max-body-bytes", self.max_body_bytes.unwrap_or(1 << 20))?,
             request_timeout: Duration::from_secs(positive(
                 "request-timeout",
-                self.request_timeout.or(file.request_timeout).unwrap_or(600) as usize,
+                self.request_timeout.unwrap_or(600) as usize,
             )? as u64),
-            shutdown_timeout: Duration::from_secs(
-                self.shutdown_timeout
-                    .or(file.shutdown_timeout)
-                    .unwrap_or(30),
-            ),
-            score_plain: self.score_plain || file.score_plain.unwrap_or(false),
-            prefix_cache_mb: self.prefix_cache_mb.or(file.prefix_cache_mb).unwrap_or(256),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout.unwrap_or(30)),
+            score_plain: self.score_plain,
+            prefix_cache_mb: self.prefix_cache_mb.unwrap_or(256),
             log_format,
         };
         cfg.quant()?;
