@@ -154,3 +154,232 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+
+    use super::*;
+
+    /// What one variant renders as.
+    struct Row {
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: &'static str,
+        param: Option<&'static str>,
+        retry_after: bool,
+    }
+
+    /// One sample of every variant.
+    fn samples() -> Vec<ApiError> {
+        vec![
+            ApiError::param("alignment.lambda", "alignment.lambda must be in (0, 1e6]"),
+            ApiError::InvalidParameter {
+                param: None,
+                message: "no parameter named".into(),
+            },
+            ApiError::InvalidJson("expected value at line 1 column 1".into()),
+            ApiError::Unauthorized,
+            ApiError::UnknownRoute {
+                method: "GET".into(),
+                path: "/v2/nothing".into(),
+            },
+            ApiError::MethodNotAllowed,
+            ApiError::UnknownModel("gpt-9".into()),
+            ApiError::BodyTooLarge(1024),
+            ApiError::QueueFull(32),
+            ApiError::Loading,
+            ApiError::ShuttingDown,
+            ApiError::NoAligner,
+            ApiError::Timeout(30),
+            ApiError::Internal("engine gone".into()),
+        ]
+    }
+
+    /// The expected rendering. The match has no wildcard: a new variant does not compile
+    /// until it has its row here (and a sample in [`samples`]).
+    fn expected(e: &ApiError) -> Row {
+        use StatusCode as S;
+        let row = |status, kind, code, message, param, retry_after| Row {
+            status,
+            kind,
+            code,
+            message,
+            param,
+            retry_after,
+        };
+        let bad_request = "invalid_request_error";
+        let unavailable = "service_unavailable";
+        match e {
+            ApiError::InvalidParameter { param: Some(_), .. } => row(
+                S::BAD_REQUEST,
+                bad_request,
+                "invalid_parameter",
+                "alignment.lambda must be in (0, 1e6]",
+                Some("alignment.lambda"),
+                false,
+            ),
+            ApiError::InvalidParameter { param: None, .. } => row(
+                S::BAD_REQUEST,
+                bad_request,
+                "invalid_parameter",
+                "no parameter named",
+                None,
+                false,
+            ),
+            ApiError::InvalidJson(_) => row(
+                S::BAD_REQUEST,
+                bad_request,
+                "invalid_json",
+                "expected value at line 1 column 1",
+                None,
+                false,
+            ),
+            ApiError::Unauthorized => row(
+                S::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+                "invalid or missing API key: send `Authorization: Bearer <key>`",
+                None,
+                false,
+            ),
+            ApiError::UnknownRoute { .. } => row(
+                S::NOT_FOUND,
+                bad_request,
+                "unknown_route",
+                "no route for GET /v2/nothing",
+                None,
+                false,
+            ),
+            ApiError::MethodNotAllowed => row(
+                S::METHOD_NOT_ALLOWED,
+                bad_request,
+                "method_not_allowed",
+                "method not allowed on this route",
+                None,
+                false,
+            ),
+            ApiError::UnknownModel(_) => row(
+                S::NOT_FOUND,
+                bad_request,
+                "model_not_found",
+                "the model `gpt-9` does not exist: see GET /v1/models",
+                Some("model"),
+                false,
+            ),
+            ApiError::BodyTooLarge(_) => row(
+                S::PAYLOAD_TOO_LARGE,
+                bad_request,
+                "body_too_large",
+                "request body too large: the limit is 1024 bytes",
+                None,
+                false,
+            ),
+            ApiError::QueueFull(_) => row(
+                S::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "queue_full",
+                "the server is busy: 32 requests are already queued; retry later",
+                None,
+                true,
+            ),
+            ApiError::Loading => row(
+                S::SERVICE_UNAVAILABLE,
+                unavailable,
+                "loading",
+                "the models are still loading",
+                None,
+                true,
+            ),
+            ApiError::ShuttingDown => row(
+                S::SERVICE_UNAVAILABLE,
+                unavailable,
+                "shutting_down",
+                "the server is shutting down",
+                None,
+                false,
+            ),
+            ApiError::NoAligner => row(
+                S::SERVICE_UNAVAILABLE,
+                unavailable,
+                "no_aligner",
+                "no aligner model is loaded: start the server with `thresh serve --aligner PATH` (an Aligner checkpoint: Hugging Face directory or .gguf file)",
+                None,
+                false,
+            ),
+            ApiError::Timeout(_) => row(
+                S::GATEWAY_TIMEOUT,
+                unavailable,
+                "timeout",
+                "the request took longer than the server's limit of 30 seconds",
+                None,
+                false,
+            ),
+            ApiError::Internal(_) => row(
+                S::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+                "internal error: engine gone",
+                None,
+                false,
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_variant_renders_its_status_type_code_body_and_headers() {
+        let samples = samples();
+        let kinds: std::collections::HashSet<_> =
+            samples.iter().map(std::mem::discriminant).collect();
+        assert_eq!(kinds.len(), 13, "one sample per variant");
+        let mut codes = std::collections::HashSet::new();
+        for e in samples {
+            let want = expected(&e);
+            let name = format!("{e:?}");
+            assert_eq!(e.status(), want.status, "{name}");
+            assert_eq!(e.kind(), want.kind, "{name}");
+            assert_eq!(e.code(), want.code, "{name}");
+            assert_eq!(e.to_string(), want.message, "{name}");
+            codes.insert(e.code());
+            let body = json!({"error": {
+                "message": want.message,
+                "type": want.kind,
+                "param": want.param,
+                "code": want.code,
+            }});
+            // Exactly these four keys, `param` null unless the variant names one.
+            assert_eq!(e.body(), body, "{name}");
+
+            let resp = e.into_response();
+            assert_eq!(resp.status(), want.status, "{name}");
+            assert_eq!(
+                resp.headers().get(RETRY_AFTER).map(|v| v.to_str().unwrap()),
+                want.retry_after.then_some("1"),
+                "{name}: Retry-After"
+            );
+            assert_eq!(
+                resp.headers().get(CONTENT_TYPE).unwrap(),
+                "application/json",
+                "{name}"
+            );
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let sent: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(sent, body, "{name}: the response body");
+        }
+        assert_eq!(codes.len(), 13, "each variant has its own code");
+    }
+
+    #[test]
+    fn param_names_the_parameter() {
+        match ApiError::param("n", "n must be in [1, 16], got 0") {
+            ApiError::InvalidParameter { param, message } => {
+                assert_eq!(param.as_deref(), Some("n"));
+                assert_eq!(message, "n must be in [1, 16], got 0");
+            }
+            other => panic!("not InvalidParameter: {other:?}"),
+        }
+    }
+}

@@ -258,3 +258,410 @@ pub fn usage_chunk(ctx: &RespCtx, out: &GenOutput) -> Value {
     c["usage"] = usage(ctx, out);
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use thresh_decoding::strategy::NoDecision;
+
+    use super::*;
+    use crate::serve::infer::jobs::CorrectionOut;
+
+    fn ctx(route: Route) -> RespCtx {
+        RespCtx {
+            id: "cmpl-1".into(),
+            created: 1_700_000_000,
+            model: "policy".into(),
+            reward_model: "rm".into(),
+            route,
+            strategy: "best_of_n",
+            return_candidates: false,
+            include_usage: false,
+            prompt_tokens: 7,
+            n: 2,
+            arrived: Instant::now(),
+            tokenize_time: Duration::ZERO,
+        }
+    }
+
+    fn choice(text: &str, tokens: usize, finish: &'static str, score: Option<f32>) -> ChoiceOut {
+        ChoiceOut {
+            text: text.into(),
+            tokens,
+            finish_reason: finish,
+            score,
+            correction: None,
+            logprobs: None,
+            token_ends: None,
+        }
+    }
+
+    fn stats() -> StrategyStats {
+        StrategyStats {
+            prompt_tokens: 14,
+            cached_prompt_tokens: 4,
+            policy_tokens: 40,
+            reward_tokens: 90,
+            reward_calls: 3,
+            initial_batch: 4,
+            pruned_per_round: vec![2, 1],
+            kv_bytes_per_round: vec![(100, 50)],
+            rounds: 2,
+            decision_tokens: vec![8, 16],
+            no_decision: None,
+            peak_kv_bytes: 4096,
+            policy_time: Duration::from_millis(1500),
+            reward_time: Duration::from_millis(250),
+        }
+    }
+
+    fn output() -> GenOutput {
+        GenOutput {
+            choices: vec![
+                choice("first", 3, "stop", Some(0.5)),
+                choice("second", 5, "length", None),
+            ],
+            candidates: None,
+            stats: stats(),
+            queue_time: Duration::from_millis(125),
+            engine_time: Duration::from_secs(2),
+        }
+    }
+
+    fn candidate(row: usize, score: f32, fate: Fate, finish: &'static str) -> Candidate {
+        Candidate {
+            row,
+            text: format!("cand{row}"),
+            tokens: vec![1; row + 1],
+            token_logprobs: vec![-0.5; row + 1],
+            score,
+            fate,
+            finish_reason: finish,
+        }
+    }
+
+    #[test]
+    fn completions_put_the_text_in_text() {
+        let v = completion_json(&ctx(Route::Completions), &output());
+        assert_eq!(v["object"], "text_completion");
+        assert_eq!(v["id"], "cmpl-1");
+        assert_eq!(v["created"], 1_700_000_000);
+        assert_eq!(v["model"], "policy");
+        assert_eq!(
+            v["choices"],
+            json!([
+                {"index": 0, "text": "first", "logprobs": null, "finish_reason": "stop", "reward": 0.5},
+                {"index": 1, "text": "second", "logprobs": null, "finish_reason": "length", "reward": null},
+            ])
+        );
+    }
+
+    #[test]
+    fn chat_puts_the_text_in_an_assistant_message() {
+        let v = completion_json(&ctx(Route::Chat), &output());
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(
+            v["choices"],
+            json!([
+                {"index": 0, "message": {"role": "assistant", "content": "first"},
+                 "logprobs": null, "finish_reason": "stop", "reward": 0.5},
+                {"index": 1, "message": {"role": "assistant", "content": "second"},
+                 "logprobs": null, "finish_reason": "length", "reward": null},
+            ])
+        );
+    }
+
+    #[test]
+    fn usage_sums_the_choices_and_caps_cached_tokens_at_the_prompt() {
+        for route in [Route::Completions, Route::Chat] {
+            let v = completion_json(&ctx(route), &output());
+            assert_eq!(
+                v["usage"],
+                json!({
+                    "prompt_tokens": 7,
+                    "completion_tokens": 8,
+                    "total_tokens": 15,
+                    "prompt_tokens_details": {"cached_tokens": 4},
+                })
+            );
+        }
+        // A strategy that prefilled the prompt twice may have reused more than one prompt.
+        let mut out = output();
+        out.stats.cached_prompt_tokens = 12;
+        let v = completion_json(&ctx(Route::Chat), &out);
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 7);
+        out.choices.clear();
+        let v = completion_json(&ctx(Route::Chat), &out);
+        assert_eq!(v["usage"]["completion_tokens"], 0);
+        assert_eq!(v["usage"]["total_tokens"], 7);
+        assert_eq!(v["choices"], json!([]));
+    }
+
+    #[test]
+    fn non_finite_rewards_are_null() {
+        let mut out = output();
+        out.choices = vec![
+            choice("a", 1, "stop", Some(f32::NAN)),
+            choice("b", 1, "stop", Some(f32::INFINITY)),
+            choice("c", 1, "stop", Some(f32::NEG_INFINITY)),
+            choice("d", 1, "stop", Some(-1.25)),
+        ];
+        for route in [Route::Completions, Route::Chat] {
+            let v = completion_json(&ctx(route), &out);
+            let rewards: Vec<&Value> = (0..4).map(|i| &v["choices"][i]["reward"]).collect();
+            assert_eq!(
+                rewards,
+                [&Value::Null, &Value::Null, &Value::Null, &json!(-1.25)]
+            );
+        }
+    }
+
+    #[test]
+    fn a_correction_shows_both_answers_and_which_was_returned() {
+        let mut out = output();
+        out.choices[0].correction = Some(CorrectionOut {
+            original: "orig".into(),
+            original_score: Some(0.25),
+            corrected: "fixed".into(),
+            corrected_score: Some(f32::NAN),
+            returned_corrected: true,
+        });
+        out.choices[1].correction = Some(CorrectionOut {
+            original: "second".into(),
+            original_score: None,
+            corrected: "other".into(),
+            corrected_score: Some(-2.0),
+            returned_corrected: false,
+        });
+        for route in [Route::Completions, Route::Chat] {
+            let v = completion_json(&ctx(route), &out);
+            assert_eq!(
+                v["choices"][0]["correction"],
+                json!({"original": "orig", "original_reward": 0.25, "corrected": "fixed",
+                       "corrected_reward": null, "returned": "corrected"})
+            );
+            assert_eq!(
+                v["choices"][1]["correction"],
+                json!({"original": "second", "original_reward": null, "corrected": "other",
+                       "corrected_reward": -2.0, "returned": "original"})
+            );
+        }
+        let v = completion_json(&ctx(Route::Chat), &output());
+        assert!(v["choices"][0].get("correction").is_none());
+    }
+
+    #[test]
+    fn stats_json_reports_every_counter_and_time() {
+        let v = stats_json(&stats(), Duration::from_millis(125));
+        assert_eq!(
+            v,
+            json!({
+                "candidates": 4,
+                "rounds": 2,
+                "pruned_per_round": [2, 1],
+                "decision_tokens": [8, 16],
+                "prompt_tokens": 14,
+                "cached_prompt_tokens": 4,
+                "policy_tokens": 40,
+                "reward_tokens": 90,
+                "reward_calls": 3,
+                "peak_kv_bytes": 4096,
+                "queue_seconds": 0.125,
+                "policy_seconds": 1.5,
+                "reward_seconds": 0.25,
+            })
+        );
+        for why in [
+            NoDecision::AllFinished,
+            NoDecision::BeyondMaxTokens,
+            NoDecision::BudgetCannotBound,
+        ] {
+            let s = StrategyStats {
+                no_decision: Some(why),
+                ..stats()
+            };
+            assert_eq!(
+                stats_json(&s, Duration::ZERO)["no_decision"],
+                why.describe()
+            );
+        }
+    }
+
+    #[test]
+    fn alignment_holds_the_strategy_stats_and_candidates_when_asked() {
+        let mut out = output();
+        out.candidates = Some(vec![
+            candidate(0, 0.5, Fate::Finished, "stop"),
+            candidate(1, f32::NAN, Fate::Pruned { round: 2 }, "length"),
+            candidate(2, f32::NEG_INFINITY, Fate::LengthCapped, "length"),
+        ]);
+        let mut c = ctx(Route::Chat);
+        let a = alignment_json(&c, &out);
+        assert_eq!(a["strategy"], "best_of_n");
+        assert_eq!(a["reward_model"], "rm");
+        assert_eq!(a["stats"], stats_json(&out.stats, out.queue_time));
+        assert!(a.get("candidates").is_none(), "not asked for");
+
+        c.return_candidates = true;
+        let a = alignment_json(&c, &out);
+        assert_eq!(
+            a["candidates"],
+            json!([
+                {"row": 0, "text": "cand0", "tokens": 1, "reward": 0.5, "fate": "finished",
+                 "pruned_round": null, "finish_reason": "stop"},
+                {"row": 1, "text": "cand1", "tokens": 2, "reward": null, "fate": "pruned",
+                 "pruned_round": 2, "finish_reason": "length"},
+                {"row": 2, "text": "cand2", "tokens": 3, "reward": null, "fate": "length",
+                 "pruned_round": null, "finish_reason": "length"},
+            ])
+        );
+        for route in [Route::Completions, Route::Chat] {
+            c.route = route;
+            assert_eq!(completion_json(&c, &out)["alignment"], a, "{route:?}");
+        }
+
+        // Asked for but not kept by the engine: no list.
+        out.candidates = None;
+        assert!(alignment_json(&c, &out).get("candidates").is_none());
+    }
+
+    #[test]
+    fn completion_logprobs_list_tokens_logprobs_and_offsets() {
+        let lps = vec![
+            ("Hel".to_string(), -0.5),
+            ("lo".to_string(), -1.0),
+            (" !".to_string(), 0.0),
+        ];
+        assert_eq!(
+            logprobs_value(Route::Completions, &lps, 0),
+            json!({
+                "tokens": ["Hel", "lo", " !"],
+                "token_logprobs": [-0.5, -1.0, 0.0],
+                "top_logprobs": null,
+                "text_offset": [0, 3, 5],
+            })
+        );
+        // A later stream chunk continues from the text before it.
+        assert_eq!(
+            logprobs_value(Route::Completions, &lps[1..], 3)["text_offset"],
+            json!([3, 5])
+        );
+        assert_eq!(
+            logprobs_value(Route::Completions, &[], 9),
+            json!({"tokens": [], "token_logprobs": [], "top_logprobs": null, "text_offset": []})
+        );
+    }
+
+    #[test]
+    fn chat_logprobs_are_content_entries_with_bytes() {
+        let lps = vec![("hé".to_string(), -0.25), ("!".to_string(), -2.0)];
+        let want = json!({"content": [
+            {"token": "hé", "logprob": -0.25, "bytes": [104, 195, 169], "top_logprobs": []},
+            {"token": "!", "logprob": -2.0, "bytes": [33], "top_logprobs": []},
+        ]});
+        assert_eq!(logprobs_value(Route::Chat, &lps, 0), want);
+        // The offset only matters to completions.
+        assert_eq!(logprobs_value(Route::Chat, &lps, 40), want);
+        assert_eq!(logprobs_value(Route::Chat, &[], 0), json!({"content": []}));
+    }
+
+    #[test]
+    fn a_choices_logprobs_take_the_routes_shape() {
+        let mut out = output();
+        out.choices[0].logprobs = Some(vec![("fir".into(), -0.5), ("st".into(), -0.25)]);
+        let v = completion_json(&ctx(Route::Completions), &out);
+        assert_eq!(
+            v["choices"][0]["logprobs"],
+            logprobs_value(
+                Route::Completions,
+                out.choices[0].logprobs.as_ref().unwrap(),
+                0
+            )
+        );
+        assert_eq!(v["choices"][0]["logprobs"]["text_offset"], json!([0, 3]));
+        assert_eq!(v["choices"][1]["logprobs"], Value::Null);
+        let v = completion_json(&ctx(Route::Chat), &out);
+        assert_eq!(v["choices"][0]["logprobs"]["content"][1]["token"], "st");
+        assert_eq!(v["choices"][0]["logprobs"]["content"][1]["logprob"], -0.25);
+        assert_eq!(v["choices"][1]["logprobs"], Value::Null);
+    }
+
+    #[test]
+    fn stream_chunks_name_their_object_per_route() {
+        let choices = vec![json!({"index": 0})];
+        let v = chunk(&ctx(Route::Completions), choices.clone());
+        assert_eq!(
+            v,
+            json!({"id": "cmpl-1", "object": "text_completion", "created": 1_700_000_000,
+                   "model": "policy", "choices": choices})
+        );
+        let v = chunk(&ctx(Route::Chat), Vec::new());
+        assert_eq!(v["object"], "chat.completion.chunk");
+        assert_eq!(v["choices"], json!([]));
+        assert!(v.get("usage").is_none());
+    }
+
+    #[test]
+    fn completion_chunk_choices_carry_text_then_the_finish() {
+        let c = ctx(Route::Completions);
+        assert_eq!(
+            chunk_choice(&c, 1, Some("abc"), true, None),
+            json!({"index": 1, "text": "abc", "logprobs": null, "finish_reason": null})
+        );
+        assert_eq!(
+            chunk_choice(&c, 0, None, false, Some(("stop", Some(0.5)))),
+            json!({"index": 0, "text": "", "logprobs": null, "finish_reason": "stop",
+                   "reward": 0.5})
+        );
+        assert_eq!(
+            chunk_choice(&c, 0, Some("z"), false, Some(("length", None)))["reward"],
+            Value::Null
+        );
+        assert_eq!(
+            chunk_choice(&c, 0, None, false, Some(("stop", Some(f32::NAN))))["reward"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn chat_chunk_choices_carry_a_delta() {
+        let c = ctx(Route::Chat);
+        assert_eq!(
+            chunk_choice(&c, 0, Some("hi"), true, None),
+            json!({"index": 0, "delta": {"role": "assistant", "content": "hi"},
+                   "logprobs": null, "finish_reason": null})
+        );
+        assert_eq!(
+            chunk_choice(&c, 2, None, true, None)["delta"],
+            json!({"role": "assistant"})
+        );
+        assert_eq!(
+            chunk_choice(&c, 0, Some(""), false, None)["delta"],
+            json!({"content": ""})
+        );
+        assert_eq!(
+            chunk_choice(&c, 0, None, false, Some(("stop", Some(-0.75)))),
+            json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop",
+                   "reward": -0.75})
+        );
+        assert_eq!(
+            chunk_choice(&c, 0, None, false, Some(("stop", Some(f32::INFINITY))))["reward"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn the_usage_chunk_has_no_choices() {
+        for (route, object) in [
+            (Route::Completions, "text_completion"),
+            (Route::Chat, "chat.completion.chunk"),
+        ] {
+            let c = ctx(route);
+            let out = output();
+            let v = usage_chunk(&c, &out);
+            assert_eq!(v["object"], object);
+            assert_eq!(v["choices"], json!([]));
+            assert_eq!(v["usage"], completion_json(&c, &out)["usage"]);
+            assert_eq!(v["usage"]["total_tokens"], 15);
+        }
+    }
+}
