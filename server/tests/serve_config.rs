@@ -178,3 +178,46 @@ fn the_binary_reads_its_settings_file_and_names_a_wrong_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--max-queue"), "{stderr}");
 }
+
+#[test]
+fn connection_and_token_limits_have_defaults_and_flags() {
+    let (_dir, p, r) = tiny_paths();
+    let (p, r) = (p.to_string_lossy(), r.to_string_lossy());
+    let cfg = parse(&["--policy", &p, "--reward", &r]).resolve().unwrap();
+    assert_eq!(cfg.max_connections, 1024);
+    assert_eq!(cfg.header_timeout, Duration::from_secs(30));
+    assert_eq!(cfg.body_timeout, Duration::from_secs(30));
+    assert_eq!(cfg.tokens, thresh_server::serve::TokenLimits::default());
+    assert_eq!(cfg.tokens.default_chat_max_tokens, 512);
+    assert_eq!(cfg.tokens.default_completion_max_tokens, 16);
+    let cfg = parse(&[
+        "--policy",
+        &p,
+        "--reward",
+        &r,
+        "--max-connections=8",
+        "--body-timeout=5",
+        "--max-input-tokens=100",
+        "--max-tokens-limit=50",
+        "--default-chat-max-tokens=64",
+    ])
+    .resolve()
+    .unwrap();
+    assert_eq!(cfg.max_connections, 8);
+    assert_eq!(cfg.body_timeout, Duration::from_secs(5));
+    assert_eq!(cfg.tokens.max_input_tokens, Some(100));
+    assert_eq!(cfg.tokens.max_tokens_limit, Some(50));
+    assert_eq!(cfg.tokens.default_chat_max_tokens, 64);
+    for flag in [
+        "--max-connections=0",
+        "--header-timeout=0",
+        "--max-tokens-limit=0",
+    ] {
+        let e = parse(&["--policy", &p, "--reward", &r, flag])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        let name = flag.split('=').next().unwrap();
+        assert!(e.contains(name), "{flag}: {e}");
+    }
+}

@@ -80,6 +80,29 @@ pub struct ServeArgs {
     /// in any other server.
     #[arg(long, env = "THRESH_SCORE_PLAIN")]
     pub score_plain: bool,
+    /// Connections open at once at most; more wait in the listen backlog (default 1024).
+    #[arg(long, env = "THRESH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a connection gets to send a request's headers, counted from when it starts
+    /// waiting for them, so also the idle keep-alive timeout (default 30).
+    #[arg(long, env = "THRESH_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client gets to send a request's body; slower ones get 408 (default 30).
+    #[arg(long, env = "THRESH_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Longest prompt in tokens (default: the policy's context less one); longer ones get 400.
+    #[arg(long, env = "THRESH_MAX_INPUT_TOKENS")]
+    pub max_input_tokens: Option<usize>,
+    /// Largest `max_tokens` a request may ask for (default: what the context leaves).
+    #[arg(long, env = "THRESH_MAX_TOKENS_LIMIT")]
+    pub max_tokens_limit: Option<usize>,
+    /// `max_tokens` of a chat request that gives none (default 512; at most what the context
+    /// and `--max-tokens-limit` leave).
+    #[arg(long, env = "THRESH_DEFAULT_CHAT_MAX_TOKENS")]
+    pub default_chat_max_tokens: Option<usize>,
+    /// `max_tokens` of a completions request that gives none (default 16, as OpenAI's).
+    #[arg(long, env = "THRESH_DEFAULT_COMPLETION_MAX_TOKENS")]
+    pub default_completion_max_tokens: Option<usize>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM (default 30).
     #[arg(long, env = "THRESH_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
@@ -95,6 +118,31 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// The operator's limits on tokens per request, and the `max_tokens` of requests that give
+/// none. Each is also bounded by the policy's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLimits {
+    /// Longest prompt (`None`: the context less one).
+    pub max_input_tokens: Option<usize>,
+    /// Largest `max_tokens` (`None`: what the context leaves).
+    pub max_tokens_limit: Option<usize>,
+    /// `max_tokens` of a chat request without one.
+    pub default_chat_max_tokens: usize,
+    /// `max_tokens` of a completions request without one.
+    pub default_completion_max_tokens: usize,
+}
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        Self {
+            max_input_tokens: None,
+            max_tokens_limit: None,
+            default_chat_max_tokens: 512,
+            default_completion_max_tokens: 16,
+        }
+    }
 }
 
 /// Resolved settings of the daemon.
@@ -134,6 +182,14 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Drain deadline at shutdown.
     pub shutdown_timeout: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Deadline for a request's headers (and an idle keep-alive connection).
+    pub header_timeout: Duration,
+    /// Deadline for a request's body.
+    pub body_timeout: Duration,
+    /// Operator limits on tokens per request.
+    pub tokens: TokenLimits,
     /// Score plain answers unless the request says otherwise.
     pub score_plain: bool,
     /// MiB of the prompt prefix cache.
@@ -163,6 +219,10 @@ impl ServeConfig {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(600),
             shutdown_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            tokens: TokenLimits::default(),
             score_plain: false,
             prefix_cache_mb: 256,
             log_format: LogFormat::Text,
@@ -234,33 +294,79 @@ impl ServeArgs {
             }
             Ok(v)
         };
+        let seconds = |name: &str, v: u64| -> anyhow::Result<Duration> {
+            Ok(Duration::from_secs(positive(name, v as usize)? as u64))
+        };
+        // The defaults live in `ServeConfig::for_models`; a flag replaces one.
+        let d = ServeConfig::for_models(policy, reward);
+        let t = d.tokens;
+        let tokens = TokenLimits {
+            max_input_tokens: match self.max_input_tokens {
+                Some(v) => Some(positive("max-input-tokens", v)?),
+                None => t.max_input_tokens,
+            },
+            max_tokens_limit: match self.max_tokens_limit {
+                Some(v) => Some(positive("max-tokens-limit", v)?),
+                None => t.max_tokens_limit,
+            },
+            default_chat_max_tokens: positive(
+                "default-chat-max-tokens",
+                self.default_chat_max_tokens
+                    .unwrap_or(t.default_chat_max_tokens),
+            )?,
+            default_completion_max_tokens: positive(
+                "default-completion-max-tokens",
+                self.default_completion_max_tokens
+                    .unwrap_or(t.default_completion_max_tokens),
+            )?,
+        };
         let cfg = ServeConfig {
-            policy,
-            reward,
             reward_head: self.reward_head,
             aligner: self.aligner,
             aligner_template: self.aligner_template,
             device,
             dtype,
-            weights: self.weights.unwrap_or_else(|| "auto".into()),
+            weights: self.weights.unwrap_or_else(|| d.weights.clone()),
             addr: SocketAddr::new(host, port),
             api_keys,
-            max_queue: positive("max-queue", self.max_queue.unwrap_or(64))?,
+            max_queue: positive("max-queue", self.max_queue.unwrap_or(d.max_queue))?,
             max_batch_requests: positive(
                 "max-batch-requests",
-                self.max_batch_requests.unwrap_or(8),
+                self.max_batch_requests.unwrap_or(d.max_batch_requests),
             )?,
-            max_n: positive("max-n", self.max_n.unwrap_or(64))?,
-            kv_budget_tokens: positive("kv-budget-tokens", self.kv_budget_tokens.unwrap_or(65536))?,
-            max_body_bytes: positive("max-body-bytes", self.max_body_bytes.unwrap_or(1 << 20))?,
-            request_timeout: Duration::from_secs(positive(
-                "request-timeout",
-                self.request_timeout.unwrap_or(600) as usize,
-            )? as u64),
-            shutdown_timeout: Duration::from_secs(self.shutdown_timeout.unwrap_or(30)),
+            max_n: positive("max-n", self.max_n.unwrap_or(d.max_n))?,
+            kv_budget_tokens: positive(
+                "kv-budget-tokens",
+                self.kv_budget_tokens.unwrap_or(d.kv_budget_tokens),
+            )?,
+            max_body_bytes: positive(
+                "max-body-bytes",
+                self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            )?,
+            request_timeout: match self.request_timeout {
+                Some(v) => seconds("request-timeout", v)?,
+                None => d.request_timeout,
+            },
+            shutdown_timeout: self
+                .shutdown_timeout
+                .map_or(d.shutdown_timeout, Duration::from_secs),
+            max_connections: positive(
+                "max-connections",
+                self.max_connections.unwrap_or(d.max_connections),
+            )?,
+            header_timeout: match self.header_timeout {
+                Some(v) => seconds("header-timeout", v)?,
+                None => d.header_timeout,
+            },
+            body_timeout: match self.body_timeout {
+                Some(v) => seconds("body-timeout", v)?,
+                None => d.body_timeout,
+            },
+            tokens,
             score_plain: self.score_plain,
-            prefix_cache_mb: self.prefix_cache_mb.unwrap_or(256),
+            prefix_cache_mb: self.prefix_cache_mb.unwrap_or(d.prefix_cache_mb),
             log_format,
+            ..d
         };
         cfg.quant()?;
         Ok(cfg)

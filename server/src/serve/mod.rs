@@ -19,7 +19,6 @@ pub mod infer;
 pub mod metrics;
 pub mod validation;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,9 +27,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
-pub use config::{LogFormat, ServeArgs, ServeConfig};
+pub use config::{LogFormat, ServeArgs, ServeConfig, TokenLimits};
 pub use http::{AppState, app};
-use http::{drain, responses};
+use http::{drain, listen, responses};
 use infer::Infer;
 
 /// A running server.
@@ -93,21 +92,23 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let in_flight = state.in_flight.clone();
     let task = tokio::spawn(async move {
         let mut graceful_rx = stop_rx.clone();
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = graceful_rx.wait_for(|v| *v).await;
-                // Keep accepting (and answering 503) until the in-flight requests are done.
-                in_flight.wait_idle().await;
-                tracing::info!("in-flight requests done; closing connections");
-            })
-            .into_future();
+        let limits = listen::ConnLimits {
+            max_connections: cfg.max_connections,
+            header_timeout: cfg.header_timeout,
+        };
+        let serve = listen::serve(listener, router, limits, async move {
+            let _ = graceful_rx.wait_for(|v| *v).await;
+            // Keep accepting (and answering 503) until the in-flight requests are done.
+            in_flight.wait_idle().await;
+            tracing::info!("in-flight requests done; closing connections");
+        });
         let mut deadline_rx = stop_rx;
         let deadline = async move {
             let _ = deadline_rx.wait_for(|v| *v).await;
             tokio::time::sleep(drain).await;
         };
         tokio::select! {
-            r = serve => r.context("the HTTP server failed")?,
+            _ = serve => {}
             _ = deadline => {
                 tracing::warn!(seconds = drain.as_secs(), "in-flight requests did not finish before the shutdown deadline; stopping anyway");
             }

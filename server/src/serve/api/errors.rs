@@ -40,6 +40,9 @@ pub enum ApiError {
     /// The body exceeds `--max-body-bytes` (413).
     #[error("request body too large: the limit is {0} bytes")]
     BodyTooLarge(usize),
+    /// The client did not send its body within `--body-timeout` (408).
+    #[error("the request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
     /// The engine's queue is full (429).
     #[error("the server is busy: {0} requests are already queued; retry later")]
     QueueFull(usize),
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::UnknownRoute { .. } | ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Loading | ApiError::ShuttingDown | ApiError::NoAligner => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -96,7 +100,8 @@ impl ApiError {
             | ApiError::UnknownRoute { .. }
             | ApiError::UnknownModel(_)
             | ApiError::MethodNotAllowed
-            | ApiError::BodyTooLarge(_) => "invalid_request_error",
+            | ApiError::BodyTooLarge(_)
+            | ApiError::BodyTimeout(_) => "invalid_request_error",
             ApiError::Unauthorized => "authentication_error",
             ApiError::QueueFull(_) => "rate_limit_error",
             ApiError::Loading
@@ -117,6 +122,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::UnknownModel(_) => "model_not_found",
             ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::QueueFull(_) => "queue_full",
             ApiError::Loading => "loading",
             ApiError::ShuttingDown => "shutting_down",
@@ -188,6 +194,7 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::UnknownModel("gpt-9".into()),
             ApiError::BodyTooLarge(1024),
+            ApiError::BodyTimeout(30),
             ApiError::QueueFull(32),
             ApiError::Loading,
             ApiError::ShuttingDown,
@@ -276,6 +283,14 @@ mod tests {
                 None,
                 false,
             ),
+            ApiError::BodyTimeout(_) => row(
+                S::REQUEST_TIMEOUT,
+                bad_request,
+                "body_timeout",
+                "the request body did not arrive within 30 seconds",
+                None,
+                false,
+            ),
             ApiError::QueueFull(_) => row(
                 S::TOO_MANY_REQUESTS,
                 "rate_limit_error",
@@ -332,7 +347,7 @@ mod tests {
         let samples = samples();
         let kinds: std::collections::HashSet<_> =
             samples.iter().map(std::mem::discriminant).collect();
-        assert_eq!(kinds.len(), 13, "one sample per variant");
+        assert_eq!(kinds.len(), 14, "one sample per variant");
         let mut codes = std::collections::HashSet::new();
         for e in samples {
             let want = expected(&e);
@@ -369,7 +384,7 @@ mod tests {
             let sent: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(sent, body, "{name}: the response body");
         }
-        assert_eq!(codes.len(), 13, "each variant has its own code");
+        assert_eq!(codes.len(), 14, "each variant has its own code");
     }
 
     #[test]

@@ -66,6 +66,7 @@ async fn generation(
         max_n: s.cfg.max_n,
         kv_budget_tokens: s.cfg.kv_budget_tokens,
         score_plain: s.cfg.score_plain,
+        tokens: s.cfg.tokens,
     };
     let req = validate_generation(body, route, limits)?;
     if req.correct != CorrectMode::Off && info.aligner_id.is_none() {

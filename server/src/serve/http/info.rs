@@ -16,6 +16,24 @@ use crate::serve::api::openapi;
 
 type S = State<Arc<AppState>>;
 
+/// The operator's limits on one request, as `/v1/models` shows them with the policy.
+fn limits_json(s: &AppState, context: usize) -> serde_json::Value {
+    let t = &s.cfg.tokens;
+    let max_input = t.max_input_tokens.map_or(context.saturating_sub(1), |m| {
+        m.min(context.saturating_sub(1))
+    });
+    json!({
+        "max_input_tokens": max_input,
+        "max_tokens_limit": t.max_tokens_limit.map_or(context.saturating_sub(1), |m| m.min(context.saturating_sub(1))),
+        "default_max_tokens": {
+            "chat": t.default_chat_max_tokens,
+            "completions": t.default_completion_max_tokens,
+        },
+        "max_n": s.cfg.max_n,
+        "kv_budget_tokens": s.cfg.kv_budget_tokens,
+    })
+}
+
 /// `GET /v1/models`.
 pub async fn models(State(s): S) -> Response {
     let info = match ready(&s) {
@@ -25,7 +43,8 @@ pub async fn models(State(s): S) -> Response {
     let created = s.started_unix;
     let mut data = vec![
         json!({"id": info.id, "object": "model", "created": created, "owned_by": "thresh",
-               "max_model_len": info.context, "thresh_role": "policy"}),
+               "max_model_len": info.context, "thresh_role": "policy",
+               "thresh_limits": limits_json(&s, info.context)}),
         json!({"id": info.reward_id, "object": "model", "created": created, "owned_by": "thresh",
                "thresh_role": "reward"}),
     ];

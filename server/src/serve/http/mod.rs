@@ -6,6 +6,8 @@ pub mod completions;
 pub mod correct;
 pub mod drain;
 pub mod info;
+pub mod intake;
+pub mod listen;
 pub mod request;
 pub mod responses;
 pub mod rewards;
@@ -157,6 +159,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(info::method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            intake::intake,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), outer))
         .with_state(state)
 }

@@ -25,6 +25,8 @@ use thresh_decoding::{SamplingParams, StopConditions};
 use thresh_models::ChatMessage;
 use thresh_reward::Prompt;
 
+pub use super::config::TokenLimits;
+
 /// Which completion route a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -54,6 +56,8 @@ pub struct Limits {
     pub kv_budget_tokens: usize,
     /// Whether plain (strategy `none`) answers are scored when the request does not say.
     pub score_plain: bool,
+    /// The operator's token limits and default `max_tokens`.
+    pub tokens: TokenLimits,
 }
 
 /// Whether a generation is followed by the aligner's correction.

@@ -18,7 +18,7 @@ use super::generation::{
     stop_strings,
 };
 use super::{
-    CorrectMode, GenRequest, Limits, PromptSpec, Route, messages, validate_generation,
+    CorrectMode, GenRequest, Limits, PromptSpec, Route, TokenLimits, messages, validate_generation,
     validate_rewards,
 };
 use crate::serve::api::errors::ApiError;
@@ -30,6 +30,12 @@ const LIMITS: Limits = Limits {
     max_n: 16,
     kv_budget_tokens: 65536,
     score_plain: false,
+    tokens: TokenLimits {
+        max_input_tokens: None,
+        max_tokens_limit: None,
+        default_chat_max_tokens: 512,
+        default_completion_max_tokens: 16,
+    },
 };
 
 /// `base` with the fields of `extra` set (replacing those it has).

@@ -74,8 +74,28 @@ pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tok
             ),
         ));
     }
+    if let Some(limit) = limits.tokens.max_input_tokens
+        && prompt_ids.len() > limit
+    {
+        return Err(bad(
+            param,
+            format!(
+                "the prompt has {} tokens; this server takes at most {limit} (--max-input-tokens)",
+                prompt_ids.len()
+            ),
+        ));
+    }
     let room = info.context - prompt_ids.len();
+    let cap = limits.tokens.max_tokens_limit.unwrap_or(usize::MAX);
     let max_tokens = match req.max_tokens {
+        Some(m) if m > cap => {
+            return Err(bad(
+                "max_tokens",
+                format!(
+                    "max_tokens ({m}) exceeds this server's limit of {cap} tokens per answer (--max-tokens-limit)"
+                ),
+            ));
+        }
         Some(m) if m > room => {
             return Err(bad(
                 "max_tokens",
@@ -87,7 +107,11 @@ pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tok
             ));
         }
         Some(m) => m,
-        None => room.min(if req.route == Route::Chat { 512 } else { 16 }),
+        None => room.min(cap).min(if req.route == Route::Chat {
+            limits.tokens.default_chat_max_tokens
+        } else {
+            limits.tokens.default_completion_max_tokens
+        }),
     };
     if req.stop.min_tokens > max_tokens {
         return Err(bad(
