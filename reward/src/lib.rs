@@ -36,7 +36,7 @@ pub use embedding::{LinearReward, RelevanceReward, SentenceEmbedder};
 pub use encoder_classifier::BertClassifier;
 pub use error::{Result, RewardError};
 pub use input::{Prompt, RewardInput, Scored};
-pub use remote::{RemoteFormat, RemoteReward};
+pub use remote::{ApiKey, RemoteFormat, RemoteReward};
 use thresh_models::LoadOptions;
 use thresh_models::config::read_json_value;
 

@@ -221,3 +221,14 @@ fn connection_and_token_limits_have_defaults_and_flags() {
         assert!(e.contains(name), "{flag}: {e}");
     }
 }
+
+#[test]
+fn a_reward_api_key_needs_a_remote_reward() {
+    let (_dir, p, r) = tiny_paths();
+    let (p, r) = (p.to_string_lossy(), r.to_string_lossy());
+    let e = parse(&["--policy", &p, "--reward", &r, "--reward-api-key", "k"])
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--reward-api-key") && !e.contains(" k "), "{e}");
+}

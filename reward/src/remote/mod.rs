@@ -27,6 +27,11 @@
 //! The text formats send each pair as [`remote_text`] renders it: the client does not know the
 //! remote model's chat template.
 //!
+//! # Authentication
+//!
+//! [`RemoteReward::with_api_key`] sends `Authorization: Bearer KEY` with every request. The
+//! key is an [`ApiKey`], whose `Debug` and `Display` print `***`, so it reaches no log.
+//!
 //! # Failures
 //!
 //! Connection errors (refused, reset), HTTP 429 and HTTP 5xx are retried up to
@@ -58,9 +63,48 @@ pub const DEFAULT_MAX_BATCH: usize = 64;
 /// Largest response body read (bytes).
 const MAX_BODY: u64 = 64 << 20;
 
+/// A bearer token for a remote server. It prints as `***` (`Debug` and `Display`), so
+/// logging a configuration that holds one does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The key as sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+impl std::fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Self(s.trim().to_string()))
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(s: String) -> Self {
+        Self(s.trim().to_string())
+    }
+}
+
 /// A reward model served over HTTP.
 pub struct RemoteReward {
     url: String,
+    api_key: Option<ApiKey>,
     format: RemoteFormat,
     model: Option<String>,
     timeout: Duration,
@@ -103,6 +147,7 @@ impl RemoteReward {
         }
         Ok(Self {
             url: url.to_string(),
+            api_key: None,
             format,
             model: None,
             timeout: DEFAULT_TIMEOUT,
@@ -127,6 +172,12 @@ impl RemoteReward {
             }
         };
         Self::new(url, format)
+    }
+
+    /// Sends `Authorization: Bearer KEY` with every request (an empty key sends none).
+    pub fn with_api_key(mut self, key: ApiKey) -> Self {
+        self.api_key = (!key.0.is_empty()).then_some(key);
+        self
     }
 
     /// Sets the per-request timeout (connection, upload and answer together).
@@ -243,13 +294,15 @@ impl RemoteReward {
 
     /// One request.
     fn attempt(&self, body: &str) -> std::result::Result<String, Failure> {
-        let mut response = self
+        let mut request = self
             .agent
             .post(&self.url)
             .header("content-type", "application/json")
-            .header("accept", "application/json")
-            .send(body)
-            .map_err(|e| self.failure(e))?;
+            .header("accept", "application/json");
+        if let Some(key) = &self.api_key {
+            request = request.header("authorization", format!("Bearer {}", key.expose()));
+        }
+        let mut response = request.send(body).map_err(|e| self.failure(e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use thresh_models::{DType, Device, GgmlDType};
+use thresh_reward::ApiKey;
 
 use crate::models_dir::{default_policy, default_reward};
 
@@ -27,6 +28,9 @@ pub struct ServeArgs {
     /// Head of sentence-embedding reward models: `relevance` or a linear head file.
     #[arg(long, env = "THRESH_REWARD_HEAD")]
     pub reward_head: Option<String>,
+    /// Bearer token sent to a remote reward server (`--reward http://...`); never logged.
+    #[arg(long, env = "THRESH_REWARD_API_KEY")]
+    pub reward_api_key: Option<ApiKey>,
     /// Aligner corrector model (HF directory or .gguf file), served on POST /correct.
     #[arg(long, env = "THRESH_ALIGNER")]
     pub aligner: Option<PathBuf>,
@@ -154,6 +158,8 @@ pub struct ServeConfig {
     pub reward: PathBuf,
     /// Reward head for sentence encoders.
     pub reward_head: Option<String>,
+    /// Bearer token of a remote reward server.
+    pub reward_api_key: Option<ApiKey>,
     /// Aligner corrector path.
     pub aligner: Option<PathBuf>,
     /// Aligner template name or string; detected from the path when absent.
@@ -205,6 +211,7 @@ impl ServeConfig {
             policy,
             reward,
             reward_head: None,
+            reward_api_key: None,
             aligner: None,
             aligner_template: None,
             device: Device::Cpu,
@@ -277,6 +284,12 @@ impl ServeArgs {
                 anyhow::bail!("{flag} {}: no such file or directory", path.display());
             }
         }
+        if self.reward_api_key.is_some() && thresh_reward::remote_url(&reward).is_none() {
+            anyhow::bail!(
+                "--reward-api-key is for a remote reward server (--reward http://...), not {}",
+                reward.display()
+            );
+        }
         let device = parse_device(self.device.as_deref().unwrap_or("cpu"))?;
         let dtype = parse_dtype(self.dtype.as_deref().unwrap_or("auto"))?;
         let log_format = match self.log_format.as_deref().unwrap_or("text") {
@@ -322,6 +335,7 @@ impl ServeArgs {
         };
         let cfg = ServeConfig {
             reward_head: self.reward_head,
+            reward_api_key: self.reward_api_key,
             aligner: self.aligner,
             aligner_template: self.aligner_template,
             device,

@@ -60,6 +60,12 @@ pub enum ApiError {
     /// The request ran past `--request-timeout` (504).
     #[error("the request took longer than the server's limit of {0} seconds")]
     Timeout(u64),
+    /// A server thresh relies on (a remote reward model) failed or refused (502).
+    #[error("upstream: {0}")]
+    Upstream(String),
+    /// A server thresh relies on did not answer in time (504).
+    #[error("upstream: {0}")]
+    UpstreamTimeout(String),
     /// A failure inside the engine; the server keeps serving (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,7 +93,8 @@ impl ApiError {
             ApiError::Loading | ApiError::ShuttingDown | ApiError::NoAligner => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Timeout(_) | ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,7 +115,9 @@ impl ApiError {
             | ApiError::ShuttingDown
             | ApiError::Timeout(_)
             | ApiError::NoAligner => "service_unavailable",
-            ApiError::Internal(_) => "server_error",
+            ApiError::Internal(_) | ApiError::Upstream(_) | ApiError::UpstreamTimeout(_) => {
+                "server_error"
+            }
         }
     }
 
@@ -129,6 +138,8 @@ impl ApiError {
             ApiError::NoAligner => "no_aligner",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Upstream(_) => "upstream_error",
+            ApiError::UpstreamTimeout(_) => "upstream_timeout",
         }
     }
 
@@ -201,6 +212,8 @@ mod tests {
             ApiError::NoAligner,
             ApiError::Timeout(30),
             ApiError::Internal("engine gone".into()),
+            ApiError::Upstream("reward server http://r/v1/rewards answered HTTP 401".into()),
+            ApiError::UpstreamTimeout("reward server http://r/v1/rewards did not answer".into()),
         ]
     }
 
@@ -339,6 +352,22 @@ mod tests {
                 None,
                 false,
             ),
+            ApiError::Upstream(_) => row(
+                S::BAD_GATEWAY,
+                "server_error",
+                "upstream_error",
+                "upstream: reward server http://r/v1/rewards answered HTTP 401",
+                None,
+                false,
+            ),
+            ApiError::UpstreamTimeout(_) => row(
+                S::GATEWAY_TIMEOUT,
+                "server_error",
+                "upstream_timeout",
+                "upstream: reward server http://r/v1/rewards did not answer",
+                None,
+                false,
+            ),
         }
     }
 
@@ -347,7 +376,7 @@ mod tests {
         let samples = samples();
         let kinds: std::collections::HashSet<_> =
             samples.iter().map(std::mem::discriminant).collect();
-        assert_eq!(kinds.len(), 14, "one sample per variant");
+        assert_eq!(kinds.len(), 16, "one sample per variant");
         let mut codes = std::collections::HashSet::new();
         for e in samples {
             let want = expected(&e);
@@ -384,7 +413,7 @@ mod tests {
             let sent: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(sent, body, "{name}: the response body");
         }
-        assert_eq!(codes.len(), 14, "each variant has its own code");
+        assert_eq!(codes.len(), 16, "each variant has its own code");
     }
 
     #[test]

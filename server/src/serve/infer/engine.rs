@@ -52,8 +52,21 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
         quant: None,
         ..opts.clone()
     };
-    let reward = thresh_reward::load(&cfg.reward, cfg.reward_head.as_deref(), &reward_opts)
-        .map_err(|e| anyhow::anyhow!("loading the reward model {}: {e}", cfg.reward.display()))?;
+    let reward: Box<dyn thresh_reward::RewardModel> = match thresh_reward::remote_url(&cfg.reward) {
+        // A remote reward server, with its bearer token when one is given.
+        Some(url) => {
+            let mut remote = thresh_reward::RemoteReward::from_spec(url, None)
+                .map_err(|e| anyhow::anyhow!("--reward {url}: {e}"))?;
+            if let Some(key) = &cfg.reward_api_key {
+                remote = remote.with_api_key(key.clone());
+            }
+            Box::new(remote)
+        }
+        None => thresh_reward::load(&cfg.reward, cfg.reward_head.as_deref(), &reward_opts)
+            .map_err(|e| {
+                anyhow::anyhow!("loading the reward model {}: {e}", cfg.reward.display())
+            })?,
+    };
     let aligner = match &cfg.aligner {
         None => None,
         Some(path) => {
@@ -209,7 +222,7 @@ fn run_job(models: &Models, stepper: &dyn Stepper, job: Job) {
             let result = run_one_shot(job.enqueued, &job.cancel, "reward model", || {
                 let s = models.reward.score(&job.inputs).map_err(|e| match e {
                     thresh_reward::RewardError::InvalidInput(msg) => ApiError::param("input", msg),
-                    e => ApiError::Internal(e.to_string()),
+                    e => ApiError::from(e),
                 })?;
                 m::reward_tokens(s.iter().map(|s| s.tokens).sum());
                 Ok(s)

@@ -48,6 +48,16 @@ fn from_reward(e: RewardError) -> ApiError {
             param: None,
             message: format!("reward model: {m}"),
         },
+        // The reward model is another server: its failure is a bad or slow gateway, named.
+        RewardError::RemoteTimeout { .. } => ApiError::UpstreamTimeout(e.to_string()),
+        RewardError::RemoteStatus {
+            status: 401 | 403, ..
+        } => ApiError::Upstream(format!(
+            "{e} (the reward server refused thresh's credentials: check --reward-api-key)"
+        )),
+        RewardError::RemoteStatus { .. }
+        | RewardError::RemoteUnreachable { .. }
+        | RewardError::RemoteResponse { .. } => ApiError::Upstream(e.to_string()),
         other => ApiError::Internal(format!("reward model: {other}")),
     }
 }
