@@ -171,6 +171,9 @@ pub struct GenerationBody {
     pub top_logprobs: Option<u64>,
     /// Completions: echo the prompt (not supported: only false).
     pub echo: Option<bool>,
+    /// Also return the prompt's and each answer's token ids (vLLM's `return_token_ids`:
+    /// `prompt_token_ids` and `token_ids`), so a client can continue from them exactly.
+    pub return_token_ids: Option<bool>,
     /// The alignment extension.
     pub alignment: Option<AlignmentInput>,
 }

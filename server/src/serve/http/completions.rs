@@ -95,6 +95,10 @@ async fn generation(
         n: tokenized.req.n,
         arrived: arrived.0,
         tokenize_time,
+        prompt_token_ids: tokenized
+            .req
+            .return_token_ids
+            .then(|| tokenized.prompt_ids.clone()),
     };
     let stream = tokenized.req.stream;
     let generation = s.infer.generate(tokenized)?;

@@ -36,6 +36,8 @@ pub struct RespCtx {
     pub arrived: Instant,
     /// Time spent tokenising.
     pub tokenize_time: Duration,
+    /// The prompt's token ids, when the request asked for token ids.
+    pub prompt_token_ids: Option<Vec<u32>>,
 }
 
 /// Unix time in seconds.
@@ -187,6 +189,11 @@ pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
                     "reward": c.score.map(score_json),
                 }),
             };
+            if let Some(prompt_ids) = &ctx.prompt_token_ids {
+                // vLLM's shape: both lists on each choice (null for a corrected answer).
+                v["prompt_token_ids"] = json!(prompt_ids);
+                v["token_ids"] = json!(c.token_ids);
+            }
             if let Some(k) = &c.correction {
                 v["correction"] = json!({
                     "original": k.original,
@@ -280,6 +287,7 @@ mod tests {
             n: 2,
             arrived: Instant::now(),
             tokenize_time: Duration::ZERO,
+            prompt_token_ids: None,
         }
     }
 
@@ -292,6 +300,7 @@ mod tests {
             correction: None,
             logprobs: None,
             token_ends: None,
+            token_ids: None,
         }
     }
 

@@ -70,8 +70,9 @@ pub fn correct_choices(
             choice.tokens = k.completion_tokens;
             choice.finish_reason = k.finish.as_openai();
             choice.score = g.corrected_score;
-            // The policy's token log-probabilities describe the original only.
+            // The policy's token log-probabilities and ids describe the original only.
             choice.logprobs = None;
+            choice.token_ids = None;
         } else {
             choice.score = Some(g.original_score);
         }

@@ -78,6 +78,7 @@ fn run_strategy(
                     .logprobs
                     .then(|| token_logprobs(&policy.tokenizer, &c.tokens, &c.token_logprobs)),
                 token_ends,
+                token_ids: Some(c.tokens.clone()),
             })
         })
         .collect::<Result<_, DecodeError>>()?;
@@ -201,6 +202,7 @@ fn plain(
                 .logprobs
                 .then(|| token_logprobs(&policy.tokenizer, &r.tokens, &r.token_logprobs)),
             token_ends: None,
+            token_ids: Some(r.tokens.clone()),
         })
         .collect();
     Ok(GenOutput {

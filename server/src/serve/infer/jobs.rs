@@ -61,6 +61,8 @@ pub struct ChoiceOut {
     /// Where each token's text ends in `text` (bytes; past its end: cut by a stop string),
     /// when an aligned answer's log-probabilities are streamed.
     pub token_ends: Option<Vec<usize>>,
+    /// The policy's token ids of `text` (`None` once the aligner's correction replaced it).
+    pub token_ids: Option<Vec<u32>>,
 }
 
 /// An answer and its correction; the choice returns one of them.

@@ -100,6 +100,8 @@ pub struct GenRequest {
     pub stream: bool,
     /// Send a usage chunk at the end of a stream.
     pub include_usage: bool,
+    /// Return the prompt's and the answers' token ids.
+    pub return_token_ids: bool,
 }
 
 impl GenRequest {

@@ -743,7 +743,9 @@ fn a_body_with_only_a_prompt_gets_every_default() {
         score,
         stream,
         include_usage,
+        return_token_ids,
     } = r.clone();
+    assert!(!return_token_ids);
     assert_eq!(correct, CorrectMode::Off);
     assert!(!logprobs);
     assert_eq!(route, Route::Completions);
@@ -1140,4 +1142,20 @@ fn correct_is_not_streamed() {
         "stream",
         "send stream: false",
     );
+}
+
+#[test]
+fn return_token_ids_is_off_by_default_and_not_streamed() {
+    assert!(
+        completions(json!({"return_token_ids": true}))
+            .unwrap()
+            .return_token_ids
+    );
+    assert!(
+        !completions(json!({"return_token_ids": false}))
+            .unwrap()
+            .return_token_ids
+    );
+    let e = completions(json!({"return_token_ids": true, "stream": true}));
+    assert_rejected(e, "return_token_ids", "not streamed");
 }
