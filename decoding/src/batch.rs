@@ -83,6 +83,27 @@ pub struct Row {
     detok: IncrementalDetokenizer,
 }
 
+impl Row {
+    /// A row generated elsewhere (by a remote policy server): its ids, text, per-token
+    /// log-probabilities and, once it has ended, why.
+    pub fn external(
+        tokens: Vec<u32>,
+        text: String,
+        token_logprobs: Vec<f32>,
+        finish: Option<FinishReason>,
+    ) -> Self {
+        Self {
+            logprob_sum: token_logprobs.iter().sum(),
+            tokens,
+            text,
+            token_logprobs,
+            finish,
+            sampler: Sampler::new(&SamplingParams::default(), 0),
+            detok: IncrementalDetokenizer::new(),
+        }
+    }
+}
+
 /// Counters and timings of a batch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchStats {
@@ -246,6 +267,11 @@ impl<'m> DecodeBatch<'m> {
                 s.leave();
             }
         }
+    }
+
+    /// Prompt tokens.
+    pub fn prompt_len(&self) -> usize {
+        self.prompt.len()
     }
 
     /// Every row, finished or not, in their original order.

@@ -25,6 +25,14 @@ pub enum DecodeError {
     /// its server failed).
     #[error("reward model: {0}")]
     Reward(#[from] thresh_reward::RewardError),
+    /// A remote policy server failed, refused or answered something unusable.
+    #[error("policy server {url}: {message}")]
+    Remote {
+        /// The endpoint.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A merged decode step failed (the message says why); every batch in it fails.
     #[error("merged decode step: {0}")]
     Merged(String),

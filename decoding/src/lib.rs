@@ -8,6 +8,7 @@ pub mod error;
 pub mod generate;
 pub mod merge;
 pub mod prefix;
+pub mod remote;
 pub mod sampling;
 pub mod strategy;
 

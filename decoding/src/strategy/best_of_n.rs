@@ -4,9 +4,10 @@ use std::time::Instant;
 
 use thresh_reward::RewardModel;
 
+use super::rows::RowBatch;
 use super::{
-    StrategyInput, StrategyOutput, StrategyStats, candidate, score_rows, start_batch, top_k,
-    validate,
+    RowRequest, StrategyInput, StrategyOutput, StrategyStats, candidate, score_rows, start_batch,
+    top_k, validate,
 };
 use crate::error::Result;
 
@@ -19,9 +20,21 @@ pub fn best_of_n(
 ) -> Result<StrategyOutput> {
     validate(input)?;
     let t = Instant::now();
-    let mut batch = start_batch(input, n)?;
-    batch.run_to_end()?;
-    let (rows, bstats) = batch.into_parts();
+    let batch = start_batch(input, n)?;
+    best_of_rows(batch, &RowRequest::of(input), reward, n, t)
+}
+
+/// Best-of-N over any [`RowBatch`] of `n` rows: run every row to its end, score every answer,
+/// return the best.
+pub(crate) fn best_of_rows<B: RowBatch>(
+    mut batch: B,
+    request: &RowRequest<'_>,
+    reward: &dyn RewardModel,
+    n: usize,
+    t: Instant,
+) -> Result<StrategyOutput> {
+    batch.advance(None)?;
+    let (rows, bstats) = batch.finish();
     let mut stats = StrategyStats {
         prompt_tokens: bstats.prompt_tokens,
         cached_prompt_tokens: bstats.cached_prompt_tokens,
@@ -33,13 +46,13 @@ pub fn best_of_n(
         ..Default::default()
     };
     let all: Vec<usize> = (0..rows.len()).collect();
-    let scores = score_rows(reward, &input.reward_prompt, &rows, &all, &mut stats)?;
+    let scores = score_rows(reward, request.reward_prompt, &rows, &all, &mut stats)?;
     let best = top_k(
         all.iter().map(|&r| (r, scores[r])).collect(),
         &rows,
-        input.top_k,
+        request.top_k,
     );
-    let candidates = input.return_candidates.then(|| {
+    let candidates = request.return_candidates.then(|| {
         all.iter()
             .map(|&r| candidate(r, &rows[r], scores[r], None))
             .collect()

@@ -10,6 +10,8 @@ pub mod adaptive;
 mod best_of_n;
 mod dispatch;
 mod rejection_sampling;
+pub mod remote;
+pub mod rows;
 mod soft_best_of_n;
 mod speculative;
 
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub use best_of_n::best_of_n;
 pub use dispatch::Strategy;
 pub use rejection_sampling::rejection_sampling;
+pub use rows::RowBatch;
 pub use soft_best_of_n::soft_best_of_n;
 pub use speculative::{
     Rejection, Schedule, SpeculativeParams, initial_batch, keep_count, speculative_rejection,
@@ -200,6 +203,31 @@ pub struct StrategyOutput {
     pub candidates: Option<Vec<Candidate>>,
     /// Compute spent.
     pub stats: StrategyStats,
+}
+
+/// What the strategies written over [`RowBatch`] need to know about the request, whichever
+/// backend runs its rows.
+pub(crate) struct RowRequest<'p> {
+    /// The prompt as the reward model sees it.
+    pub reward_prompt: &'p Prompt,
+    /// The length cap.
+    pub max_tokens: usize,
+    /// Answers to return.
+    pub top_k: usize,
+    /// Whether to return every candidate.
+    pub return_candidates: bool,
+}
+
+impl<'p> RowRequest<'p> {
+    /// The request of a local strategy input.
+    pub(crate) fn of(input: &'p StrategyInput<'_>) -> Self {
+        Self {
+            reward_prompt: &input.reward_prompt,
+            max_tokens: input.stop.max_tokens,
+            top_k: input.top_k,
+            return_candidates: input.return_candidates,
+        }
+    }
 }
 
 /// The strategy's batch of `n` rows: the prompt prefilled (through the prefix cache when

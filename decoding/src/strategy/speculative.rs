@@ -15,9 +15,10 @@ use std::time::Instant;
 use thresh_reward::RewardModel;
 
 use super::adaptive::{auto_keep, measured_drift};
+use super::rows::RowBatch;
 use super::{
-    NoDecision, StrategyInput, StrategyOutput, StrategyStats, candidate, rank, score_rows,
-    start_batch, top_k, validate,
+    NoDecision, RowRequest, StrategyInput, StrategyOutput, StrategyStats, candidate, rank,
+    score_rows, start_batch, top_k, validate,
 };
 use crate::error::{DecodeError, Result};
 
@@ -136,13 +137,12 @@ pub fn keep_count(alpha: f32, m: usize) -> usize {
     ((1.0 - alpha as f64) * m as f64).round_ties_even().max(1.0) as usize
 }
 
-/// Runs Speculative Rejection and returns the best kept answers.
-pub fn speculative_rejection(
-    input: &StrategyInput<'_>,
-    reward: &dyn RewardModel,
+/// Checks the parameters and returns the schedule and the initial batch size.
+pub(crate) fn plan(
     params: &SpeculativeParams,
-) -> Result<StrategyOutput> {
-    validate(input)?;
+    prompt_len: usize,
+    max_tokens: usize,
+) -> Result<(Schedule, usize)> {
     if let Rejection::Fixed(alpha) = params.rejection
         && !(0.0..1.0).contains(&alpha)
     {
@@ -153,9 +153,8 @@ pub fn speculative_rejection(
     let schedule = params
         .schedule
         .clone()
-        .unwrap_or_else(|| Schedule::default_for(input.stop.max_tokens));
+        .unwrap_or_else(|| Schedule::default_for(max_tokens));
     schedule.validate()?;
-    let prompt_len = input.prompt_ids.len();
     if params.kv_budget_tokens < prompt_len + 8 && params.initial_batch.is_none() {
         return Err(DecodeError::InvalidParameter(format!(
             "kv budget of {} tokens cannot hold the {prompt_len}-token prompt plus 8 tokens",
@@ -165,9 +164,43 @@ pub fn speculative_rejection(
     let n0 = params
         .initial_batch
         .unwrap_or_else(|| initial_batch(params.kv_budget_tokens, prompt_len, params.max_batch));
-    let max_tokens = input.stop.max_tokens;
+    Ok((schedule, n0))
+}
+
+/// Runs Speculative Rejection and returns the best kept answers.
+pub fn speculative_rejection(
+    input: &StrategyInput<'_>,
+    reward: &dyn RewardModel,
+    params: &SpeculativeParams,
+) -> Result<StrategyOutput> {
+    validate(input)?;
+    let (schedule, n0) = plan(params, input.prompt_ids.len(), input.stop.max_tokens)?;
     let t = Instant::now();
-    let mut batch = start_batch(input, n0)?;
+    let batch = start_batch(input, n0)?;
+    rounds(
+        batch,
+        &RowRequest::of(input),
+        reward,
+        params,
+        &schedule,
+        n0,
+        t,
+    )
+}
+
+/// The rounds of Speculative Rejection over any [`RowBatch`] of `n0` rows: each round's
+/// length is fixed when it starts, every row alive in it (and every finished survivor) is
+/// ranked at its end, and the rest are dropped.
+pub(crate) fn rounds<B: RowBatch>(
+    mut batch: B,
+    request: &RowRequest<'_>,
+    reward: &dyn RewardModel,
+    params: &SpeculativeParams,
+    schedule: &Schedule,
+    n0: usize,
+    t: Instant,
+) -> Result<StrategyOutput> {
+    let max_tokens = request.max_tokens;
     let mut stats = StrategyStats {
         initial_batch: n0,
         ..Default::default()
@@ -183,28 +216,24 @@ pub fn speculative_rejection(
     let mut round = 0;
     while !batch.is_done() {
         round += 1;
-        let generated = |b: &crate::DecodeBatch<'_>| b.cache().len() - prompt_len;
         // The round's length is fixed now, from the rows alive at its start.
         let decide_at = schedule.next_decision(
-            generated(&batch),
+            batch.generated(),
             batch.active_rows().len(),
-            batch.cache().len(),
+            batch.row_len(),
             params.kv_budget_tokens,
         );
         if round == 1 {
             first_decision = decide_at;
         }
-        let mut finished_now: Vec<usize> = Vec::new();
-        while !batch.is_done() && decide_at.is_none_or(|d| generated(&batch) < d) {
-            finished_now.extend(batch.step()?);
-        }
+        let finished_now = batch.advance(decide_at)?;
         stats.rounds = round;
         if batch.is_done() {
             // Everything finished within this round: no decision left to make; the answer
             // is the best over the survivors and this round's rows.
             let scores = score_rows(
                 reward,
-                &input.reward_prompt,
+                request.reward_prompt,
                 batch.rows(),
                 &finished_now,
                 &mut stats,
@@ -215,14 +244,14 @@ pub fn speculative_rejection(
             }
             break;
         }
-        let at = generated(&batch);
+        let at = batch.generated();
         stats.decision_tokens.push(at);
         // Decision: rank the finished survivors with every row of this round.
         let mut this_round: Vec<usize> = finished_now.clone();
         this_round.extend_from_slice(batch.active_rows());
         let scores = score_rows(
             reward,
-            &input.reward_prompt,
+            request.reward_prompt,
             batch.rows(),
             &this_round,
             &mut stats,
@@ -244,7 +273,7 @@ pub fn speculative_rejection(
                 let drift =
                     measured_drift(&moved, at - last_decision, max_tokens.saturating_sub(at));
                 let scores: Vec<f32> = ranked.iter().map(|x| x.1).collect();
-                auto_keep(&scores, drift, input.top_k).keep
+                auto_keep(&scores, drift, request.top_k).keep
             }
         };
         let (kept, dropped) = ranked.split_at(keep.min(ranked.len()));
@@ -269,12 +298,9 @@ pub fn speculative_rejection(
             .filter(|k| active.contains(&k.0))
             .collect();
         last_decision = at;
-        stats.peak_kv_bytes = stats.peak_kv_bytes.max(batch.stats().peak_kv_bytes);
-        let before = batch.cache().bytes_in_use();
-        batch.prune(&drop_active)?;
-        stats
-            .kv_bytes_per_round
-            .push((before, batch.cache().bytes_in_use()));
+        stats.peak_kv_bytes = stats.peak_kv_bytes.max(batch.peak_kv_bytes());
+        let bytes = batch.prune(&drop_active)?;
+        stats.kv_bytes_per_round.push(bytes);
     }
     if stats.decision_tokens.is_empty() {
         stats.no_decision = Some(match first_decision {
@@ -283,14 +309,14 @@ pub fn speculative_rejection(
             Some(_) => NoDecision::AllFinished,
         });
     }
-    let (rows, bstats) = batch.into_parts();
+    let (rows, bstats) = batch.finish();
     stats.prompt_tokens = bstats.prompt_tokens;
     stats.cached_prompt_tokens = bstats.cached_prompt_tokens;
     stats.policy_tokens = bstats.generated_tokens;
     stats.peak_kv_bytes = stats.peak_kv_bytes.max(bstats.peak_kv_bytes);
     stats.policy_time = t.elapsed().saturating_sub(stats.reward_time);
-    let best = top_k(kept_finished, &rows, input.top_k);
-    let candidates = input.return_candidates.then(|| {
+    let best = top_k(kept_finished, &rows, request.top_k);
+    let candidates = request.return_candidates.then(|| {
         (0..rows.len())
             .map(|r| {
                 candidate(

@@ -1,0 +1,182 @@
+//! thresh's strategies over a remote policy (`thresh_decoding::remote`), against a real
+//! `thresh serve` on loopback: Best-of-N chooses exactly what the backend's own Best-of-N
+//! chooses, and Speculative Rejection prunes, round by round, exactly the rows a reference
+//! computation picks from the candidates' partial scores, with exact token accounting.
+
+mod common;
+
+use common::{client, post, start_ready, tiny_config, tiny_models, url};
+use serde_json::json;
+use thresh_decoding::remote::RemotePolicy;
+use thresh_decoding::strategy::remote::RemoteInput;
+use thresh_decoding::strategy::{
+    Fate, Rejection, Schedule, SpeculativeParams, Strategy, keep_count,
+};
+use thresh_decoding::{SamplingParams, StopConditions};
+use thresh_models::LoadOptions;
+use thresh_reward::{Prompt, RewardInput};
+
+#[tokio::test]
+async fn best_of_n_over_a_remote_thresh_chooses_what_the_backend_chooses() {
+    let m = tiny_models(256);
+    let server = start_ready(tiny_config(&m)).await;
+    let c = client();
+    let policy = thresh_models::load(&m.policy.to_string_lossy(), &LoadOptions::default()).unwrap();
+    let prompt = policy.tokenizer.encode("hello there", true).unwrap();
+    let (status, _, own) = post(
+        &c,
+        &url(&server, "/v1/completions"),
+        &json!({"prompt": prompt, "max_tokens": 8, "seed": 7, "return_token_ids": true,
+                "alignment": {"strategy": "best_of_n", "candidates": 4,
+                              "return_candidates": true}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{own}");
+    let base = url(&server, "/v1");
+    let (policy_dir, reward_dir) = (m.policy.clone(), m.reward.clone());
+    let remote = tokio::task::spawn_blocking(move || {
+        let policy =
+            thresh_models::load(&policy_dir.to_string_lossy(), &LoadOptions::default()).unwrap();
+        let reward = thresh_reward::load(&reward_dir, None, &Default::default()).unwrap();
+        let backend = RemotePolicy::new(&base).unwrap();
+        let input = RemoteInput {
+            policy: &backend,
+            tokenizer: &policy.tokenizer,
+            prompt_ids: &prompt,
+            // A token-id prompt is scored as its decoded text, as the backend does.
+            reward_prompt: Prompt::Text(policy.tokenizer.decode(&prompt, true).unwrap()),
+            sampling: SamplingParams {
+                seed: 7,
+                ..Default::default()
+            },
+            stop: StopConditions {
+                max_tokens: 8,
+                ..Default::default()
+            },
+            top_k: 1,
+            return_candidates: true,
+            cancel: None,
+        };
+        Strategy::BestOfN { candidates: 4 }
+            .run_remote(&input, reward.as_ref())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let chosen: Vec<u64> = own["choices"][0]["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    let best = &remote.best[0];
+    assert_eq!(
+        best.tokens.iter().map(|&t| t as u64).collect::<Vec<_>>(),
+        chosen,
+        "the same answer as the backend's own Best-of-N"
+    );
+    assert_eq!(best.text, own["choices"][0]["text"].as_str().unwrap());
+    let theirs = own["alignment"]["candidates"].as_array().unwrap();
+    let ours = remote.candidates.unwrap();
+    assert_eq!(ours.len(), 4);
+    for (o, t) in ours.iter().zip(theirs) {
+        assert_eq!(o.text, t["text"].as_str().unwrap(), "candidate {}", o.row);
+        let reward = t["reward"].as_f64().unwrap() as f32;
+        assert!((o.score - reward).abs() < 1e-5, "{} vs {reward}", o.score);
+    }
+    assert_eq!(
+        remote.stats.policy_tokens as u64,
+        own["alignment"]["stats"]["policy_tokens"].as_u64().unwrap(),
+        "the same policy tokens"
+    );
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn speculative_rejection_over_a_remote_thresh_prunes_the_reference_rows() {
+    let m = tiny_models(256);
+    let server = start_ready(tiny_config(&m)).await;
+    let base = url(&server, "/v1");
+    let (policy_dir, reward_dir) = (m.policy.clone(), m.reward.clone());
+    tokio::task::spawn_blocking(move || {
+        let policy =
+            thresh_models::load(&policy_dir.to_string_lossy(), &LoadOptions::default()).unwrap();
+        let tok = &policy.tokenizer;
+        let reward = thresh_reward::load(&reward_dir, None, &Default::default()).unwrap();
+        let backend = RemotePolicy::new(&base).unwrap();
+        let prompt = tok.encode("Tell me a story.", true).unwrap();
+        let reward_prompt = Prompt::Text("Tell me a story.".into());
+        let input = RemoteInput {
+            policy: &backend,
+            tokenizer: tok,
+            prompt_ids: &prompt,
+            reward_prompt: reward_prompt.clone(),
+            sampling: SamplingParams {
+                seed: 11,
+                ..Default::default()
+            },
+            // No row ends early, so every round's rows and lengths are known.
+            stop: StopConditions {
+                max_tokens: 12,
+                ignore_eos: true,
+                ..Default::default()
+            },
+            top_k: 1,
+            return_candidates: true,
+            cancel: None,
+        };
+        let params = SpeculativeParams {
+            rejection: Rejection::Fixed(0.5),
+            kv_budget_tokens: 1 << 20,
+            max_batch: 8,
+            initial_batch: Some(8),
+            schedule: Some(Schedule::Tokens(vec![4, 8])),
+        };
+        let out = Strategy::Speculative(params)
+            .run_remote(&input, reward.as_ref())
+            .unwrap();
+        assert_eq!(out.stats.decision_tokens, [4, 8]);
+        assert_eq!(out.stats.pruned_per_round, [4, 2]);
+        assert_eq!(
+            out.stats.policy_tokens,
+            8 * 4 + 4 * 4 + 2 * 4,
+            "exact token accounting"
+        );
+        let cands = out.candidates.unwrap();
+        // The reference: score every alive row's first `d` tokens, drop the worst half.
+        let mut alive: Vec<usize> = (0..8).collect();
+        for (round, d) in [(1usize, 4usize), (2, 8)] {
+            let inputs: Vec<RewardInput> = alive
+                .iter()
+                .map(|&r| RewardInput {
+                    prompt: reward_prompt.clone(),
+                    response: tok.decode(&cands[r].tokens[..d], true).unwrap(),
+                })
+                .collect();
+            let scores = reward.score(&inputs).unwrap();
+            let mut ranked: Vec<(usize, f32)> = alive
+                .iter()
+                .copied()
+                .zip(scores.iter().map(|s| s.score))
+                .collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let keep = keep_count(0.5, ranked.len());
+            for &(r, s) in &ranked[keep..] {
+                assert_eq!(cands[r].fate, Fate::Pruned { round }, "row {r}");
+                assert_eq!(cands[r].tokens.len(), d, "row {r} stopped at the decision");
+                assert!((cands[r].score - s).abs() < 1e-5);
+            }
+            alive = ranked[..keep].iter().map(|x| x.0).collect();
+        }
+        for &r in &alive {
+            assert_eq!(cands[r].fate, Fate::LengthCapped, "row {r} ran to the end");
+            assert_eq!(cands[r].tokens.len(), 12);
+        }
+        assert!(alive.contains(&out.best[0].row));
+    })
+    .await
+    .unwrap();
+    server.shutdown();
+    server.wait().await.unwrap();
+}
