@@ -30,7 +30,8 @@ pub use device::parse_device;
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
 pub use loader::{
-    LoadOptions, LoadedModel, load, load_gguf, load_hf_dir, parse_quant, parse_weights,
+    LoadOptions, LoadedModel, TokenizerFiles, load, load_gguf, load_hf_dir, load_tokenizer,
+    parse_quant, parse_weights,
 };
 pub use tokenizer::Tokenizer;
 pub use weights::WeightFile;

@@ -104,6 +104,48 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
     }
 }
 
+/// The tokenizer, chat template and configuration of a model, without its weights: what
+/// thresh needs of a policy that another server runs.
+#[derive(Clone)]
+pub struct TokenizerFiles {
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The chat template, where the model ships one.
+    pub chat_template: Option<ChatTemplate>,
+    /// The decoder configuration (context, vocabulary).
+    pub config: DecoderConfig,
+}
+
+/// Reads the tokenizer, chat template and configuration of a Hugging Face directory or a
+/// `.gguf` file, without loading its weights.
+pub fn load_tokenizer(spec: &str) -> Result<TokenizerFiles> {
+    let path = resolve(spec)?;
+    if path.is_dir() {
+        let config = DecoderConfig::from_hf_json(&path.join("config.json"))?;
+        let (tokenizer, chat_template) = load_hf_tokenizer(&path, &config.eos_token_ids)?;
+        Ok(TokenizerFiles {
+            tokenizer,
+            chat_template,
+            config,
+        })
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        let g = open_gguf(&path, DType::F32, &Device::Cpu)?;
+        Ok(TokenizerFiles {
+            tokenizer: g.tokenizer,
+            chat_template: g.chat_template,
+            config: g.cfg,
+        })
+    } else {
+        Err(ModelError::bad_file(
+            &path,
+            "expected a Hugging Face model directory or a .gguf file",
+        ))
+    }
+}
+
 /// Turns a path or hub id into a local path.
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     let path = PathBuf::from(spec);

@@ -180,3 +180,114 @@ async fn speculative_rejection_over_a_remote_thresh_prunes_the_reference_rows() 
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+/// A gateway: `thresh serve --policy http://backend/v1 --policy-tokenizer DIR`, with the
+/// reward model here.
+fn gateway_config(m: &common::TinyModels, backend: &str) -> thresh_server::serve::ServeConfig {
+    let mut cfg = tiny_config(m);
+    cfg.policy = std::path::PathBuf::from(backend);
+    cfg.policy_tokenizer = Some(m.policy.clone());
+    cfg
+}
+
+#[tokio::test]
+async fn a_gateway_over_a_remote_thresh_answers_as_the_backend_does() {
+    let m = tiny_models(256);
+    let backend = start_ready(tiny_config(&m)).await;
+    let gateway = start_ready(gateway_config(&m, &url(&backend, "/v1"))).await;
+    let c = client();
+    let at = |s: &thresh_server::serve::Server| url(s, "/v1/completions");
+
+    // Plain sampling and Best-of-N: the same answers either way.
+    for body in [
+        json!({"prompt": "hello", "max_tokens": 8, "n": 2, "seed": 5}),
+        json!({"prompt": "hello", "max_tokens": 8, "seed": 5,
+               "alignment": {"strategy": "best_of_n", "candidates": 4}}),
+    ] {
+        let (s1, _, direct) = post(&c, &at(&backend), &body).await;
+        let (s2, _, through) = post(&c, &at(&gateway), &body).await;
+        assert_eq!((s1, s2), (200, 200), "{direct} {through}");
+        for i in 0..direct["choices"].as_array().unwrap().len() {
+            assert_eq!(
+                direct["choices"][i]["text"], through["choices"][i]["text"],
+                "{body}"
+            );
+        }
+    }
+
+    // Speculative Rejection decides, prunes and spends fewer policy tokens than Best-of-N.
+    let sr = json!({"prompt": "hello", "max_tokens": 24, "seed": 5, "ignore_eos": true,
+                    "alignment": {"strategy": "speculative_rejection", "candidates": 8,
+                                  "alpha": 0.5, "decision_tokens": [6, 12]}});
+    let (status, _, v) = post(&c, &at(&gateway), &sr).await;
+    assert_eq!(status, 200, "{v}");
+    let stats = &v["alignment"]["stats"];
+    assert_eq!(stats["decision_tokens"], json!([6, 12]), "{v}");
+    assert_eq!(stats["pruned_per_round"], json!([4, 2]));
+    assert_eq!(stats["policy_tokens"], 8 * 6 + 4 * 6 + 2 * 12);
+    let bon = json!({"prompt": "hello", "max_tokens": 24, "seed": 5, "ignore_eos": true,
+                     "alignment": {"strategy": "best_of_n", "candidates": 8}});
+    let (_, _, b) = post(&c, &at(&gateway), &bon).await;
+    assert_eq!(b["alignment"]["stats"]["policy_tokens"], 8 * 24);
+
+    // Chat renders with the tokenizer's template; streaming works.
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6,
+                      "seed": 2});
+    let (s1, _, direct) = post(&c, &url(&backend, "/v1/chat/completions"), &chat).await;
+    let (s2, _, through) = post(&c, &url(&gateway, "/v1/chat/completions"), &chat).await;
+    assert_eq!((s1, s2), (200, 200), "{through}");
+    assert_eq!(
+        direct["choices"][0]["message"]["content"],
+        through["choices"][0]["message"]["content"]
+    );
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    let (status, events) =
+        common::post_stream(&c, &url(&gateway, "/v1/chat/completions"), &streamed).await;
+    assert_eq!(status, 200);
+    let text: String = common::data_events(&events)
+        .iter()
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        text,
+        through["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+    );
+    for s in [gateway, backend] {
+        s.shutdown();
+        s.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_whose_backend_is_down_fails_to_start_naming_it() {
+    let m = tiny_models(256);
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let backend = format!("http://{addr}/v1");
+    let server = thresh_server::serve::start(gateway_config(&m, &backend))
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let e = loop {
+        if let Some(e) = server.load_error() {
+            break e;
+        }
+        assert!(t.elapsed().as_secs() < 60, "no load error");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        e.contains(&addr.to_string()) && e.contains("--policy"),
+        "{e}"
+    );
+    server.shutdown();
+    server.wait().await.unwrap();
+}

@@ -232,3 +232,30 @@ fn a_reward_api_key_needs_a_remote_reward() {
         .to_string();
     assert!(e.contains("--reward-api-key") && !e.contains(" k "), "{e}");
 }
+
+#[test]
+fn a_remote_policy_needs_its_tokenizer_and_the_remote_flags_need_it() {
+    let (_dir, p, r) = tiny_paths();
+    let (p, r) = (p.to_string_lossy(), r.to_string_lossy());
+    let err = |args: &[&str]| parse(args).resolve().unwrap_err().to_string();
+    let e = err(&["--policy", "http://127.0.0.1:9/v1", "--reward", &r]);
+    assert!(e.contains("--policy-tokenizer"), "{e}");
+    let cfg = parse(&[
+        "--policy",
+        "http://127.0.0.1:9/v1",
+        "--policy-tokenizer",
+        &p,
+        "--reward",
+        &r,
+    ])
+    .resolve()
+    .unwrap();
+    assert_eq!(cfg.remote_policy(), Some("http://127.0.0.1:9/v1"));
+    for flag in ["--policy-model", "--policy-api-key", "--policy-tokenizer"] {
+        let e = err(&["--policy", &p, "--reward", &r, flag, &p]);
+        assert!(
+            e.contains(flag) && e.contains("remote policy"),
+            "{flag}: {e}"
+        );
+    }
+}

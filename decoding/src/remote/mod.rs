@@ -75,6 +75,15 @@ pub struct RemoteChoice {
     pub finish_reason: String,
 }
 
+/// What the server says about itself (`GET /v1/models`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerInfo {
+    /// The first model it lists.
+    pub model: String,
+    /// Its context, where it says (vLLM's and thresh's `max_model_len`).
+    pub max_model_len: Option<usize>,
+}
+
 /// A completions answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompletionAnswer {
@@ -192,6 +201,48 @@ impl RemotePolicy {
             }
         }
         body
+    }
+
+    /// Asks the server for its models (`GET .../v1/models`): whether it is up, the model to
+    /// name (the one set with [`RemotePolicy::with_model`] must be listed) and its context.
+    pub fn probe(&self) -> Result<ServerInfo> {
+        let url = format!("{}/models", self.url.trim_end_matches("/completions"));
+        let mut request = self.agent.get(&url).header("accept", "application/json");
+        if let Some(key) = &self.api_key {
+            request = request.header("authorization", format!("Bearer {}", key.expose()));
+        }
+        let mut response = request
+            .call()
+            .map_err(|e| self.error(format!("unreachable: {e}")))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string()
+            .map_err(|e| self.error(format!("reading {url}: {e}")))?;
+        if !(200..300).contains(&status) {
+            let snippet: String = text.chars().take(300).collect();
+            return Err(self.error(format!("GET {url}: HTTP {status}: {snippet}")));
+        }
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| self.error(format!("GET {url}: {e}")))?;
+        let models = v["data"].as_array().cloned().unwrap_or_default();
+        let pick = match &self.model {
+            Some(name) => models.iter().find(|m| m["id"].as_str() == Some(name)),
+            None => models.first(),
+        };
+        let Some(m) = pick else {
+            let listed: Vec<&str> = models.iter().filter_map(|m| m["id"].as_str()).collect();
+            return Err(self.error(match &self.model {
+                Some(name) => format!("the server does not serve `{name}`; it lists {listed:?}"),
+                None => "the server lists no model".into(),
+            }));
+        };
+        Ok(ServerInfo {
+            model: m["id"].as_str().unwrap_or_default().to_string(),
+            max_model_len: m["max_model_len"].as_u64().map(|x| x as usize),
+        })
     }
 
     /// Sends one completions request.

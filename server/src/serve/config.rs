@@ -19,9 +19,21 @@ pub struct ServeArgs {
     /// `api_keys = ["a", "b"]`); flags and the environment win over it.
     #[arg(long, env = "THRESH_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Policy model: Hugging Face directory or .gguf file (default: the demo SmolLM2).
+    /// Policy model: Hugging Face directory or .gguf file (default: the demo SmolLM2), or
+    /// the URL of an OpenAI-compatible server that runs it (`http://HOST:PORT[/v1]`: vLLM,
+    /// thresh) with `--policy-tokenizer`.
     #[arg(long, env = "THRESH_POLICY")]
     pub policy: Option<PathBuf>,
+    /// With a remote policy: its tokenizer and chat template (a Hugging Face directory or
+    /// .gguf file of the same model; its weights are not loaded).
+    #[arg(long, env = "THRESH_POLICY_TOKENIZER")]
+    pub policy_tokenizer: Option<PathBuf>,
+    /// With a remote policy: the model to ask for (default: the server's first model).
+    #[arg(long, env = "THRESH_POLICY_MODEL")]
+    pub policy_model: Option<String>,
+    /// With a remote policy: the bearer token to send it; never logged.
+    #[arg(long, env = "THRESH_POLICY_API_KEY")]
+    pub policy_api_key: Option<ApiKey>,
     /// Reward model directory (default: the demo all-MiniLM-L6-v2 relevance reward).
     #[arg(long, env = "THRESH_REWARD")]
     pub reward: Option<PathBuf>,
@@ -156,6 +168,12 @@ pub struct ServeConfig {
     pub policy: PathBuf,
     /// Reward model path.
     pub reward: PathBuf,
+    /// A remote policy's tokenizer and chat template.
+    pub policy_tokenizer: Option<PathBuf>,
+    /// A remote policy's model name.
+    pub policy_model: Option<String>,
+    /// A remote policy's bearer token.
+    pub policy_api_key: Option<ApiKey>,
     /// Reward head for sentence encoders.
     pub reward_head: Option<String>,
     /// Bearer token of a remote reward server.
@@ -212,6 +230,9 @@ impl ServeConfig {
             reward,
             reward_head: None,
             reward_api_key: None,
+            policy_tokenizer: None,
+            policy_model: None,
+            policy_api_key: None,
             aligner: None,
             aligner_template: None,
             device: Device::Cpu,
@@ -238,10 +259,20 @@ impl ServeConfig {
 
     /// The weight quantisation the policy loads with.
     pub fn quant(&self) -> anyhow::Result<Option<GgmlDType>> {
+        if self.remote_policy().is_some() {
+            return Ok(None);
+        }
         Ok(thresh_models::parse_quant(
             &self.weights,
             &self.policy.to_string_lossy(),
         )?)
+    }
+}
+
+impl ServeConfig {
+    /// The remote policy's URL, when `--policy` is one.
+    pub fn remote_policy(&self) -> Option<&str> {
+        thresh_reward::remote_url(&self.policy)
     }
 }
 
@@ -274,7 +305,7 @@ impl ServeArgs {
             (&policy_given, &policy, "policy", "--policy"),
             (&reward_given, &reward, "reward model", "--reward"),
         ] {
-            if !path.exists() {
+            if thresh_reward::remote_url(path).is_none() && !path.exists() {
                 if given.is_none() {
                     anyhow::bail!(
                         "the demo {what} {} is missing: run `bash scripts/fetch-models.sh` (or pass {flag})",
@@ -283,6 +314,31 @@ impl ServeArgs {
                 }
                 anyhow::bail!("{flag} {}: no such file or directory", path.display());
             }
+        }
+        let remote_policy = thresh_reward::remote_url(&policy).is_some();
+        if remote_policy && self.policy_tokenizer.is_none() {
+            anyhow::bail!(
+                "--policy {} is a server: give --policy-tokenizer PATH (the model's Hugging Face \
+                 directory or .gguf file) so thresh can render and count its prompts",
+                policy.display()
+            );
+        }
+        for (given, flag) in [
+            (self.policy_tokenizer.is_some(), "--policy-tokenizer"),
+            (self.policy_model.is_some(), "--policy-model"),
+            (self.policy_api_key.is_some(), "--policy-api-key"),
+        ] {
+            if given && !remote_policy {
+                anyhow::bail!("{flag} is for a remote policy (--policy http://...)");
+            }
+        }
+        if let Some(t) = &self.policy_tokenizer
+            && !t.exists()
+        {
+            anyhow::bail!(
+                "--policy-tokenizer {}: no such file or directory",
+                t.display()
+            );
         }
         if self.reward_api_key.is_some() && thresh_reward::remote_url(&reward).is_none() {
             anyhow::bail!(
@@ -336,6 +392,9 @@ impl ServeArgs {
         let cfg = ServeConfig {
             reward_head: self.reward_head,
             reward_api_key: self.reward_api_key,
+            policy_tokenizer: self.policy_tokenizer,
+            policy_model: self.policy_model,
+            policy_api_key: self.policy_api_key,
             aligner: self.aligner,
             aligner_template: self.aligner_template,
             device,

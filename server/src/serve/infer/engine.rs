@@ -18,7 +18,7 @@ use thresh_decoding::{StepMerger, Stepper};
 use thresh_models::LoadOptions;
 use tokio::sync::mpsc;
 
-use super::jobs::{Event, Job, LoadState, Models};
+use super::jobs::{Event, Job, LoadState, Models, Policy, RemotePolicyModel};
 use crate::serve::api::errors::ApiError;
 use crate::serve::config::ServeConfig;
 use crate::serve::metrics as m;
@@ -46,8 +46,17 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
         },
     };
     let t = Instant::now();
-    let policy = thresh_models::load(&cfg.policy.to_string_lossy(), &opts)
-        .map_err(|e| anyhow::anyhow!("loading the policy {}: {e}", cfg.policy.display()))?;
+    let (policy, policy_id) = match cfg.remote_policy() {
+        Some(url) => {
+            let (remote, id) = remote_policy(cfg, url)?;
+            (Policy::Remote(remote), id)
+        }
+        None => {
+            let m = thresh_models::load(&cfg.policy.to_string_lossy(), &opts)
+                .map_err(|e| anyhow::anyhow!("loading the policy {}: {e}", cfg.policy.display()))?;
+            (Policy::Local(m), model_id(&cfg.policy))
+        }
+    };
     let reward_opts = LoadOptions {
         quant: None,
         ..opts.clone()
@@ -85,18 +94,32 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
         seconds = t.elapsed().as_secs_f64(),
         "models loaded"
     );
+    let (tokenizer, chat_template, context, vocab_size) = match &policy {
+        Policy::Local(m) => (
+            m.tokenizer.clone(),
+            m.chat_template.clone(),
+            m.decoder.config().max_position_embeddings,
+            m.decoder.config().vocab_size,
+        ),
+        Policy::Remote(r) => (
+            r.files.tokenizer.clone(),
+            r.files.chat_template.clone(),
+            r.context,
+            r.files.config.vocab_size,
+        ),
+    };
     let info = ModelInfo {
-        id: model_id(&cfg.policy),
+        id: policy_id,
         reward_id: model_id(&cfg.reward),
         aligner_id: cfg.aligner.as_deref().map(model_id),
         aligner_context: aligner
             .as_ref()
             .map(|a| a.model().decoder.config().max_position_embeddings),
         aligner_template: aligner.as_ref().map(|a| a.template().name()),
-        tokenizer: policy.tokenizer.clone(),
-        chat_template: policy.chat_template.clone(),
-        context: policy.decoder.config().max_position_embeddings,
-        vocab_size: policy.decoder.config().vocab_size,
+        tokenizer,
+        chat_template,
+        context,
+        vocab_size,
     };
     Ok((
         Models {
@@ -106,6 +129,43 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
             prefix: thresh_decoding::PrefixCache::new(cfg.prefix_cache_mb.saturating_mul(1 << 20)),
         },
         info,
+    ))
+}
+
+/// Connects to a remote policy server: its tokenizer files, a probe of `/v1/models` (up, the
+/// model served, its context), and the client.
+fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyModel, String)> {
+    let tokenizer_path = cfg
+        .policy_tokenizer
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--policy {url} needs --policy-tokenizer"))?;
+    let files = thresh_models::load_tokenizer(&tokenizer_path.to_string_lossy())
+        .map_err(|e| anyhow::anyhow!("--policy-tokenizer {}: {e}", tokenizer_path.display()))?;
+    let mut client = thresh_decoding::remote::RemotePolicy::new(url)
+        .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?
+        .with_timeout(cfg.request_timeout);
+    if let Some(m) = &cfg.policy_model {
+        client = client.with_model(m.clone());
+    }
+    if let Some(k) = &cfg.policy_api_key {
+        client = client.with_api_key(k.clone());
+    }
+    let server = client
+        .probe()
+        .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?;
+    if cfg.policy_model.is_none() {
+        client = client.with_model(server.model.clone());
+    }
+    let own = files.config.max_position_embeddings;
+    let context = server.max_model_len.map_or(own, |m| m.min(own));
+    tracing::info!(url, model = %server.model, context, "remote policy");
+    Ok((
+        RemotePolicyModel {
+            client,
+            files,
+            context,
+        },
+        server.model,
     ))
 }
 
@@ -167,7 +227,10 @@ pub fn spawn(
                         }
                     }
                 }
-                merger.run(&models.policy.decoder);
+                // A remote policy decodes elsewhere: the workers call it directly.
+                if let Policy::Local(policy) = &models.policy {
+                    merger.run(&policy.decoder);
+                }
             });
         })
 }

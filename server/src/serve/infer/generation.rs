@@ -7,13 +7,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use thresh_decoding::strategy::{Candidate, Fate, StrategyInput, StrategyOutput, StrategyStats};
-use thresh_decoding::{DecodeBatch, DecodeError, Stepper};
+use thresh_decoding::{BatchStats, DecodeBatch, DecodeError, Row, Stepper};
 use thresh_models::Tokenizer;
 use thresh_reward::RewardInput;
 use tokio::sync::mpsc;
 
 use super::error::InferError;
-use super::jobs::{ChoiceOut, Event, GenOutput, Models};
+use super::jobs::{ChoiceOut, Event, GenOutput, Models, Policy};
 use super::token_spans::TokenSpans;
 use crate::serve::validation::{CorrectMode, Tokenized};
 
@@ -38,8 +38,11 @@ fn run_strategy(
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<GenOutput, InferError> {
+    let policy = match &models.policy {
+        Policy::Local(p) => p,
+        Policy::Remote(r) => return super::remote::run(models, r, job, cancel, events),
+    };
     let req = &job.req;
-    let policy = &models.policy;
     let reward = models.reward.as_ref();
     let input = StrategyInput {
         decoder: &policy.decoder,
@@ -56,15 +59,25 @@ fn run_strategy(
         prefix_cache: Some(&models.prefix),
     };
     let Some(strategy) = &req.strategy else {
-        return plain(models, stepper, job, cancel, events);
+        return plain(models, policy, stepper, job, cancel, events);
     };
     let out: StrategyOutput = strategy.run(&input, reward)?;
+    strategy_output(out, &policy.tokenizer, job)
+}
+
+/// A strategy's answers as the response's choices.
+pub(super) fn strategy_output(
+    out: StrategyOutput,
+    tokenizer: &Tokenizer,
+    job: &Tokenized,
+) -> Result<GenOutput, InferError> {
+    let req = &job.req;
     let choices = out
         .best
         .iter()
         .map(|c| {
             let token_ends = if req.logprobs && req.stream {
-                Some(TokenSpans::replay(&policy.tokenizer, &c.tokens)?)
+                Some(TokenSpans::replay(tokenizer, &c.tokens)?)
             } else {
                 None
             };
@@ -76,7 +89,7 @@ fn run_strategy(
                 correction: None,
                 logprobs: req
                     .logprobs
-                    .then(|| token_logprobs(&policy.tokenizer, &c.tokens, &c.token_logprobs)),
+                    .then(|| token_logprobs(tokenizer, &c.tokens, &c.token_logprobs)),
                 token_ends,
                 token_ids: Some(c.tokens.clone()),
             })
@@ -96,13 +109,13 @@ fn run_strategy(
 /// (`alignment.score`, or the server's `--score-plain`).
 fn plain(
     models: &Models,
+    policy: &thresh_models::LoadedModel,
     stepper: &dyn Stepper,
     job: &Tokenized,
     cancel: &Arc<AtomicBool>,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<GenOutput, InferError> {
     let req = &job.req;
-    let policy = &models.policy;
     let t = Instant::now();
     let mut batch = DecodeBatch::with_prefix_cache(
         &policy.decoder,
@@ -159,6 +172,19 @@ fn plain(
     }
     let policy_time = t.elapsed();
     let (rows, bstats) = batch.into_parts();
+    plain_output(models, &policy.tokenizer, job, rows, bstats, policy_time)
+}
+
+/// Plain answers as the response's choices, scored when the request asks.
+pub(super) fn plain_output(
+    models: &Models,
+    tokenizer: &Tokenizer,
+    job: &Tokenized,
+    rows: Vec<Row>,
+    bstats: BatchStats,
+    policy_time: Duration,
+) -> Result<GenOutput, InferError> {
+    let req = &job.req;
     let mut stats = StrategyStats {
         prompt_tokens: bstats.prompt_tokens,
         cached_prompt_tokens: bstats.cached_prompt_tokens,
@@ -200,7 +226,7 @@ fn plain(
             correction: None,
             logprobs: req
                 .logprobs
-                .then(|| token_logprobs(&policy.tokenizer, &r.tokens, &r.token_logprobs)),
+                .then(|| token_logprobs(tokenizer, &r.tokens, &r.token_logprobs)),
             token_ends: None,
             token_ids: Some(r.tokens.clone()),
         })
@@ -215,7 +241,11 @@ fn plain(
 }
 
 /// Each token's own text (decoded alone) with its log-probability.
-fn token_logprobs(tokenizer: &Tokenizer, ids: &[u32], lps: &[f32]) -> Vec<(String, f32)> {
+pub(super) fn token_logprobs(
+    tokenizer: &Tokenizer,
+    ids: &[u32],
+    lps: &[f32],
+) -> Vec<(String, f32)> {
     ids.iter()
         .zip(lps)
         .map(|(&id, &lp)| (tokenizer.decode(&[id], false).unwrap_or_default(), lp))

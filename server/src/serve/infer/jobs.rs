@@ -138,10 +138,31 @@ pub struct LoadState {
     pub error: OnceLock<String>,
 }
 
+/// A policy served by another server (`--policy http://...`), with the tokenizer and chat
+/// template thresh renders and counts its prompts with.
+pub struct RemotePolicyModel {
+    /// The client.
+    pub client: thresh_decoding::remote::RemotePolicy,
+    /// The policy's tokenizer, chat template and configuration (`--policy-tokenizer`).
+    pub files: thresh_models::TokenizerFiles,
+    /// The context, in tokens: the server's `max_model_len` where it reports one.
+    pub context: usize,
+}
+
+/// The policy: loaded here, or served elsewhere.
+// One per server, matched on every request: boxing the local model would only add a hop.
+#[allow(clippy::large_enum_variant)]
+pub enum Policy {
+    /// Runs on this machine's decoder.
+    Local(thresh_models::LoadedModel),
+    /// Runs on a remote OpenAI-compatible server.
+    Remote(RemotePolicyModel),
+}
+
 /// The models the engine thread owns.
 pub struct Models {
     /// The policy.
-    pub policy: thresh_models::LoadedModel,
+    pub policy: Policy,
     /// The reward model.
     pub reward: Box<dyn RewardModel>,
     /// The corrector, with `--aligner`.

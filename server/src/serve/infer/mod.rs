@@ -10,6 +10,7 @@ mod engine;
 pub mod error;
 mod generation;
 pub mod jobs;
+mod remote;
 pub mod token_spans;
 
 use std::sync::Arc;
