@@ -291,3 +291,56 @@ async fn a_gateway_whose_backend_is_down_fails_to_start_naming_it() {
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
+    let m = tiny_models(256);
+    let a = start_ready(tiny_config(&m)).await;
+    let b = start_ready(tiny_config(&m)).await;
+    let a_addr = a.addr();
+    let fleet = format!("{},{}", url(&a, "/v1"), url(&b, "/v1"));
+    let gateway = start_ready(gateway_config(&m, &fleet)).await;
+    let c = client();
+    let at = url(&gateway, "/v1/completions");
+    let ask = |i: usize| {
+        json!({"prompt": format!("prompt {i}"), "max_tokens": 4, "seed": 1,
+               "alignment": {"strategy": "best_of_n", "candidates": 2}})
+    };
+    for i in 0..6 {
+        let (status, _, v) = post(&c, &at, &ask(i)).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    // One replica goes away: every request is still answered, by the other.
+    a.shutdown();
+    a.wait().await.unwrap();
+    for i in 0..6 {
+        let (status, _, v) = post(&c, &at, &ask(i)).await;
+        assert_eq!(status, 200, "replica a is down, b answers: {v}");
+    }
+    // Both gone: a 502 in OpenAI's shape that names them, not a hang.
+    b.shutdown();
+    b.wait().await.unwrap();
+    let t = std::time::Instant::now();
+    let (status, _, v) = post(&c, &at, &ask(0)).await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&a_addr.to_string()),
+        "{v}"
+    );
+    assert!(t.elapsed().as_secs() < 30, "failed fast: {:?}", t.elapsed());
+    // Replica a comes back on its address: once its time out is over, it serves again.
+    let mut cfg = tiny_config(&m);
+    cfg.addr = a_addr;
+    let a = start_ready(cfg).await;
+    tokio::time::sleep(thresh_decoding::remote::DOWN_FOR).await;
+    let (status, _, v) = post(&c, &at, &ask(0)).await;
+    assert_eq!(status, 200, "the replica is taken back: {v}");
+    for s in [gateway, a] {
+        s.shutdown();
+        s.wait().await.unwrap();
+    }
+}

@@ -35,6 +35,7 @@ pub struct RemoteBatch<'a> {
     generated: usize,
     stats: BatchStats,
     cancel: Option<Arc<AtomicBool>>,
+    affinity: u64,
 }
 
 impl<'a> RemoteBatch<'a> {
@@ -66,6 +67,7 @@ impl<'a> RemoteBatch<'a> {
             generated: 0,
             stats: BatchStats::default(),
             cancel,
+            affinity: super::affinity(prompt),
         })
     }
 
@@ -91,6 +93,7 @@ impl<'a> RemoteBatch<'a> {
             stop: &self.stop.stop,
             ignore_eos: self.stop.ignore_eos,
             min_tokens: self.stop.min_tokens.saturating_sub(self.generated),
+            affinity: self.affinity,
         }
     }
 

@@ -8,6 +8,14 @@
 //! later rounds continue each surviving row from its token ids (the prompt plus what it has
 //! generated), so nothing is re-tokenised and the backend's prefix cache serves the prefill.
 //!
+//! # Replicas
+//!
+//! `--policy http://a:8000/v1,http://b:8000/v1` names several servers of the same model. A
+//! request goes to the replica its prompt hashes to (so the rows of one prompt, every round,
+//! meet the same prefix cache); a replica that is unreachable or answers 429 or 5xx is left out
+//! for [`DOWN_FOR`] and the request goes to the next one; a 4xx fails the request, since no
+//! replica would answer it better. When every replica is down, they are all tried again.
+//!
 //! # Wire
 //!
 //! ```text
@@ -22,24 +30,34 @@
 //! ```
 
 mod batch;
+mod wire;
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub use batch::RemoteBatch;
-use serde_json::{Value, json};
 use thresh_reward::ApiKey;
+use wire::Failure;
 
 use crate::error::{DecodeError, Result};
 use crate::sampling::SamplingParams;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-/// Largest response body read (bytes).
-const MAX_BODY: u64 = 64 << 20;
+/// How long a failing replica is left out before it is tried again.
+pub const DOWN_FOR: Duration = Duration::from_secs(5);
 
-/// An OpenAI-compatible completions server holding the policy.
-pub struct RemotePolicy {
+/// One server of the fleet.
+struct Replica {
+    /// Its completions endpoint.
     url: String,
+    /// Until when it is left out, after a failure.
+    down_until: Mutex<Option<Instant>>,
+}
+
+/// An OpenAI-compatible completions server holding the policy, or several replicas of it.
+pub struct RemotePolicy {
+    replicas: Vec<Replica>,
     model: Option<String>,
     api_key: Option<ApiKey>,
     agent: ureq::Agent,
@@ -62,6 +80,21 @@ pub struct CompletionRequest<'a> {
     pub ignore_eos: bool,
     /// New tokens before EOS is allowed.
     pub min_tokens: usize,
+    /// Which replica to prefer: requests with the same key go to the same one (a hash of the
+    /// request's original prompt, [`affinity`]).
+    pub affinity: u64,
+}
+
+/// The affinity key of a prompt: requests continuing it (its rows, every round) share it.
+pub fn affinity(prompt: &[u32]) -> u64 {
+    // FNV-1a: stable across processes and versions, unlike the std hasher.
+    prompt.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {
+        let mut h = h;
+        for b in t.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    })
 }
 
 /// One continuation.
@@ -96,35 +129,35 @@ pub struct CompletionAnswer {
 }
 
 impl RemotePolicy {
-    /// A client of the server at `url`: `http(s)://host:port`, `.../v1` or the full
-    /// `.../v1/completions` endpoint.
+    /// A client of the server at `url` (`http(s)://host:port`, `.../v1` or the full
+    /// `.../v1/completions` endpoint), or of several replicas given as a comma list.
     pub fn new(url: &str) -> Result<Self> {
-        let url = url.trim().trim_end_matches('/');
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .ok_or_else(|| DecodeError::Remote {
-                url: url.to_string(),
-                message: "a remote policy URL starts with http:// or https://".into(),
-            })?;
-        if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
+        let replicas = url
+            .split(',')
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| {
+                wire::endpoint(u)
+                    .map(|url| Replica {
+                        url,
+                        down_until: Mutex::new(None),
+                    })
+                    .map_err(|message| DecodeError::Remote {
+                        url: u.trim().to_string(),
+                        message,
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if replicas.is_empty() {
             return Err(DecodeError::Remote {
                 url: url.to_string(),
-                message: "the URL has no host".into(),
+                message: "no server URL given".into(),
             });
         }
-        let endpoint = if url.ends_with("/completions") {
-            url.to_string()
-        } else if url.ends_with("/v1") {
-            format!("{url}/completions")
-        } else {
-            format!("{url}/v1/completions")
-        };
         Ok(Self {
-            url: endpoint,
+            replicas,
             model: None,
             api_key: None,
-            agent: agent(DEFAULT_TIMEOUT),
+            agent: wire::agent(DEFAULT_TIMEOUT),
         })
     }
 
@@ -142,198 +175,106 @@ impl RemotePolicy {
 
     /// Sets the per-request timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.agent = agent(timeout.max(Duration::from_millis(1)));
+        self.agent = wire::agent(timeout.max(Duration::from_millis(1)));
         self
     }
 
-    /// The completions endpoint.
+    /// The first replica's completions endpoint.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.replicas[0].url
     }
 
-    fn error(&self, message: impl Into<String>) -> DecodeError {
-        DecodeError::Remote {
-            url: self.url.clone(),
-            message: message.into(),
+    /// Every replica's completions endpoint.
+    pub fn urls(&self) -> Vec<&str> {
+        self.replicas.iter().map(|r| r.url.as_str()).collect()
+    }
+
+    /// The replicas to try for `affinity`, in order: the one it hashes to first, then the
+    /// others; those left out after a failure go last (all are tried when all are down).
+    fn order(&self, affinity: u64) -> Vec<usize> {
+        let n = self.replicas.len();
+        let start = (affinity % n as u64) as usize;
+        let now = Instant::now();
+        let (up, down): (Vec<usize>, Vec<usize>) =
+            (0..n).map(|i| (start + i) % n).partition(|&i| {
+                self.replicas[i]
+                    .down_until
+                    .lock()
+                    .map_or(true, |d| d.is_none_or(|t| t <= now))
+            });
+        up.into_iter().chain(down).collect()
+    }
+
+    fn mark(&self, i: usize, failed: bool) {
+        if let Ok(mut d) = self.replicas[i].down_until.lock() {
+            *d = failed.then(|| Instant::now() + DOWN_FOR);
         }
     }
 
-    /// The request body.
-    fn body(&self, req: &CompletionRequest<'_>) -> Value {
-        let s = req.sampling;
-        let mut body = json!({
-            "prompt": req.prompt,
-            "n": req.n,
-            "max_tokens": req.max_tokens,
-            "temperature": s.temperature,
-            "top_p": s.top_p,
-            // The server reads the seed as a signed 64-bit integer and back.
-            "seed": s.seed as i64,
-            "logprobs": 0,
-            "return_token_ids": true,
-        });
-        let optional = [
-            ("model", self.model.as_ref().map(|m| json!(m))),
-            ("stop", (!req.stop.is_empty()).then(|| json!(req.stop))),
-            ("top_k", (s.top_k > 0).then(|| json!(s.top_k))),
-            ("min_p", (s.min_p > 0.0).then(|| json!(s.min_p))),
-            (
-                "repetition_penalty",
-                (s.repetition_penalty != 1.0).then(|| json!(s.repetition_penalty)),
-            ),
-            (
-                "frequency_penalty",
-                (s.frequency_penalty != 0.0).then(|| json!(s.frequency_penalty)),
-            ),
-            (
-                "presence_penalty",
-                (s.presence_penalty != 0.0).then(|| json!(s.presence_penalty)),
-            ),
-            ("ignore_eos", req.ignore_eos.then_some(json!(true))),
-            (
-                "min_tokens",
-                (req.min_tokens > 0).then(|| json!(req.min_tokens)),
-            ),
-        ];
-        for (key, value) in optional {
-            if let Some(v) = value {
-                body[key] = v;
+    /// Runs `call` on the replicas in `order(affinity)` until one answers; a replica's
+    /// failure leaves it out for [`DOWN_FOR`].
+    fn with_replicas<T>(
+        &self,
+        affinity: u64,
+        call: impl Fn(&str) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
+        let mut failures = Vec::new();
+        for i in self.order(affinity) {
+            let url = &self.replicas[i].url;
+            match call(url) {
+                Ok(v) => {
+                    self.mark(i, false);
+                    return Ok(v);
+                }
+                Err(Failure::Request(message)) => {
+                    return Err(DecodeError::Remote {
+                        url: url.clone(),
+                        message,
+                    });
+                }
+                Err(Failure::Replica(message)) => {
+                    tracing::warn!(url, %message, "policy replica failed; left out for a while");
+                    self.mark(i, true);
+                    failures.push(format!("{url}: {message}"));
+                }
             }
         }
-        body
-    }
-
-    /// Asks the server for its models (`GET .../v1/models`): whether it is up, the model to
-    /// name (the one set with [`RemotePolicy::with_model`] must be listed) and its context.
-    pub fn probe(&self) -> Result<ServerInfo> {
-        let url = format!("{}/models", self.url.trim_end_matches("/completions"));
-        let mut request = self.agent.get(&url).header("accept", "application/json");
-        if let Some(key) = &self.api_key {
-            request = request.header("authorization", format!("Bearer {}", key.expose()));
-        }
-        let mut response = request
-            .call()
-            .map_err(|e| self.error(format!("unreachable: {e}")))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_string()
-            .map_err(|e| self.error(format!("reading {url}: {e}")))?;
-        if !(200..300).contains(&status) {
-            let snippet: String = text.chars().take(300).collect();
-            return Err(self.error(format!("GET {url}: HTTP {status}: {snippet}")));
-        }
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| self.error(format!("GET {url}: {e}")))?;
-        let models = v["data"].as_array().cloned().unwrap_or_default();
-        let pick = match &self.model {
-            Some(name) => models.iter().find(|m| m["id"].as_str() == Some(name)),
-            None => models.first(),
-        };
-        let Some(m) = pick else {
-            let listed: Vec<&str> = models.iter().filter_map(|m| m["id"].as_str()).collect();
-            return Err(self.error(match &self.model {
-                Some(name) => format!("the server does not serve `{name}`; it lists {listed:?}"),
-                None => "the server lists no model".into(),
-            }));
-        };
-        Ok(ServerInfo {
-            model: m["id"].as_str().unwrap_or_default().to_string(),
-            max_model_len: m["max_model_len"].as_u64().map(|x| x as usize),
+        Err(DecodeError::Remote {
+            url: self.urls().join(","),
+            message: if failures.len() == 1 {
+                failures.remove(0)
+            } else {
+                format!("every replica failed: {}", failures.join("; "))
+            },
         })
     }
 
-    /// Sends one completions request.
+    /// Asks the servers for their models (`GET .../v1/models`): whether one is up, the model
+    /// to name (the one set with [`RemotePolicy::with_model`] must be listed) and its context.
+    pub fn probe(&self) -> Result<ServerInfo> {
+        self.with_replicas(0, |url| {
+            wire::models(
+                &self.agent,
+                url,
+                self.api_key.as_ref(),
+                self.model.as_deref(),
+            )
+        })
+    }
+
+    /// Sends one completions request (to another replica when the first fails).
     pub fn complete(&self, req: &CompletionRequest<'_>) -> Result<CompletionAnswer> {
-        let mut request = self
-            .agent
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json");
-        if let Some(key) = &self.api_key {
-            request = request.header("authorization", format!("Bearer {}", key.expose()));
-        }
-        let mut response = request
-            .send(self.body(req).to_string())
-            .map_err(|e| self.error(format!("unreachable: {e}")))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_string()
-            .map_err(|e| self.error(format!("reading the answer: {e}")))?;
-        if !(200..300).contains(&status) {
-            let snippet: String = text.chars().take(300).collect();
-            return Err(self.error(format!("HTTP {status}: {snippet}")));
-        }
-        parse(&text, req.n).map_err(|m| self.error(m))
+        let body = wire::body(req, self.model.as_deref());
+        self.with_replicas(req.affinity, |url| {
+            wire::post(&self.agent, url, self.api_key.as_ref(), &body, req.n)
+        })
     }
-}
-
-/// Reads a completions answer with `n` choices.
-fn parse(text: &str, n: usize) -> std::result::Result<CompletionAnswer, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let list = v["choices"]
-        .as_array()
-        .ok_or("the answer has no `choices` list")?;
-    let mut choices: Vec<(usize, RemoteChoice)> = Vec::with_capacity(list.len());
-    for (i, c) in list.iter().enumerate() {
-        let ids = c["token_ids"].as_array().ok_or(
-            "the answer has no `token_ids`: the server must support vLLM's return_token_ids \
-             (vLLM 0.10.2 or later, or thresh)",
-        )?;
-        let token_ids = ids
-            .iter()
-            .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
-            .collect::<Option<Vec<u32>>>()
-            .ok_or("`token_ids` holds something that is not a token id")?;
-        let token_logprobs = match c["logprobs"]["token_logprobs"].as_array() {
-            Some(l) if l.len() == token_ids.len() => {
-                l.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()
-            }
-            _ => vec![0.0; token_ids.len()],
-        };
-        let index = c["index"].as_u64().map_or(i, |x| x as usize);
-        choices.push((
-            index,
-            RemoteChoice {
-                token_ids,
-                token_logprobs,
-                finish_reason: c["finish_reason"].as_str().unwrap_or("length").to_string(),
-            },
-        ));
-    }
-    choices.sort_by_key(|c| c.0);
-    if choices.len() != n {
-        return Err(format!(
-            "asked for {n} continuations, got {}",
-            choices.len()
-        ));
-    }
-    let usage = &v["usage"];
-    Ok(CompletionAnswer {
-        choices: choices.into_iter().map(|c| c.1).collect(),
-        prompt_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0) as usize,
-        cached_tokens: usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap_or(0) as usize,
-    })
-}
-
-/// An HTTP agent whose requests end within `timeout` and that hands back error statuses.
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -347,6 +288,33 @@ mod tests {
         }
         assert!(RemotePolicy::new("h:8000").is_err());
         assert!(RemotePolicy::new("http:///v1").is_err());
+        assert!(RemotePolicy::new(" , ").is_err());
+        let fleet = RemotePolicy::new("http://a/v1, http://b:9").unwrap();
+        assert_eq!(
+            fleet.urls(),
+            ["http://a/v1/completions", "http://b:9/v1/completions"]
+        );
+    }
+
+    #[test]
+    fn a_prompt_keeps_its_replica_and_failed_replicas_go_last() {
+        let fleet = RemotePolicy::new("http://a,http://b,http://c").unwrap();
+        let key = affinity(&[1, 2, 3]);
+        assert_eq!(key, affinity(&[1, 2, 3]), "stable");
+        assert_ne!(key, affinity(&[1, 2, 4]));
+        let first = fleet.order(key);
+        assert_eq!(first.len(), 3);
+        assert_eq!(fleet.order(key), first, "the same replica every time");
+        fleet.mark(first[0], true);
+        let after = fleet.order(key);
+        assert_eq!(after[2], first[0], "a failed replica is tried last");
+        assert_eq!(&after[..2], &first[1..]);
+        fleet.mark(first[0], false);
+        assert_eq!(fleet.order(key), first, "back once it answers");
+        // Prompts spread over the replicas.
+        let starts: std::collections::HashSet<usize> =
+            (0..32u32).map(|i| fleet.order(affinity(&[i]))[0]).collect();
+        assert_eq!(starts.len(), 3);
     }
 
     #[test]
@@ -356,35 +324,42 @@ mod tests {
             {"index": 0, "token_ids": [7], "finish_reason": "stop",
              "logprobs": {"token_logprobs": [-0.5]}}],
             "usage": {"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 2}}}"#;
-        let a = parse(text, 2).unwrap();
+        let a = wire::parse(text, 2).unwrap();
         assert_eq!(a.choices[0].token_ids, [7]);
         assert_eq!(a.choices[0].token_logprobs, [-0.5]);
         assert_eq!(a.choices[0].finish_reason, "stop");
         assert_eq!(a.choices[1].token_logprobs, [0.0, 0.0]);
         assert_eq!((a.prompt_tokens, a.cached_tokens), (3, 2));
-        assert!(parse(text, 3).unwrap_err().contains("asked for 3"));
+        assert!(wire::parse(text, 3).unwrap_err().contains("asked for 3"));
         let no_ids = r#"{"choices": [{"index": 0, "text": "x", "finish_reason": "stop"}]}"#;
-        assert!(parse(no_ids, 1).unwrap_err().contains("return_token_ids"));
-        assert!(parse("nope", 1).unwrap_err().contains("not JSON"));
+        assert!(
+            wire::parse(no_ids, 1)
+                .unwrap_err()
+                .contains("return_token_ids")
+        );
+        assert!(wire::parse("nope", 1).unwrap_err().contains("not JSON"));
     }
 
     #[test]
     fn the_body_carries_only_what_differs_from_the_defaults() {
-        let p = RemotePolicy::new("http://h").unwrap().with_model("m");
         let sampling = SamplingParams {
             seed: u64::MAX,
             top_k: 5,
             ..Default::default()
         };
-        let b = p.body(&CompletionRequest {
-            prompt: &[1, 2],
-            n: 3,
-            max_tokens: 8,
-            sampling: &sampling,
-            stop: &[],
-            ignore_eos: false,
-            min_tokens: 0,
-        });
+        let b = wire::body(
+            &CompletionRequest {
+                prompt: &[1, 2],
+                n: 3,
+                max_tokens: 8,
+                sampling: &sampling,
+                stop: &[],
+                ignore_eos: false,
+                min_tokens: 0,
+                affinity: 0,
+            },
+            Some("m"),
+        );
         assert_eq!(b["prompt"], json!([1, 2]));
         assert_eq!(
             b["seed"],

@@ -70,6 +70,8 @@ fn from_decode(e: DecodeError) -> ApiError {
         },
         DecodeError::ContextOverflow { .. } => ApiError::param("max_tokens", e.to_string()),
         DecodeError::Reward(r) => from_reward(r),
+        // The policy runs on another server: its failure is a bad gateway, named.
+        DecodeError::Remote { .. } => ApiError::Upstream(e.to_string()),
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -171,5 +173,33 @@ mod tests {
         );
         assert!(InferError::Decode(DecodeError::Cancelled).is_cancelled());
         assert!(!InferError::Reward(RewardError::InvalidInput("x".into())).is_cancelled());
+    }
+
+    #[test]
+    fn failing_remote_servers_are_gateway_errors_that_name_them() {
+        let policy = DecodeError::Remote {
+            url: "http://p/v1/completions".into(),
+            message: "HTTP 500: boom".into(),
+        };
+        let api = ApiError::from(InferError::from(policy));
+        assert_eq!(api.status(), StatusCode::BAD_GATEWAY);
+        assert!(api.to_string().contains("http://p/v1/completions"), "{api}");
+        let refused = RewardError::RemoteStatus {
+            url: "http://r/v1/rewards".into(),
+            status: 401,
+            attempts: 1,
+            body: "no".into(),
+        };
+        let api = ApiError::from(InferError::from(refused));
+        assert_eq!(api.status(), StatusCode::BAD_GATEWAY);
+        assert!(api.to_string().contains("--reward-api-key"), "{api}");
+        let slow = RewardError::RemoteTimeout {
+            url: "http://r/v1/rewards".into(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(
+            ApiError::from(InferError::from(slow)).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
     }
 }

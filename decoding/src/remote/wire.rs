@@ -1,0 +1,227 @@
+//! One replica's HTTP: the completions request body, reading the answer, `GET /v1/models`,
+//! and which failures are worth another replica.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use thresh_reward::ApiKey;
+
+use super::{CompletionAnswer, CompletionRequest, RemoteChoice, ServerInfo};
+
+/// Largest response body read (bytes).
+const MAX_BODY: u64 = 64 << 20;
+
+/// Why a request to one replica failed.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The replica is down or failing (unreachable, 429, 5xx): another one may answer.
+    Replica(String),
+    /// The request itself is refused or the answer is unusable: no replica will do better.
+    Request(String),
+}
+
+/// The completions endpoint of `url` (`http(s)://host:port`, `.../v1` or the endpoint).
+pub(super) fn endpoint(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("a remote policy URL starts with http:// or https://")?;
+    if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
+        return Err("the URL has no host".into());
+    }
+    Ok(if url.ends_with("/completions") {
+        url.to_string()
+    } else if url.ends_with("/v1") {
+        format!("{url}/completions")
+    } else {
+        format!("{url}/v1/completions")
+    })
+}
+
+/// An HTTP agent whose requests end within `timeout` and that hands back error statuses.
+pub(super) fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// The request body.
+pub(super) fn body(req: &CompletionRequest<'_>, model: Option<&str>) -> Value {
+    let s = req.sampling;
+    let mut body = json!({
+        "prompt": req.prompt,
+        "n": req.n,
+        "max_tokens": req.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        // The server reads the seed as a signed 64-bit integer and back.
+        "seed": s.seed as i64,
+        "logprobs": 0,
+        "return_token_ids": true,
+    });
+    let optional = [
+        ("model", model.map(|m| json!(m))),
+        ("stop", (!req.stop.is_empty()).then(|| json!(req.stop))),
+        ("top_k", (s.top_k > 0).then(|| json!(s.top_k))),
+        ("min_p", (s.min_p > 0.0).then(|| json!(s.min_p))),
+        (
+            "repetition_penalty",
+            (s.repetition_penalty != 1.0).then(|| json!(s.repetition_penalty)),
+        ),
+        (
+            "frequency_penalty",
+            (s.frequency_penalty != 0.0).then(|| json!(s.frequency_penalty)),
+        ),
+        (
+            "presence_penalty",
+            (s.presence_penalty != 0.0).then(|| json!(s.presence_penalty)),
+        ),
+        ("ignore_eos", req.ignore_eos.then_some(json!(true))),
+        (
+            "min_tokens",
+            (req.min_tokens > 0).then(|| json!(req.min_tokens)),
+        ),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            body[key] = v;
+        }
+    }
+    body
+}
+
+fn with_key(
+    mut request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    key: Option<&ApiKey>,
+) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {}", key.expose()));
+    }
+    request
+}
+
+/// Reads an answer's body and sorts its status: 2xx is the text; 429 and 5xx are the
+/// replica's failure; other statuses are the request's.
+fn read(mut response: ureq::http::Response<ureq::Body>) -> Result<String, Failure> {
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_string()
+        .map_err(|e| Failure::Replica(format!("reading the answer: {e}")))?;
+    let snippet = || text.chars().take(300).collect::<String>();
+    match status {
+        200..=299 => Ok(text),
+        429 | 500..=599 => Err(Failure::Replica(format!("HTTP {status}: {}", snippet()))),
+        _ => Err(Failure::Request(format!("HTTP {status}: {}", snippet()))),
+    }
+}
+
+/// POSTs one completions request to `url`.
+pub(super) fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    key: Option<&ApiKey>,
+    body: &Value,
+    n: usize,
+) -> Result<CompletionAnswer, Failure> {
+    let request = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json");
+    let response = with_key(request, key)
+        .send(body.to_string())
+        .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;
+    parse(&read(response)?, n).map_err(Failure::Request)
+}
+
+/// `GET .../v1/models` of the completions endpoint `url`: the model named `want` (or the
+/// first listed) and its context.
+pub(super) fn models(
+    agent: &ureq::Agent,
+    url: &str,
+    key: Option<&ApiKey>,
+    want: Option<&str>,
+) -> Result<ServerInfo, Failure> {
+    let url = format!("{}/models", url.trim_end_matches("/completions"));
+    let mut request = agent.get(&url).header("accept", "application/json");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {}", key.expose()));
+    }
+    let response = request
+        .call()
+        .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;
+    let text = read(response)?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Failure::Request(format!("GET {url}: {e}")))?;
+    let models = v["data"].as_array().cloned().unwrap_or_default();
+    let pick = match want {
+        Some(name) => models.iter().find(|m| m["id"].as_str() == Some(name)),
+        None => models.first(),
+    };
+    let Some(m) = pick else {
+        let listed: Vec<&str> = models.iter().filter_map(|m| m["id"].as_str()).collect();
+        return Err(Failure::Request(match want {
+            Some(name) => format!("the server does not serve `{name}`; it lists {listed:?}"),
+            None => "the server lists no model".into(),
+        }));
+    };
+    Ok(ServerInfo {
+        model: m["id"].as_str().unwrap_or_default().to_string(),
+        max_model_len: m["max_model_len"].as_u64().map(|x| x as usize),
+    })
+}
+
+/// Reads a completions answer with `n` choices.
+pub(super) fn parse(text: &str, n: usize) -> Result<CompletionAnswer, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let list = v["choices"]
+        .as_array()
+        .ok_or("the answer has no `choices` list")?;
+    let mut choices: Vec<(usize, RemoteChoice)> = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let ids = c["token_ids"].as_array().ok_or(
+            "the answer has no `token_ids`: the server must support vLLM's return_token_ids \
+             (vLLM 0.10.2 or later, or thresh)",
+        )?;
+        let token_ids = ids
+            .iter()
+            .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or("`token_ids` holds something that is not a token id")?;
+        let token_logprobs = match c["logprobs"]["token_logprobs"].as_array() {
+            Some(l) if l.len() == token_ids.len() => {
+                l.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()
+            }
+            _ => vec![0.0; token_ids.len()],
+        };
+        let index = c["index"].as_u64().map_or(i, |x| x as usize);
+        choices.push((
+            index,
+            RemoteChoice {
+                token_ids,
+                token_logprobs,
+                finish_reason: c["finish_reason"].as_str().unwrap_or("length").to_string(),
+            },
+        ));
+    }
+    choices.sort_by_key(|c| c.0);
+    if choices.len() != n {
+        return Err(format!(
+            "asked for {n} continuations, got {}",
+            choices.len()
+        ));
+    }
+    let usage = &v["usage"];
+    Ok(CompletionAnswer {
+        choices: choices.into_iter().map(|c| c.1).collect(),
+        prompt_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0) as usize,
+        cached_tokens: usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0) as usize,
+    })
+}
