@@ -13,7 +13,7 @@ use candle_core::Tensor;
 use thresh_models::parallel::parallel_for_each_mut;
 use thresh_models::{Decoder, KvCache, Tokenizer};
 
-use crate::detok::{IncrementalDetokenizer, find_stop};
+use crate::detok::{IncrementalDetokenizer, cut_at_stop};
 use crate::error::{DecodeError, Result};
 use crate::merge::Stepper;
 use crate::prefix::{PrefixCache, run_tokens};
@@ -363,15 +363,7 @@ impl<'m> DecodeBatch<'m> {
             let before = row.text.len();
             let chunk = row.detok.push(self.tokenizer, tok)?;
             row.text.push_str(&chunk);
-            if let Some(at) = find_stop(&row.text, before, &self.stop.stop) {
-                let matched = self
-                    .stop
-                    .stop
-                    .iter()
-                    .find(|s| row.text[at..].starts_with(s.as_str()))
-                    .cloned()
-                    .unwrap_or_default();
-                row.text.truncate(at);
+            if let Some(matched) = cut_at_stop(&mut row.text, before, &self.stop.stop) {
                 row.finish = Some(FinishReason::StopString(matched));
                 finished.push(r);
                 continue;

@@ -78,6 +78,19 @@ pub fn find_stop(text: &str, from: usize, stops: &[String]) -> Option<usize> {
         .min()
 }
 
+/// Cuts `text` before the earliest stop string that ends after byte `from` (see
+/// [`find_stop`]) and returns the stop string it found.
+pub fn cut_at_stop(text: &mut String, from: usize, stops: &[String]) -> Option<String> {
+    let at = find_stop(text, from, stops)?;
+    let matched = stops
+        .iter()
+        .find(|s| text[at..].starts_with(s.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    text.truncate(at);
+    Some(matched)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

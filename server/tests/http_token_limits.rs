@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{client, post, start_ready, tiny_config, tiny_models, url};
+use common::{client, get_json, post, start_ready, tiny_config, tiny_models, url};
 use serde_json::json;
 use thresh_server::serve::TokenLimits;
 
@@ -83,14 +83,7 @@ async fn token_limits_are_enforced_defaulted_and_shown() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["usage"]["completion_tokens"], 7);
 
-    let models: serde_json::Value = c
-        .get(url(&server, "/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&c, &url(&server, "/v1/models")).await;
     let limits = &models["data"][0]["thresh_limits"];
     assert_eq!(limits["max_input_tokens"], 40, "{models}");
     assert_eq!(limits["max_tokens_limit"], 12);
@@ -105,14 +98,7 @@ async fn without_limits_the_context_bounds_the_request() {
     let m = tiny_models(64);
     let server = start_ready(tiny_config(&m)).await;
     let c = client();
-    let models: serde_json::Value = c
-        .get(url(&server, "/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&c, &url(&server, "/v1/models")).await;
     let limits = &models["data"][0]["thresh_limits"];
     assert_eq!(limits["max_input_tokens"], 63, "{models}");
     assert_eq!(limits["max_tokens_limit"], 63);

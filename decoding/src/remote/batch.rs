@@ -7,7 +7,7 @@ use thresh_models::Tokenizer;
 
 use super::{CompletionAnswer, CompletionRequest, RemotePolicy};
 use crate::batch::{BatchStats, FinishReason, Row, StopConditions};
-use crate::detok::find_stop;
+use crate::detok::cut_at_stop;
 use crate::error::{DecodeError, Result};
 use crate::sampling::SamplingParams;
 use crate::strategy::RowBatch;
@@ -197,15 +197,7 @@ impl RowBatch for RemoteBatch<'_> {
             row.token_logprobs.extend_from_slice(&choice.token_logprobs);
             row.logprob_sum = row.token_logprobs.iter().sum();
             row.text = self.tokenizer.decode(&row.tokens, true)?;
-            if let Some(at) = find_stop(&row.text, before, &self.stop.stop) {
-                let matched = self
-                    .stop
-                    .stop
-                    .iter()
-                    .find(|s| row.text[at..].starts_with(s.as_str()))
-                    .cloned()
-                    .unwrap_or_default();
-                row.text.truncate(at);
+            if let Some(matched) = cut_at_stop(&mut row.text, before, &self.stop.stop) {
                 row.finish = Some(FinishReason::StopString(matched));
             } else if choice.finish_reason == "stop" {
                 row.finish = Some(FinishReason::Eos);

@@ -83,6 +83,12 @@ pub async fn get_text(c: &reqwest::Client, url: &str) -> String {
         .expect("body")
 }
 
+/// The JSON body of a GET (e.g. `/v1/models`).
+pub async fn get_json(c: &reqwest::Client, url: &str) -> Value {
+    let text = get_text(c, url).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+}
+
 pub fn url(server: &Server, path: &str) -> String {
     format!("http://{}{}", server.addr(), path)
 }
