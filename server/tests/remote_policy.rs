@@ -273,9 +273,9 @@ async fn a_gateway_whose_backend_is_down_fails_to_start_naming_it() {
     let addr = dead.local_addr().unwrap();
     drop(dead);
     let backend = format!("http://{addr}/v1");
-    let server = thresh_server::serve::start(gateway_config(&m, &backend))
-        .await
-        .unwrap();
+    let mut cfg = gateway_config(&m, &backend);
+    cfg.policy_startup_timeout = std::time::Duration::from_secs(2);
+    let server = thresh_server::serve::start(cfg).await.unwrap();
     let t = std::time::Instant::now();
     let e = loop {
         if let Some(e) = server.load_error() {
@@ -340,6 +340,41 @@ async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
     let (status, _, v) = post(&c, &at, &ask(0)).await;
     assert_eq!(status, 200, "the replica is taken back: {v}");
     for s in [gateway, a] {
+        s.shutdown();
+        s.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_started_before_its_backend_waits_for_it() {
+    let m = tiny_models(256);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    // The gateway first (as a fleet starts: in any order), the backend a moment later.
+    let gateway = thresh_server::serve::start(gateway_config(&m, &format!("http://{addr}/v1")))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!gateway.is_ready(), "not ready while its backend is away");
+    assert!(gateway.load_error().is_none(), "{:?}", gateway.load_error());
+    let mut cfg = tiny_config(&m);
+    cfg.addr = addr;
+    let backend = start_ready(cfg).await;
+    let t = std::time::Instant::now();
+    while !gateway.is_ready() {
+        assert!(gateway.load_error().is_none(), "{:?}", gateway.load_error());
+        assert!(t.elapsed().as_secs() < 60, "the gateway never came up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _, v) = post(
+        &client(),
+        &url(&gateway, "/v1/completions"),
+        &json!({"prompt": "hi", "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    for s in [gateway, backend] {
         s.shutdown();
         s.wait().await.unwrap();
     }

@@ -47,6 +47,23 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a failing replica is left out before it is tried again.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
 
+/// Why no replica answered.
+struct Failed {
+    url: String,
+    message: String,
+    /// Every replica tried was down or failing (waiting could help), rather than refusing.
+    replicas_down: bool,
+}
+
+impl Failed {
+    fn into_error(self) -> DecodeError {
+        DecodeError::Remote {
+            url: self.url,
+            message: self.message,
+        }
+    }
+}
+
 /// One server of the fleet.
 struct Replica {
     /// Its completions endpoint.
@@ -218,6 +235,17 @@ impl RemotePolicy {
         affinity: u64,
         call: impl Fn(&str) -> std::result::Result<T, Failure>,
     ) -> Result<T> {
+        self.try_replicas(affinity, call)
+            .map_err(Failed::into_error)
+    }
+
+    /// [`RemotePolicy::with_replicas`], also saying whether every failure was a replica's
+    /// (down or failing), so that waiting could help.
+    fn try_replicas<T>(
+        &self,
+        affinity: u64,
+        call: impl Fn(&str) -> std::result::Result<T, Failure>,
+    ) -> std::result::Result<T, Failed> {
         let mut failures = Vec::new();
         for i in self.order(affinity) {
             let url = &self.replicas[i].url;
@@ -227,25 +255,32 @@ impl RemotePolicy {
                     return Ok(v);
                 }
                 Err(Failure::Request(message)) => {
-                    return Err(DecodeError::Remote {
+                    return Err(Failed {
                         url: url.clone(),
                         message,
+                        replicas_down: false,
                     });
                 }
                 Err(Failure::Replica(message)) => {
                     tracing::warn!(url, %message, "policy replica failed; left out for a while");
                     self.mark(i, true);
-                    failures.push(format!("{url}: {message}"));
+                    failures.push((url.clone(), message));
                 }
             }
         }
-        Err(DecodeError::Remote {
-            url: self.urls().join(","),
-            message: if failures.len() == 1 {
-                failures.remove(0)
-            } else {
-                format!("every replica failed: {}", failures.join("; "))
-            },
+        let (url, message) = if failures.len() == 1 {
+            failures.remove(0)
+        } else {
+            let each: Vec<String> = failures.iter().map(|(u, m)| format!("{u}: {m}")).collect();
+            (
+                self.urls().join(","),
+                format!("every replica failed: {}", each.join("; ")),
+            )
+        };
+        Err(Failed {
+            url,
+            message,
+            replicas_down: true,
         })
     }
 
@@ -260,6 +295,31 @@ impl RemotePolicy {
                 self.model.as_deref(),
             )
         })
+    }
+
+    /// [`RemotePolicy::probe`], waiting up to `wait` while no replica is up yet (refused,
+    /// loading: 503), as when a fleet starts together; a refusal (4xx, an unknown model) fails
+    /// at once.
+    pub fn probe_waiting(&self, wait: Duration) -> Result<ServerInfo> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let call = |url: &str| {
+                wire::models(
+                    &self.agent,
+                    url,
+                    self.api_key.as_ref(),
+                    self.model.as_deref(),
+                )
+            };
+            match self.try_replicas(0, call) {
+                Ok(info) => return Ok(info),
+                Err(f) if f.replicas_down && Instant::now() < deadline => {
+                    tracing::info!(url = f.url, "waiting for the policy server: {}", f.message);
+                    std::thread::sleep(Duration::from_secs(1).min(wait));
+                }
+                Err(f) => return Err(f.into_error()),
+            }
+        }
     }
 
     /// Sends one completions request (to another replica when the first fails).

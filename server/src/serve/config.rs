@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// With a remote policy: the bearer token to send it; never logged.
     #[arg(long, env = "THRESH_POLICY_API_KEY")]
     pub policy_api_key: Option<ApiKey>,
+    /// With a remote policy: seconds to wait at start-up for a server that is not up yet
+    /// (refused, or still loading) before giving up (default 600).
+    #[arg(long, env = "THRESH_POLICY_STARTUP_TIMEOUT")]
+    pub policy_startup_timeout: Option<u64>,
     /// Reward model directory (default: the demo all-MiniLM-L6-v2 relevance reward).
     #[arg(long, env = "THRESH_REWARD")]
     pub reward: Option<PathBuf>,
@@ -174,6 +178,8 @@ pub struct ServeConfig {
     pub policy_model: Option<String>,
     /// A remote policy's bearer token.
     pub policy_api_key: Option<ApiKey>,
+    /// How long to wait for a remote policy at start-up.
+    pub policy_startup_timeout: Duration,
     /// Reward head for sentence encoders.
     pub reward_head: Option<String>,
     /// Bearer token of a remote reward server.
@@ -233,6 +239,7 @@ impl ServeConfig {
             policy_tokenizer: None,
             policy_model: None,
             policy_api_key: None,
+            policy_startup_timeout: Duration::from_secs(600),
             aligner: None,
             aligner_template: None,
             device: Device::Cpu,
@@ -327,6 +334,10 @@ impl ServeArgs {
             (self.policy_tokenizer.is_some(), "--policy-tokenizer"),
             (self.policy_model.is_some(), "--policy-model"),
             (self.policy_api_key.is_some(), "--policy-api-key"),
+            (
+                self.policy_startup_timeout.is_some(),
+                "--policy-startup-timeout",
+            ),
         ] {
             if given && !remote_policy {
                 anyhow::bail!("{flag} is for a remote policy (--policy http://...)");
@@ -395,6 +406,9 @@ impl ServeArgs {
             policy_tokenizer: self.policy_tokenizer,
             policy_model: self.policy_model,
             policy_api_key: self.policy_api_key,
+            policy_startup_timeout: self
+                .policy_startup_timeout
+                .map_or(d.policy_startup_timeout, Duration::from_secs),
             aligner: self.aligner,
             aligner_template: self.aligner_template,
             device,

@@ -151,7 +151,7 @@ fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyMo
         client = client.with_api_key(k.clone());
     }
     let server = client
-        .probe()
+        .probe_waiting(cfg.policy_startup_timeout)
         .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?;
     if cfg.policy_model.is_none() {
         client = client.with_model(server.model.clone());
