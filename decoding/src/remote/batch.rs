@@ -22,8 +22,10 @@ const MAX_IN_FLIGHT: usize = 16;
 /// with `s + row + (tokens generated << 32)` so that no two rounds of a row repeat a stream.
 /// Text is decoded locally from the ids (so a character split between rounds comes out
 /// whole) and stop strings are checked on the whole text, so one that spans two rounds ends
-/// its row too. Prompt tokens count every token sent; the server's prefix cache (its
-/// `cached_tokens`) serves most of them after the first round.
+/// its row too. Generated tokens count what the server sampled, an ending EOS included, as a
+/// local batch counts them. Prompt tokens count every token sent: a later round re-sends each
+/// row's prompt and generated tokens, of which the server's prefix cache serves what it holds
+/// (its `cached_tokens`).
 pub struct RemoteBatch<'a> {
     policy: &'a RemotePolicy,
     tokenizer: &'a Tokenizer,
@@ -201,6 +203,8 @@ impl RowBatch for RemoteBatch<'_> {
                 row.finish = Some(FinishReason::StopString(matched));
             } else if choice.finish_reason == "stop" {
                 row.finish = Some(FinishReason::Eos);
+                // The server sampled the EOS token too; a local batch counts it as well.
+                self.stats.generated_tokens += 1;
             } else if row.tokens.len() >= self.stop.max_tokens || short {
                 // The cap, or the server's context ended it early.
                 row.finish = Some(FinishReason::Length);
