@@ -540,6 +540,26 @@ async fn every_error_status() {
     )
     .await;
     expect_error(&c, &chat, &json!({"prompt": "x"}), 400, Some("prompt")).await;
+    // Fields not implemented are refused by name, not dropped (the answer would not parse).
+    for (field, value) in [
+        ("response_format", json!({"type": "json_object"})),
+        (
+            "tools",
+            json!([{"type": "function", "function": {"name": "f"}}]),
+        ),
+    ] {
+        let mut body = json!({"messages": [{"role": "user", "content": "x"}]});
+        body[field] = value;
+        expect_error(&c, &chat, &body, 400, Some(field)).await;
+    }
+    expect_error(
+        &c,
+        &url(&server, "/v1/rewards"),
+        &json!({"input": [{"prompt": "a", "response": "b"}], "extra": 1}),
+        400,
+        Some("extra"),
+    )
+    .await;
     expect_error(
         &c,
         &url(&server, "/v1/rewards"),

@@ -1,5 +1,8 @@
-//! The raw OpenAI request bodies as clients send them (every field optional, unknown fields
-//! ignored), before [`validation`](crate::serve::validation) turns them into typed requests.
+//! The raw OpenAI request bodies as clients send them (every field optional), before
+//! [`validation`](crate::serve::validation) turns them into typed requests. A field the
+//! completion routes do not implement is kept in [`GenerationBody::other`] so that validation
+//! can name it in a 400 instead of dropping it; `/v1/rewards` and `/correct` reject unknown
+//! fields while parsing.
 
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -176,10 +179,16 @@ pub struct GenerationBody {
     pub return_token_ids: Option<bool>,
     /// The alignment extension.
     pub alignment: Option<AlignmentInput>,
+    /// Every other field, kept so that validation can reject it by name (or accept the few
+    /// that are ignored on purpose: `metadata`, `store`).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub other: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One pair of `/v1/rewards`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RewardPair {
     /// The prompt text.
     pub prompt: Option<String>,
@@ -191,6 +200,7 @@ pub struct RewardPair {
 
 /// The body of `/v1/rewards`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RewardsBody {
     /// The reward model id (optional).
     pub model: Option<String>,
@@ -212,6 +222,7 @@ pub struct RawPair {
 
 /// The body of `/correct`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CorrectBody {
     /// The aligner's id (optional).
     pub model: Option<String>,

@@ -22,6 +22,7 @@ pub fn validate_generation(
     route: Route,
     limits: Limits,
 ) -> Result<GenRequest, ApiError> {
+    unsupported(&body.other)?;
     let prompt = prompt(&body, route)?;
     let max_tokens = max_tokens(body.max_tokens, body.max_completion_tokens)?;
     let sampling = sampling(&body)?;
@@ -77,6 +78,68 @@ pub fn validate_generation(
                 .unwrap_or(false),
         return_token_ids,
     })
+}
+
+/// Fields accepted and ignored on purpose: OpenAI's bookkeeping, meaningless here.
+pub const IGNORED_FIELDS: &[&str] = &["metadata", "store"];
+
+/// OpenAI fields this server does not implement yet, with what to say about each.
+const NOT_IMPLEMENTED: &[(&str, &str)] = &[
+    (
+        "response_format",
+        "structured outputs (response_format) are not supported yet",
+    ),
+    ("tools", "tool calling (tools) is not supported yet"),
+    (
+        "tool_choice",
+        "tool calling (tool_choice) is not supported yet",
+    ),
+    (
+        "parallel_tool_calls",
+        "tool calling (parallel_tool_calls) is not supported yet",
+    ),
+    ("functions", "function calling (functions) is not supported"),
+    (
+        "function_call",
+        "function calling (function_call) is not supported",
+    ),
+    ("logit_bias", "logit_bias is not supported yet"),
+    ("suffix", "suffix (insertion) is not supported"),
+    (
+        "guided_json",
+        "guided decoding (guided_json) is not supported yet",
+    ),
+    (
+        "guided_regex",
+        "guided decoding (guided_regex) is not supported yet",
+    ),
+    (
+        "guided_grammar",
+        "guided decoding (guided_grammar) is not supported yet",
+    ),
+    (
+        "guided_choice",
+        "guided decoding (guided_choice) is not supported yet",
+    ),
+];
+
+/// Fields outside [`GenerationBody`]'s own: a 400 that names the first one, unless it is
+/// ignored on purpose. A server that dropped them would return answers the client cannot use
+/// (free text where it asked for JSON, no tool call where it offered tools).
+pub(super) fn unsupported(
+    other: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    for key in other.keys() {
+        if IGNORED_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        let message = match NOT_IMPLEMENTED.iter().find(|(k, _)| k == key) {
+            Some((_, why)) => format!("{why} by this server; remove `{key}` from the request"),
+            None => format!("unknown field `{key}`: this server does not implement it"),
+        };
+        return Err(bad(key, message));
+    }
+    Ok(())
 }
 
 /// The prompt: `prompt` (one text, one token list, or a one-element list) on completions,

@@ -1159,3 +1159,28 @@ fn return_token_ids_is_off_by_default_and_not_streamed() {
     let e = completions(json!({"return_token_ids": true, "stream": true}));
     assert_rejected(e, "return_token_ids", "not streamed");
 }
+
+#[test]
+fn fields_the_server_does_not_implement_are_rejected_by_name() {
+    for (field, fragment) in [
+        ("response_format", "structured outputs"),
+        ("tools", "tool calling"),
+        ("tool_choice", "tool calling"),
+        ("logit_bias", "logit_bias"),
+        ("guided_json", "guided decoding"),
+        ("temprature", "unknown field `temprature`"),
+    ] {
+        let e = completions(json!({ field: {"type": "json_object"} }));
+        assert_rejected(e, field, fragment);
+    }
+    // Fields ignored on purpose, listed in the README.
+    for field in super::generation::IGNORED_FIELDS {
+        assert!(
+            completions(json!({ *field: {"k": "v"} })).is_ok(),
+            "{field}"
+        );
+    }
+    // Keeping the other fields does not loosen the known ones' types.
+    assert!(serde_json::from_value::<GenerationBody>(json!({"temperature": "hot"})).is_err());
+    assert!(serde_json::from_value::<GenerationBody>(json!({"n": -1})).is_err());
+}
