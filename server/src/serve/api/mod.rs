@@ -3,6 +3,7 @@
 //!
 //! The bottom layer of the daemon: it imports nothing else from [`serve`](super).
 
+pub mod contract;
 pub mod errors;
 pub mod openai;
 pub mod openapi;

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use serde::Serialize;
+use serde_json::{Value, json};
 use utoipa::{OpenApi, ToSchema};
 
+use super::contract;
 use super::openai::{
     AlignmentInput, AlphaInput, ContentPart, CorrectBody, CorrectInput, GenerationBody,
     MessageContent, PromptInput, RawMessage, RawPair, RewardPair, RewardsBody, StopInput,
@@ -36,26 +38,36 @@ pub struct ErrorDetail {
 /// A generated answer, its reward and the strategy's statistics in `alignment`.
 #[utoipa::path(post, path = "/v1/completions", request_body = GenerationBody,
     responses(
-        (status = 200, description = "A `text_completion` (or SSE chunks with `stream`); each choice carries `reward`, the response `alignment` (strategy, stats, candidates)", body = Object),
-        (status = 400, description = "Invalid parameter", body = ErrorBody),
+        (status = 200, description = "A `text_completion` (or SSE chunks with `stream`); each choice carries `reward`, the response `alignment` (strategy, stats, candidates)", content((Object = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "Invalid parameter, or a field the server does not implement (named in `param`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 405, description = "Method not allowed", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 429, description = "Queue full", body = ErrorBody),
+        (status = 500, description = "The engine failed on this request", body = ErrorBody),
+        (status = 502, description = "A remote policy or reward server failed or refused", body = ErrorBody),
         (status = 503, description = "Loading or shutting down", body = ErrorBody),
+        (status = 504, description = "Past --request-timeout, or a remote server too slow", body = ErrorBody),
     ))]
 fn completions() {}
 
 /// A chat answer through the model's chat template.
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = GenerationBody,
     responses(
-        (status = 200, description = "A `chat.completion` (or `chat.completion.chunk` SSE with `stream`)", body = Object),
-        (status = 400, description = "Invalid parameter", body = ErrorBody),
+        (status = 200, description = "A `chat.completion` (or `chat.completion.chunk` SSE with `stream`)", content((Object = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "Invalid parameter, or a field the server does not implement (named in `param`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 405, description = "Method not allowed", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 429, description = "Queue full", body = ErrorBody),
+        (status = 500, description = "The engine failed on this request", body = ErrorBody),
+        (status = 502, description = "A remote policy or reward server failed or refused", body = ErrorBody),
         (status = 503, description = "Loading or shutting down", body = ErrorBody),
+        (status = 504, description = "Past --request-timeout, or a remote server too slow", body = ErrorBody),
     ))]
 fn chat_completions() {}
 
@@ -64,7 +76,15 @@ fn chat_completions() {}
     responses(
         (status = 200, description = "`{object: list, data: [{index, score, tokens, truncated}]}`", body = Object),
         (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 405, description = "Method not allowed", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 429, description = "Queue full", body = ErrorBody),
+        (status = 502, description = "A remote reward server failed or refused", body = ErrorBody),
+        (status = 503, description = "Loading or shutting down", body = ErrorBody),
+        (status = 504, description = "Past --request-timeout, or the reward server too slow", body = ErrorBody),
     ))]
 fn rewards() {}
 
@@ -73,8 +93,13 @@ fn rewards() {}
     responses(
         (status = 200, description = "`{object: correction, model, template, corrections: [{index, correction, finish_reason}], correction (one pair), usage}`", body = Object),
         (status = 400, description = "Invalid input (names the field and limit)", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 405, description = "Method not allowed", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 429, description = "Queue full", body = ErrorBody),
         (status = 503, description = "No aligner loaded, loading or shutting down", body = ErrorBody),
+        (status = 504, description = "Past --request-timeout", body = ErrorBody),
     ))]
 fn correct() {}
 
@@ -127,7 +152,247 @@ fn metrics() {}
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document as JSON.
-pub fn document() -> serde_json::Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+/// The server's limits the document states (they differ between servers).
+#[derive(Debug, Clone, Copy)]
+pub struct DocLimits {
+    /// Largest `n`, `best_of` and `alignment.candidates`.
+    pub max_n: usize,
+    /// Largest `max_tokens` (`--max-tokens-limit`, else the policy's context less one).
+    pub max_tokens: usize,
+    /// The policy's vocabulary, where known: token-id prompts must be below it.
+    pub vocab_size: Option<usize>,
+    /// Whether an aligner is loaded: without one, `/correct` is not part of the API.
+    pub aligner: bool,
+}
+
+/// The OpenAPI document as JSON: the generated one, with one request schema per completion
+/// route (each with only its own prompt field, required) and the limits validation enforces.
+pub fn document(limits: DocLimits) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let schemas = &mut doc["components"]["schemas"];
+    let Some(generation) = schemas.get("GenerationBody").cloned() else {
+        return doc;
+    };
+    for (name, keep, drop) in [
+        (
+            "CompletionRequest",
+            "prompt",
+            ["messages", "max_completion_tokens", "top_logprobs"],
+        ),
+        ("ChatRequest", "messages", ["prompt", "echo", "best_of"]),
+    ] {
+        let mut schema = generation.clone();
+        if let Some(props) = schema["properties"].as_object_mut() {
+            for field in drop {
+                props.remove(field);
+            }
+        }
+        schema["required"] = json!([keep]);
+        constrain(&mut schema["properties"], limits);
+        // The required field is not nullable; the bookkeeping fields ignored on purpose are
+        // listed; anything else is refused (a 400 naming it).
+        let props = &mut schema["properties"];
+        props[keep] = match keep {
+            "prompt" => json!({"$ref": "#/components/schemas/PromptInput"}),
+            _ => json!({"type": "array", "minItems": 1,
+                         "items": {"$ref": "#/components/schemas/RawMessage"}}),
+        };
+        props["metadata"] = json!({"description": "Accepted and ignored."});
+        props["store"] = json!({"description": "Accepted and ignored."});
+        schema["additionalProperties"] = json!(false);
+        schemas[name] = schema;
+    }
+    refine_parts(schemas, limits);
+    if let Some(all) = schemas.as_object_mut() {
+        all.remove("GenerationBody");
+    }
+    if !limits.aligner
+        && let Some(paths) = doc["paths"].as_object_mut()
+    {
+        paths.remove("/correct");
+    }
+    for (path, schema) in [
+        ("/v1/completions", "CompletionRequest"),
+        ("/v1/chat/completions", "ChatRequest"),
+    ] {
+        doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+            json!({"$ref": format!("#/components/schemas/{schema}")});
+    }
+    doc
+}
+
+/// The limits of the shared parts: prompts, messages, stop strings, reward pairs.
+fn refine_parts(schemas: &mut Value, limits: DocLimits) {
+    let text = json!({"type": "string", "minLength": 1});
+    let mut ids = json!({"type": "array", "minItems": 1,
+                         "items": {"type": "integer", "minimum": 0}});
+    if let Some(v) = limits.vocab_size {
+        ids["items"]["maximum"] = json!(v.saturating_sub(1));
+    }
+    schemas["PromptInput"]["oneOf"] = json!([
+        text,
+        ids,
+        {"type": "array", "minItems": 1, "maxItems": 1, "items": text},
+    ]);
+    let stop = json!({"type": "string", "minLength": 1,
+                      "maxLength": contract::MAX_STOP_CHARS});
+    schemas["StopInput"]["oneOf"] = json!([
+        stop,
+        {"type": "array", "maxItems": contract::MAX_STOP, "items": stop},
+    ]);
+    schemas["RawMessage"]["properties"]["role"]["enum"] =
+        json!(["system", "user", "assistant", "tool", "developer"]);
+    schemas["ContentPart"]["properties"]["type"]["enum"] = json!(["text"]);
+    schemas["ContentPart"]["properties"]["text"] = json!({"type": "string"});
+    schemas["ContentPart"]["required"] = json!(["type", "text"]);
+    // A pair's prompt is text or messages, exactly one, with some text.
+    let pair = &mut schemas["RewardPair"];
+    pair["properties"]["prompt"] = json!({"type": "string", "pattern": "\\S"});
+    pair["properties"]["messages"] = json!({"type": "array", "minItems": 1,
+        "items": {"$ref": "#/components/schemas/RawMessage"}});
+    pair["oneOf"] = json!([{"required": ["prompt"]}, {"required": ["messages"]}]);
+    schemas["RewardsBody"]["properties"]["input"]["minItems"] = json!(1);
+    schemas["RewardsBody"]["properties"]["input"]["maxItems"] = json!(contract::MAX_REWARD_PAIRS);
+}
+
+/// Adds each field's limits to the generated properties.
+fn constrain(props: &mut Value, limits: DocLimits) {
+    let Some(props) = props.as_object_mut() else {
+        return;
+    };
+    let mut set = |field: &str, extra: Value| {
+        if let (Some(p), Some(extra)) = (props.get_mut(field), extra.as_object()) {
+            // Optional fields are generated as `oneOf [null, T]` or with `type: [T, null]`;
+            // the limits go beside, where JSON Schema applies them to the value when present.
+            for (k, v) in extra {
+                // A null removes the generated keyword (to replace a type with a `oneOf`).
+                match (v.is_null(), p.as_object_mut()) {
+                    (true, Some(o)) => {
+                        o.remove(k);
+                    }
+                    _ => p[k] = v.clone(),
+                }
+            }
+        }
+    };
+    for r in contract::SAMPLING {
+        let low = if r.exclusive_min {
+            "exclusiveMinimum"
+        } else {
+            "minimum"
+        };
+        let mut c = json!({"maximum": r.max});
+        c[low] = json!(r.min);
+        set(r.name, c);
+    }
+    set("n", json!({"minimum": 1, "maximum": limits.max_n}));
+    set("best_of", json!({"minimum": 1, "maximum": limits.max_n}));
+    for field in ["max_tokens", "max_completion_tokens"] {
+        set(field, json!({"minimum": 1, "maximum": limits.max_tokens}));
+    }
+    set("top_k", json!({"minimum": -1}));
+    set(
+        "min_tokens",
+        json!({"minimum": 0, "maximum": limits.max_tokens}),
+    );
+    set("top_logprobs", json!({"maximum": 0}));
+    set("echo", json!({"enum": [false, null]}));
+    set(
+        "logprobs",
+        json!({"type": null, "oneOf": [{"type": "boolean"}, {"const": 0}, {"type": "null"}]}),
+    );
+    set(
+        "stop",
+        json!({"description": format!(
+            "One stop string or at most {} of them, each 1 to {} characters",
+            contract::MAX_STOP,
+            contract::MAX_STOP_CHARS
+        )}),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        document(DocLimits {
+            max_n: 16,
+            max_tokens: 100,
+            vocab_size: Some(50),
+            aligner: true,
+        })
+    }
+
+    #[test]
+    fn each_completion_route_has_its_own_request_schema() {
+        let d = doc();
+        let schemas = &d["components"]["schemas"];
+        assert!(schemas.get("GenerationBody").is_none());
+        let completion = &schemas["CompletionRequest"];
+        assert_eq!(completion["required"], json!(["prompt"]));
+        assert!(completion["properties"].get("messages").is_none());
+        assert!(completion["properties"].get("prompt").is_some());
+        let chat = &schemas["ChatRequest"];
+        assert_eq!(chat["required"], json!(["messages"]));
+        assert!(chat["properties"].get("prompt").is_none());
+        assert!(chat["properties"].get("echo").is_none());
+        for (path, name) in [
+            ("/v1/completions", "CompletionRequest"),
+            ("/v1/chat/completions", "ChatRequest"),
+        ] {
+            let r = &d["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+                ["$ref"];
+            assert_eq!(r, &json!(format!("#/components/schemas/{name}")));
+        }
+    }
+
+    #[test]
+    fn the_limits_are_the_validators() {
+        let d = doc();
+        for name in ["CompletionRequest", "ChatRequest"] {
+            let p = &d["components"]["schemas"][name]["properties"];
+            for r in contract::SAMPLING {
+                assert_eq!(p[r.name]["maximum"], json!(r.max), "{name}.{}", r.name);
+                let low = if r.exclusive_min {
+                    "exclusiveMinimum"
+                } else {
+                    "minimum"
+                };
+                assert_eq!(p[r.name][low], json!(r.min), "{name}.{}", r.name);
+            }
+            assert_eq!(p["n"]["maximum"], 16);
+            assert_eq!(p["n"]["minimum"], 1);
+            assert_eq!(p["max_tokens"]["maximum"], 100);
+            assert_eq!(p["max_tokens"]["minimum"], 1);
+        }
+    }
+
+    #[test]
+    fn every_route_documents_its_error_statuses() {
+        let d = doc();
+        let statuses = |path: &str, method: &str| -> Vec<String> {
+            d["paths"][path][method]["responses"]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        for path in ["/v1/completions", "/v1/chat/completions"] {
+            let got = statuses(path, "post");
+            for s in [
+                "200", "400", "401", "404", "405", "408", "413", "429", "500", "502", "503", "504",
+            ] {
+                assert!(got.contains(&s.to_string()), "{path} lacks {s}: {got:?}");
+            }
+        }
+        for s in ["400", "401", "408", "413", "429", "502", "503", "504"] {
+            assert!(
+                statuses("/v1/rewards", "post").contains(&s.to_string()),
+                "{s}"
+            );
+        }
+        for s in ["400", "408", "413", "429", "503", "504"] {
+            assert!(statuses("/correct", "post").contains(&s.to_string()), "{s}");
+        }
+    }
 }

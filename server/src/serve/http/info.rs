@@ -101,6 +101,22 @@ pub async fn method_not_allowed() -> Response {
 }
 
 /// `GET /openapi.json`.
-pub async fn openapi() -> Response {
-    Json(openapi::document()).into_response()
+pub async fn openapi(State(s): S) -> Response {
+    // Before the models load, the context is unknown: the operator's cap, or no cap.
+    let context = s.infer.info().map_or(usize::MAX, |i| i.context);
+    // Without the models loaded the document cannot know the vocabulary or the aligner.
+    let max_tokens = s
+        .cfg
+        .tokens
+        .max_tokens_limit
+        .unwrap_or(usize::MAX)
+        .min(context.saturating_sub(1));
+    let info = s.infer.info();
+    Json(openapi::document(openapi::DocLimits {
+        max_n: s.cfg.max_n,
+        max_tokens,
+        vocab_size: info.as_ref().map(|i| i.vocab_size),
+        aligner: info.as_ref().is_some_and(|i| i.aligner_id.is_some()),
+    }))
+    .into_response()
 }

@@ -10,7 +10,7 @@ use crate::serve::api::errors::ApiError;
 use crate::serve::api::openai::{CorrectBody, RawMessage};
 
 /// Most pairs in one `/correct` request.
-pub const MAX_PAIRS: usize = 64;
+pub const MAX_PAIRS: usize = crate::serve::api::contract::MAX_CORRECT_PAIRS;
 
 fn pair(
     question: Option<String>,

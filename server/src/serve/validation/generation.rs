@@ -7,13 +7,11 @@ use thresh_decoding::{SamplingParams, StopConditions};
 use super::alignment::{self, StrategyLimits};
 use super::params::{bad, unit_range, usize_of};
 use super::{CorrectMode, GenRequest, Limits, PromptSpec, Route, messages};
+use crate::serve::api::contract;
 use crate::serve::api::errors::ApiError;
 use crate::serve::api::openai::{CorrectInput, GenerationBody, PromptInput, StopInput};
 
-/// Most stop strings per request.
-pub const MAX_STOP: usize = 16;
-/// Most bytes in one stop string.
-pub const MAX_STOP_BYTES: usize = 256;
+pub use crate::serve::api::contract::{MAX_STOP, MAX_STOP_CHARS};
 
 /// Checks every parameter of a completion or chat request against its range and the
 /// server's limits.
@@ -210,29 +208,21 @@ pub(super) fn max_tokens(
     }
 }
 
-/// The sampling parameters, each in its range: `temperature` [0, 2] (1), `top_p` (0, 1] (1),
-/// `min_p` [0, 1] (0), the frequency and presence penalties [-2, 2] (0),
-/// `repetition_penalty` (0, 10] (1), `top_k` -1, 0 (off) or positive, and `seed` (random
-/// when absent).
+/// The sampling parameters, each in its range ([`contract::SAMPLING`]): `temperature`
+/// [0, 2] (1), `top_p` (0, 1] (1), `min_p` [0, 1] (0), the frequency and presence penalties
+/// [-2, 2] (0), `repetition_penalty` (0, 10] (1); `top_k` -1, 0 (off) or positive, and `seed`
+/// (random when absent).
 pub(super) fn sampling(body: &GenerationBody) -> Result<SamplingParams, ApiError> {
-    let temperature = unit_range("temperature", body.temperature, 0.0, 2.0, false)?;
-    let top_p = unit_range("top_p", body.top_p, 0.0, 1.0, true)?;
-    let min_p = unit_range("min_p", body.min_p, 0.0, 1.0, false)?;
-    let frequency_penalty = unit_range(
-        "frequency_penalty",
-        body.frequency_penalty,
-        -2.0,
-        2.0,
-        false,
-    )?;
-    let presence_penalty = unit_range("presence_penalty", body.presence_penalty, -2.0, 2.0, false)?;
-    let repetition_penalty = unit_range(
-        "repetition_penalty",
-        body.repetition_penalty,
-        0.0,
-        10.0,
-        true,
-    )?;
+    let range = |name: &str, v: Option<f64>| {
+        let r = contract::sampling(name);
+        unit_range(name, v, r.min, r.max, r.exclusive_min)
+    };
+    let temperature = range("temperature", body.temperature)?;
+    let top_p = range("top_p", body.top_p)?;
+    let min_p = range("min_p", body.min_p)?;
+    let frequency_penalty = range("frequency_penalty", body.frequency_penalty)?;
+    let presence_penalty = range("presence_penalty", body.presence_penalty)?;
+    let repetition_penalty = range("repetition_penalty", body.repetition_penalty)?;
     let top_k = match body.top_k {
         None | Some(-1) | Some(0) => 0,
         Some(k) if k > 0 => usize_of("top_k", k as u64)?,
@@ -258,7 +248,7 @@ pub(super) fn sampling(body: &GenerationBody) -> Result<SamplingParams, ApiError
     })
 }
 
-/// `stop`: one string or a list of at most [`MAX_STOP`], each 1 to [`MAX_STOP_BYTES`] bytes.
+/// `stop`: one string or a list of at most [`MAX_STOP`], each 1 to [`MAX_STOP_CHARS`] characters.
 pub(super) fn stop_strings(stop: Option<StopInput>) -> Result<Vec<String>, ApiError> {
     let stop = match stop {
         None => Vec::new(),
@@ -273,11 +263,11 @@ pub(super) fn stop_strings(stop: Option<StopInput>) -> Result<Vec<String>, ApiEr
     }
     if stop
         .iter()
-        .any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES)
+        .any(|s| s.is_empty() || s.chars().count() > MAX_STOP_CHARS)
     {
         return Err(bad(
             "stop",
-            format!("each stop string must hold 1 to {MAX_STOP_BYTES} bytes"),
+            format!("each stop string must hold 1 to {MAX_STOP_CHARS} characters"),
         ));
     }
     Ok(stop)

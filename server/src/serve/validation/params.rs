@@ -25,7 +25,13 @@ pub(crate) fn unit_range(
             format!("{param} must be in {open}{lo}, {hi}], got {v}"),
         ));
     }
-    Ok(Some(v as f32))
+    // An open end stays open in f32 too: a tiny positive f64 (5e-324) must not round to it.
+    let x = v as f32;
+    Ok(Some(if lo_open && x <= lo as f32 {
+        (lo as f32).next_up()
+    } else {
+        x
+    }))
 }
 
 /// `v` as a `usize`.

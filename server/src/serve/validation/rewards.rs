@@ -3,15 +3,19 @@
 use thresh_reward::{Prompt, RewardInput};
 
 use super::{bad, messages};
+use crate::serve::api::contract::MAX_REWARD_PAIRS;
 use crate::serve::api::errors::ApiError;
 use crate::serve::api::openai::RewardsBody;
 
 /// Checks a `/v1/rewards` body: 1 to 1024 pairs, each with a non-empty prompt.
 pub fn validate_rewards(body: RewardsBody) -> Result<Vec<RewardInput>, ApiError> {
-    if body.input.is_empty() || body.input.len() > 1024 {
+    if body.input.is_empty() || body.input.len() > MAX_REWARD_PAIRS {
         return Err(bad(
             "input",
-            format!("input must hold 1 to 1024 pairs, got {}", body.input.len()),
+            format!(
+                "input must hold 1 to {MAX_REWARD_PAIRS} pairs, got {}",
+                body.input.len()
+            ),
         ));
     }
     body.input

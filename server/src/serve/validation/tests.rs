@@ -14,7 +14,7 @@ use thresh_reward::Prompt;
 
 use super::correct::{MAX_PAIRS, validate};
 use super::generation::{
-    self, MAX_STOP, MAX_STOP_BYTES, best_of, correct_mode, logprobs, max_tokens, min_tokens,
+    self, MAX_STOP, MAX_STOP_CHARS, best_of, correct_mode, logprobs, max_tokens, min_tokens,
     stop_strings,
 };
 use super::{
@@ -449,18 +449,18 @@ fn stop_is_one_string_or_a_list_of_at_most_sixteen() {
 }
 
 #[test]
-fn each_stop_string_holds_one_to_256_bytes() {
-    assert_eq!(MAX_STOP_BYTES, 256);
-    let msg = "each stop string must hold 1 to 256 bytes";
+fn each_stop_string_holds_one_to_256_characters() {
+    assert_eq!(MAX_STOP_CHARS, 256);
+    let msg = "each stop string must hold 1 to 256 characters";
     let r = completions(json!({"stop": "x".repeat(256)})).unwrap();
     assert_eq!(r.stop.stop, ["x".repeat(256)]);
     assert_rejected(completions(json!({"stop": "x".repeat(257)})), "stop", msg);
     assert_rejected(completions(json!({"stop": ""})), "stop", msg);
     assert_rejected(completions(json!({"stop": ["ok", ""]})), "stop", msg);
-    // Bytes, not characters: 'é' is two bytes.
-    assert!(completions(json!({"stop": "é".repeat(128)})).is_ok());
+    // Characters, as the OpenAPI document's `maxLength` counts them: 'é' is two bytes.
+    assert!(completions(json!({"stop": "é".repeat(256)})).is_ok());
     assert_rejected(
-        completions(json!({"stop": format!("{}a", "é".repeat(128))})),
+        completions(json!({"stop": format!("{}a", "é".repeat(256))})),
         "stop",
         msg,
     );
@@ -1183,4 +1183,12 @@ fn fields_the_server_does_not_implement_are_rejected_by_name() {
     // Keeping the other fields does not loosen the known ones' types.
     assert!(serde_json::from_value::<GenerationBody>(json!({"temperature": "hot"})).is_err());
     assert!(serde_json::from_value::<GenerationBody>(json!({"n": -1})).is_err());
+}
+
+#[test]
+fn an_open_end_stays_open_when_the_value_rounds_to_it_in_f32() {
+    // 5e-324 is above 0 as the client sent it (and valid in the OpenAPI document) but 0 in f32.
+    let r = completions(json!({"top_p": 5e-324, "repetition_penalty": 5e-324})).unwrap();
+    assert!(r.sampling.top_p > 0.0);
+    assert!(r.sampling.repetition_penalty > 0.0);
 }
