@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use thresh_models::testing::BYTE_TOKENIZER_VOCAB;
 
 const STRATEGIES: &[&str] = &[
     "none",
@@ -401,18 +402,25 @@ async fn rewards_models_health_and_metrics() {
         "/v1/completions",
         "/v1/chat/completions",
         "/v1/rewards",
-        "/correct",
         "/v1/models",
         "/health",
         "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
-    let props = &doc["components"]["schemas"]["GenerationBody"]["properties"];
-    assert!(
-        props["alignment"].is_object() && props["max_tokens"].is_object(),
-        "{props}"
-    );
+    // This server has no aligner: /correct is not part of its API.
+    assert!(doc["paths"].get("/correct").is_none());
+    for schema in ["CompletionRequest", "ChatRequest"] {
+        let props = &doc["components"]["schemas"][schema]["properties"];
+        assert!(
+            props["alignment"].is_object() && props["max_tokens"].is_object(),
+            "{props}"
+        );
+        // The server's own limit, and the tiny model's vocabulary for token-id prompts.
+        assert_eq!(props["n"]["maximum"], 64, "{props}");
+    }
+    let ids = &doc["components"]["schemas"]["PromptInput"]["oneOf"][1]["items"];
+    assert_eq!(ids["maximum"], BYTE_TOKENIZER_VOCAB - 1, "{ids}");
     server.shutdown();
     server.wait().await.unwrap();
 }
