@@ -165,11 +165,29 @@ impl Sampler {
                 *l = f32::NEG_INFINITY;
             }
         }
-        if p.temperature == 0.0 {
+        // Extreme penalties can overflow a logit to infinity (or make inf - inf); sample as
+        // if the infinite tokens were the only ones, and never from a NaN.
+        let mut max = f32::NEG_INFINITY;
+        for l in logits.iter_mut() {
+            if l.is_nan() {
+                *l = f32::NEG_INFINITY;
+            }
+            max = max.max(*l);
+        }
+        if max == f32::INFINITY {
+            for l in logits.iter_mut() {
+                *l = if *l == f32::INFINITY {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+            max = 0.0;
+        }
+        if p.temperature == 0.0 || max == f32::NEG_INFINITY {
             return argmax(logits);
         }
         let inv_t = 1.0 / p.temperature;
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         // Unnormalised probabilities.
         for l in logits.iter_mut() {
             *l = ((*l - max) * inv_t).exp();
@@ -189,6 +207,10 @@ impl Sampler {
                 .filter(|(_, w)| **w > 0.0)
                 .map(|(i, &w)| (i as u32, w)),
         );
+        if cands.is_empty() {
+            // Every weight underflowed: the most likely token is the only one left.
+            return argmax(logits);
+        }
         let total: f32 = cands.iter().map(|c| c.1).sum();
         let by_prob = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         let n = cands.len();
@@ -282,6 +304,33 @@ pub fn log_prob(logits: &[f32], token: u32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn extreme_penalties_and_nan_logits_still_sample_a_real_token() {
+        // A tiny repetition penalty divides a positive logit into infinity.
+        for (top_p, top_k) in [(1.0, 0), (1e-30, 0), (0.9, 3)] {
+            let params = SamplingParams {
+                temperature: 1.0,
+                top_p,
+                top_k,
+                // The smallest positive f32: 2.0 / it overflows to infinity.
+                repetition_penalty: f32::from_bits(1),
+                ..Default::default()
+            };
+            let mut s = Sampler::new(&params, 0);
+            let logits = [1.0, 2.0, -1.0, 0.5];
+            let t = s.sample(&logits, &[1], &[]);
+            assert_eq!(t, 1, "the one infinite logit wins ({top_p}, {top_k})");
+            let t = s.sample(&[f32::NAN, 0.3, f32::NAN, 0.2], &[], &[]);
+            assert!(t == 1 || t == 3, "never a NaN token: {t}");
+        }
+        let mut s = Sampler::new(&SamplingParams::default(), 0);
+        let all_banned = s.sample(&[0.1, 0.2], &[], &[0, 1]);
+        assert!(
+            all_banned < 2,
+            "every token banned still answers a token id"
+        );
+    }
+
     use super::*;
 
     fn logits() -> Vec<f32> {
