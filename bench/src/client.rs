@@ -211,11 +211,12 @@ impl Outcome {
     }
 }
 
-/// Builds the HTTP client: no redirects (only the given address is ever contacted) and a
-/// per-request timeout.
+/// Builds the HTTP client: no redirects and no proxy from the environment (only the given
+/// address is ever contacted) and a per-request timeout.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, BenchError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .timeout(timeout)
         .pool_max_idle_per_host(1024)
         .build()

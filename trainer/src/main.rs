@@ -1,6 +1,5 @@
 //! `thresh-train`: the offline trainer's command line.
 
-use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use thresh_trainer::cli::Cli;
 
@@ -16,8 +15,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     // `--config FILE` becomes the flags it stands for (thresh-settings).
-    let args = thresh_settings::expand(&Cli::command(), std::env::args_os())
-        .context("reading --config")?;
+    // Its errors name `--config` and the file already.
+    let args = thresh_settings::expand(&Cli::command(), std::env::args_os())?;
     let cli = Cli::parse_from(args);
     let summary = thresh_trainer::commands::run(&cli.command)?;
     // Training commands end with a JSON summary; the simulator prints its own report.
