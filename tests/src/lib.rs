@@ -459,6 +459,21 @@ pub fn tiny_policy(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// `thresh serve --port 0 --policy POLICY --reward REWARD`, to add flags to.
+pub fn serve_command(policy: &Path, reward: &Path) -> Command {
+    let mut cmd = command(THRESH);
+    cmd.args([
+        "serve",
+        "--port",
+        "0",
+        "--policy",
+        s(policy),
+        "--reward",
+        s(reward),
+    ]);
+    cmd
+}
+
 /// Writes a tiny random `LlamaForSequenceClassification` reward model into `dir/name`.
 pub fn tiny_reward(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);

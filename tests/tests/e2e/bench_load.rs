@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use thresh_e2e::{
-    Daemon, Http, THRESH, THRESH_BENCH, Value, command, run, s, tiny_policy, tiny_reward,
+    Daemon, Http, THRESH_BENCH, Value, command, run, s, serve_command, tiny_policy, tiny_reward,
 };
 
 const SCHEMA_MD: &str = include_str!("../../../bench/SCHEMA.md");
@@ -87,16 +87,7 @@ fn a_load_run_counts_every_request_in_the_documented_layout_and_a_stopped_daemon
     let dir = tempfile::tempdir().unwrap();
     let policy = tiny_policy(dir.path(), "policy");
     let reward = tiny_reward(dir.path(), "reward");
-    let mut cmd = command(THRESH);
-    cmd.args([
-        "serve",
-        "--port",
-        "0",
-        "--policy",
-        s(&policy),
-        "--reward",
-        s(&reward),
-    ]);
+    let cmd = serve_command(&policy, &reward);
     let http = Http::new();
     let mut d = Daemon::start(cmd, &dir.path().join("serve.log"));
     d.wait_healthy(&http);

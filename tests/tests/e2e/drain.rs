@@ -6,25 +6,15 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use thresh_e2e::{Daemon, Http, THRESH, command, json, s, tiny_policy, tiny_reward};
+use thresh_e2e::{Daemon, Http, json, serve_command, tiny_policy, tiny_reward};
 
 #[test]
 fn sigterm_lets_a_streamed_best_of_n_finish_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let policy = tiny_policy(dir.path(), "policy");
     let reward = tiny_reward(dir.path(), "reward");
-    let mut cmd = command(THRESH);
-    cmd.args([
-        "serve",
-        "--policy",
-        s(&policy),
-        "--reward",
-        s(&reward),
-        "--port",
-        "0",
-        "--shutdown-timeout",
-        "600",
-    ]);
+    let mut cmd = serve_command(&policy, &reward);
+    cmd.args(["--shutdown-timeout", "600"]);
     let mut daemon = Daemon::start(cmd, &dir.path().join("serve.log"));
     daemon.wait_healthy(&Http::new());
     // 32 candidates of 480 tokens: long enough that SIGTERM lands while they decode.

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use thresh_e2e::{
-    Daemon, Http, THRESH, THRESH_TRAIN, Value, command, json, run, s, tiny_policy, tiny_reward,
-    write_pairs,
+    Daemon, Http, THRESH, THRESH_TRAIN, Value, command, json, run, s, serve_command, tiny_policy,
+    tiny_reward, write_pairs,
 };
 
 const TRAIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,17 +42,7 @@ fn assert_model_dir(out: &Path) {
 }
 
 fn serve(policy: &Path, reward: &Path, log: &Path) -> Daemon {
-    let mut cmd = command(THRESH);
-    cmd.args([
-        "serve",
-        "--port",
-        "0",
-        "--policy",
-        s(policy),
-        "--reward",
-        s(reward),
-    ]);
-    Daemon::start(cmd, log)
+    Daemon::start(serve_command(policy, reward), log)
 }
 
 #[test]
