@@ -144,16 +144,16 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "decode_seconds": decode_s,
             "peak_kv_bytes": s.peak_kv_bytes,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out_line(&serde_json::to_string_pretty(&out)?)?;
     } else {
         for (i, r) in generation.rows.iter().enumerate() {
-            println!(
+            out_line(&format!(
                 "--- sample {i} ({} tokens, finish: {}, logprob {:.2}) ---",
                 r.tokens.len(),
                 r.finish.as_ref().map_or("?", |f| f.as_openai()),
                 r.logprob_sum
-            );
-            println!("{}", r.text);
+            ))?;
+            out_line(&r.text)?;
         }
         eprintln!(
             "prompt {} tokens, prefill {:.0} ms; {} tokens in {:.2} s ({:.1} tokens/s over {} steps); peak KV {} KiB; load {:.2} s",
@@ -168,4 +168,14 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes one line to stdout. A reader that went away (`thresh generate | head`) ends the
+/// output quietly instead of panicking as `println!` does.
+fn out_line(line: &str) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
+    }
 }

@@ -263,3 +263,39 @@ fn score_with_the_demo_relevance_reward_by_default() {
         "the answer is more relevant than a non-answer: {relevant} vs {unrelated}"
     );
 }
+
+#[test]
+fn generate_into_a_closed_pipe_ends_quietly() {
+    // `thresh generate | head -1`: the reader is gone before the answer is written.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = tiny_policy(dir.path(), "policy");
+    for json_flag in [false, true] {
+        let mut cmd = command(THRESH);
+        cmd.args([
+            "generate",
+            "--model",
+            s(&policy),
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "8",
+        ]);
+        if json_flag {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "json {json_flag}: {}: {stderr}",
+            out.status
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
