@@ -258,10 +258,7 @@ fn run_job(models: &Models, stepper: &dyn Stepper, job: Job) {
                 Ok(Ok(mut out)) => {
                     out.queue_time = queue_time;
                     out.engine_time = t.elapsed();
-                    let pruned = out
-                        .candidates
-                        .as_deref()
-                        .map(super::generation::pruned_tokens);
+                    let pruned = out.candidates.as_deref().map(super::output::pruned_tokens);
                     m::generated(&out.stats, pruned, strategy);
                     Ok(out)
                 }

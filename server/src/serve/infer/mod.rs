@@ -10,6 +10,7 @@ mod engine;
 pub mod error;
 mod generation;
 pub mod jobs;
+mod output;
 mod remote;
 pub mod token_spans;
 

@@ -13,8 +13,8 @@ use thresh_decoding::strategy::remote::RemoteInput;
 use tokio::sync::mpsc;
 
 use super::error::InferError;
-use super::generation::{plain_output, strategy_output, token_logprobs};
 use super::jobs::{Event, GenOutput, Models, RemotePolicyModel};
+use super::output::{plain_output, strategy_output, token_logprobs};
 use crate::serve::validation::Tokenized;
 
 /// Runs the job's strategy (or plain sampling) over the remote policy.
