@@ -332,6 +332,27 @@ async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
         "{v}"
     );
     assert!(t.elapsed().as_secs() < 30, "failed fast: {:?}", t.elapsed());
+    // Per replica on the gateway's /metrics: every answer came from one of the two, and the
+    // last request found both failing.
+    let page = common::get_text(&c, &url(&gateway, "/metrics")).await;
+    let count = |replica: &str, outcome: &str| {
+        let replica = format!("replica=\"{replica}/completions\"");
+        let outcome = format!("outcome=\"{outcome}\"");
+        page.lines()
+            .filter(|l| l.starts_with("thresh_policy_replica_requests_total{"))
+            .filter(|l| l.contains(&replica) && l.contains(&outcome))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let (ra, rb) = (
+        format!("http://{a_addr}/v1"),
+        fleet.split(',').nth(1).unwrap().to_string(),
+    );
+    assert!(count(&ra, "ok") + count(&rb, "ok") >= 12.0, "{page}");
+    assert!(
+        count(&ra, "failed") >= 1.0 && count(&rb, "failed") >= 1.0,
+        "{page}"
+    );
     // Replica a comes back on its address: once its time out is over, it serves again.
     let mut cfg = tiny_config(&m);
     cfg.addr = a_addr;

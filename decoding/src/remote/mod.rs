@@ -16,6 +16,11 @@
 //! for [`DOWN_FOR`] and the request goes to the next one; a 4xx fails the request, since no
 //! replica would answer it better. When every replica is down, they are all tried again.
 //!
+//! Every request to a replica is counted in `thresh_policy_replica_requests_total{replica,
+//! outcome}` (`ok`, `failed`: the replica's fault, `refused`: the request's) and timed in
+//! `thresh_policy_replica_request_seconds{replica}`, through the `metrics` facade (the server's
+//! `/metrics` exports them).
+//!
 //! # Wire
 //!
 //! ```text
@@ -34,6 +39,8 @@ mod wire;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use metrics::{counter, histogram};
 
 pub use batch::RemoteBatch;
 use thresh_reward::ApiKey;
@@ -249,7 +256,19 @@ impl RemotePolicy {
         let mut failures = Vec::new();
         for i in self.order(affinity) {
             let url = &self.replicas[i].url;
-            match call(url) {
+            let t = Instant::now();
+            let result = call(url);
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(Failure::Request(_)) => "refused",
+                Err(Failure::Replica(_)) => "failed",
+            };
+            counter!("thresh_policy_replica_requests_total",
+                "replica" => url.clone(), "outcome" => outcome)
+            .increment(1);
+            histogram!("thresh_policy_replica_request_seconds", "replica" => url.clone())
+                .record(t.elapsed().as_secs_f64());
+            match result {
                 Ok(v) => {
                     self.mark(i, false);
                     return Ok(v);
