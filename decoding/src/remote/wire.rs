@@ -93,10 +93,11 @@ pub(super) fn body(req: &CompletionRequest<'_>, model: Option<&str>) -> Value {
     body
 }
 
-fn with_key(
-    mut request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+/// Adds `Authorization: Bearer KEY` where there is a key.
+fn with_key<B>(
+    mut request: ureq::RequestBuilder<B>,
     key: Option<&ApiKey>,
-) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+) -> ureq::RequestBuilder<B> {
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {}", key.expose()));
     }
@@ -148,11 +149,7 @@ pub(super) fn models(
     want: Option<&str>,
 ) -> Result<ServerInfo, Failure> {
     let url = format!("{}/models", url.trim_end_matches("/completions"));
-    let mut request = agent.get(&url).header("accept", "application/json");
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {}", key.expose()));
-    }
-    let response = request
+    let response = with_key(agent.get(&url).header("accept", "application/json"), key)
         .call()
         .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;
     let text = read(response)?;

@@ -264,6 +264,11 @@ impl ServeConfig {
         }
     }
 
+    /// The remote policy's URL, when `--policy` is one.
+    pub fn remote_policy(&self) -> Option<&str> {
+        thresh_reward::remote_url(&self.policy)
+    }
+
     /// The weight quantisation the policy loads with.
     pub fn quant(&self) -> anyhow::Result<Option<GgmlDType>> {
         if self.remote_policy().is_some() {
@@ -273,13 +278,6 @@ impl ServeConfig {
             &self.weights,
             &self.policy.to_string_lossy(),
         )?)
-    }
-}
-
-impl ServeConfig {
-    /// The remote policy's URL, when `--policy` is one.
-    pub fn remote_policy(&self) -> Option<&str> {
-        thresh_reward::remote_url(&self.policy)
     }
 }
 

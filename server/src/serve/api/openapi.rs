@@ -39,17 +39,6 @@ pub struct ErrorDetail {
 #[utoipa::path(post, path = "/v1/completions", request_body = GenerationBody,
     responses(
         (status = 200, description = "A `text_completion` (or SSE chunks with `stream`); each choice carries `reward`, the response `alignment` (strategy, stats, candidates)", content((Object = "application/json"), (String = "text/event-stream"))),
-        (status = 400, description = "Invalid parameter, or a field the server does not implement (named in `param`)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 405, description = "Method not allowed", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 429, description = "Queue full", body = ErrorBody),
-        (status = 500, description = "The engine failed on this request", body = ErrorBody),
-        (status = 502, description = "A remote policy or reward server failed or refused", body = ErrorBody),
-        (status = 503, description = "Loading or shutting down", body = ErrorBody),
-        (status = 504, description = "Past --request-timeout, or a remote server too slow", body = ErrorBody),
     ))]
 fn completions() {}
 
@@ -57,17 +46,6 @@ fn completions() {}
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = GenerationBody,
     responses(
         (status = 200, description = "A `chat.completion` (or `chat.completion.chunk` SSE with `stream`)", content((Object = "application/json"), (String = "text/event-stream"))),
-        (status = 400, description = "Invalid parameter, or a field the server does not implement (named in `param`)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 405, description = "Method not allowed", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 429, description = "Queue full", body = ErrorBody),
-        (status = 500, description = "The engine failed on this request", body = ErrorBody),
-        (status = 502, description = "A remote policy or reward server failed or refused", body = ErrorBody),
-        (status = 503, description = "Loading or shutting down", body = ErrorBody),
-        (status = 504, description = "Past --request-timeout, or a remote server too slow", body = ErrorBody),
     ))]
 fn chat_completions() {}
 
@@ -75,16 +53,6 @@ fn chat_completions() {}
 #[utoipa::path(post, path = "/v1/rewards", request_body = RewardsBody,
     responses(
         (status = 200, description = "`{object: list, data: [{index, score, tokens, truncated}]}`", body = Object),
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 405, description = "Method not allowed", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 429, description = "Queue full", body = ErrorBody),
-        (status = 502, description = "A remote reward server failed or refused", body = ErrorBody),
-        (status = 503, description = "Loading or shutting down", body = ErrorBody),
-        (status = 504, description = "Past --request-timeout, or the reward server too slow", body = ErrorBody),
     ))]
 fn rewards() {}
 
@@ -92,14 +60,6 @@ fn rewards() {}
 #[utoipa::path(post, path = "/correct", request_body = CorrectBody,
     responses(
         (status = 200, description = "`{object: correction, model, template, corrections: [{index, correction, finish_reason}], correction (one pair), usage}`", body = Object),
-        (status = 400, description = "Invalid input (names the field and limit)", body = ErrorBody),
-        (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 405, description = "Method not allowed", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within --body-timeout", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 429, description = "Queue full", body = ErrorBody),
-        (status = 503, description = "No aligner loaded, loading or shutting down", body = ErrorBody),
-        (status = 504, description = "Past --request-timeout", body = ErrorBody),
     ))]
 fn correct() {}
 
@@ -169,6 +129,7 @@ pub struct DocLimits {
 /// route (each with only its own prompt field, required) and the limits validation enforces.
 pub fn document(limits: DocLimits) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    add_errors(&mut doc);
     let schemas = &mut doc["components"]["schemas"];
     let Some(generation) = schemas.get("GenerationBody").cloned() else {
         return doc;
@@ -253,6 +214,59 @@ fn refine_parts(schemas: &mut Value, limits: DocLimits) {
     pair["oneOf"] = json!([{"required": ["prompt"]}, {"required": ["messages"]}]);
     schemas["RewardsBody"]["properties"]["input"]["minItems"] = json!(1);
     schemas["RewardsBody"]["properties"]["input"]["maxItems"] = json!(contract::MAX_REWARD_PAIRS);
+}
+
+/// The error statuses of the POST routes, each with OpenAI's error body.
+const ERRORS: [(u16, &str); 11] = [
+    (
+        400,
+        "Invalid parameter, or a field the server does not implement (named in `param`)",
+    ),
+    (401, "Missing or wrong API key"),
+    (404, "Unknown model"),
+    (405, "Method not allowed"),
+    (408, "The body did not arrive within --body-timeout"),
+    (413, "Body too large"),
+    (429, "Queue full"),
+    (500, "The engine failed on this request"),
+    (502, "A remote policy or reward server failed or refused"),
+    (
+        503,
+        "Loading or shutting down (/correct: also no aligner loaded)",
+    ),
+    (504, "Past --request-timeout, or a remote server too slow"),
+];
+
+/// Which of [`ERRORS`] each POST route can answer (`/correct` does not check API keys and
+/// calls no remote server).
+const ROUTE_ERRORS: [(&str, &[u16]); 4] = [
+    (
+        "/v1/completions",
+        &[400, 401, 404, 405, 408, 413, 429, 500, 502, 503, 504],
+    ),
+    (
+        "/v1/chat/completions",
+        &[400, 401, 404, 405, 408, 413, 429, 500, 502, 503, 504],
+    ),
+    (
+        "/v1/rewards",
+        &[400, 401, 404, 405, 408, 413, 429, 502, 503, 504],
+    ),
+    ("/correct", &[400, 404, 405, 408, 413, 429, 503, 504]),
+];
+
+/// Adds the error responses of every POST route from one table.
+fn add_errors(doc: &mut Value) {
+    let body = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    for (path, statuses) in ROUTE_ERRORS {
+        let responses = &mut doc["paths"][path]["post"]["responses"];
+        for (status, description) in ERRORS {
+            if statuses.contains(&status) {
+                responses[status.to_string()] =
+                    json!({"description": description, "content": body});
+            }
+        }
+    }
 }
 
 /// Adds each field's limits to the generated properties.
