@@ -46,6 +46,9 @@ pub enum Command {
     Distortion(thresh_distortion::cli::DistortionArgs),
     /// Online Nash learning from human feedback (Nash-MD, or online IPO) against a reward model.
     NashMd(NashMdArgs),
+    /// Preference data from a running daemon: ranked Best-of-N / Speculative Rejection
+    /// candidates or Aligner corrections, written in the trainer's schema.
+    Collect(crate::collect::CollectArgs),
 }
 
 /// Settings every training command shares.

@@ -36,6 +36,9 @@ pub enum TrainError {
     /// A loss or metric got inputs of the wrong shape, length or value range.
     #[error("invalid input: {0}")]
     Input(String),
+    /// The daemon `collect` talks to is down, refuses the key, or answers what it cannot read.
+    #[error("daemon: {0}")]
+    Daemon(String),
     /// The data holds no examples of the kind a command needs (no pairs, no labels...).
     #[error("no usable examples: {0}")]
     NoExamples(String),

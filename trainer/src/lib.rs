@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod collect;
 pub mod commands;
 pub mod data;
 pub mod encode;

@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod bench_load;
+mod collect;
 mod drain;
 mod generate_score;
 mod serve_config;

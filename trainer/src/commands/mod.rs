@@ -34,6 +34,7 @@ pub fn run(command: &Command) -> Result<serde_json::Value> {
             Ok(serde_json::Value::Null)
         }
         Command::NashMd(a) => nash_md::nash_md(a),
+        Command::Collect(a) => crate::collect::collect(a),
     }
 }
 
