@@ -171,6 +171,28 @@ fn candidates_give_one_ranked_pair_per_prompt_and_a_rerun_completes_a_partial_fi
     );
     assert!(records(&tied).is_empty());
 
+    // Speculative Rejection: only survivors carry a final reward, and they are ranked too.
+    let sr = dir.path().join("sr.jsonl");
+    let sum = collect_ok(
+        &url,
+        &prompts,
+        &sr,
+        &["--strategy", "speculative-rejection", "--alpha", "0.5", "--candidates", "6"],
+    );
+    assert_ranked(&records(&sr));
+    let counted = sum["written"].as_u64().unwrap()
+        + sum["rejected"].as_u64().unwrap()
+        + sum["skipped"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>();
+    assert_eq!(counted, 7, "{sum}");
+    // A setting that would fail every request fails before any is sent.
+    let o = collect(&url, &prompts, &sr, &["--alpha", "0.5"]);
+    assert!(!o.status.success() && o.stderr.contains("--alpha"), "{}", o.stderr);
+
     // Partial: the first three prompts, then a torn line as an interrupted write leaves it.
     let part = dir.path().join("part.jsonl");
     collect_ok(
