@@ -27,6 +27,15 @@ pub enum TrainError {
         /// What is wrong with it.
         message: String,
     },
+    /// A checkpoint is incomplete or does not match its manifest (a torn write, a truncated
+    /// or altered file, a damaged `state.json`); it is never loaded.
+    #[error("{path}: torn or corrupt checkpoint, not loaded: {reason}")]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The distortion simulator failed (a population file, a setting, an output file).
     #[error(transparent)]
     Distortion(#[from] thresh_distortion::DistortionError),

@@ -177,7 +177,14 @@ fn candidates_give_one_ranked_pair_per_prompt_and_a_rerun_completes_a_partial_fi
         &url,
         &prompts,
         &sr,
-        &["--strategy", "speculative-rejection", "--alpha", "0.5", "--candidates", "6"],
+        &[
+            "--strategy",
+            "speculative-rejection",
+            "--alpha",
+            "0.5",
+            "--candidates",
+            "6",
+        ],
     );
     assert_ranked(&records(&sr));
     let counted = sum["written"].as_u64().unwrap()
@@ -191,7 +198,11 @@ fn candidates_give_one_ranked_pair_per_prompt_and_a_rerun_completes_a_partial_fi
     assert_eq!(counted, 7, "{sum}");
     // A setting that would fail every request fails before any is sent.
     let o = collect(&url, &prompts, &sr, &["--alpha", "0.5"]);
-    assert!(!o.status.success() && o.stderr.contains("--alpha"), "{}", o.stderr);
+    assert!(
+        !o.status.success() && o.stderr.contains("--alpha"),
+        "{}",
+        o.stderr
+    );
 
     // Partial: the first three prompts, then a torn line as an interrupted write leaves it.
     let part = dir.path().join("part.jsonl");

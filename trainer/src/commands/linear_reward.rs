@@ -14,7 +14,7 @@ use crate::cli::RewardArgs;
 use crate::data;
 use crate::error::{Result, TrainError};
 use crate::losses;
-use crate::model::save::temp_sibling;
+use crate::model::save::{rename_durable, temp_sibling};
 use crate::optim::{Optimizer, clip_grad_norm};
 use crate::train::cursor::Cursor;
 use crate::train::metrics::MetricsLog;
@@ -117,9 +117,6 @@ pub fn train_linear_head(a: &RewardArgs) -> Result<Value> {
         ("bias", bias.as_tensor().detach()),
     ]);
     candle_core::safetensors::save(&tensors, &tmp)?;
-    std::fs::rename(&tmp, &path).map_err(|source| TrainError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    rename_durable(&tmp, &path)?;
     Ok(json!({ "steps": cfg.max_steps, "last": last, "head": path, "encoder": c.model }))
 }

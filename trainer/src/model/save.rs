@@ -1,6 +1,9 @@
 //! Writing a trained model as a Hugging Face directory that `thresh serve` loads as is:
 //! `config.json`, `model.safetensors` (LoRA merged), `tokenizer.json` and
-//! `tokenizer_config.json` (with the chat template where the source had one).
+//! `tokenizer_config.json` (with the chat template where the source had one); and the
+//! crash-safe file helpers the trainer's outputs go through ([`write_atomic`],
+//! [`replace_dir`]): every file is synced before the rename that publishes it, and the
+//! directory after, so neither a kill nor a power cut leaves a torn output in place.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -100,11 +103,62 @@ pub fn config_json(
     Ok(v)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` and flushes them to the disk (`fsync`) before returning, so a
+/// later rename of `path` can never publish a file whose data is still only in memory.
+pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Flushes the data of the already written file `path` to the disk (`fsync`), e.g. one that
+/// candle or tokenizers wrote.
+pub fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path))
+}
+
+/// Flushes the entries of directory `dir` (files created, renamed or removed in it) to the
+/// disk. A rename is only durable once its directory is synced. A no-op where directories
+/// cannot be opened as files (Windows).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Renames the complete, synced file `tmp` to `path` and syncs their directory, so `path`
+/// is either its old content or the new one, also after a crash or a power cut.
+pub fn rename_durable(tmp: &Path, path: &Path) -> Result<()> {
+    sync_file(tmp)?;
+    std::fs::rename(tmp, path).map_err(io_err(path))?;
+    sync_dir(parent_of(path))
+}
+
+/// Writes `bytes` to `path` through a temporary file (synced), a rename and a sync of the
+/// directory: readers, and a process resumed after a kill or a power cut, see the old
+/// content or the new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_sibling(path);
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    write_durable(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(parent_of(path))
 }
 
 /// `path` with `.tmp` appended to its file name.
@@ -117,23 +171,38 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Replaces the directory `dir` by the fully written directory `tmp`.
+/// `dir` with `.old` appended to its file name: where [`replace_dir`] moves the directory
+/// it replaces while it swaps the new one in.
+pub fn old_sibling(dir: &Path) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".old");
+    dir.with_file_name(name)
+}
+
+/// Replaces the directory `dir` by the fully written directory `tmp` (whose files the
+/// caller has synced): `tmp`'s entries are synced, `dir` moves to `dir.old`, `tmp` to
+/// `dir`, the parent is synced and `dir.old` removed. At every moment one complete
+/// directory exists under `dir` or, between the two renames, under `dir.old`; a reader
+/// that finds `dir` missing takes `dir.old` (see `checkpoint::resume`). A `dir.old` left
+/// by an interrupted swap is older than `tmp` and removed too.
 pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    sync_dir(tmp)?;
+    let parent = parent_of(dir);
+    let old = old_sibling(dir);
     if dir.exists() {
-        let old = dir.with_file_name(format!(
-            "{}.old",
-            dir.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
         }
         std::fs::rename(dir, &old).map_err(io_err(dir))?;
-        std::fs::rename(tmp, dir).map_err(io_err(dir))?;
+    }
+    std::fs::rename(tmp, dir).map_err(io_err(dir))?;
+    sync_dir(parent)?;
+    if old.exists() {
         std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    } else {
-        std::fs::rename(tmp, dir).map_err(io_err(dir))?;
+        sync_dir(parent)?;
     }
     Ok(())
 }
@@ -141,7 +210,8 @@ pub fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
 impl TrainModel {
     /// Saves the model (adapters merged) as a Hugging Face directory at `dir`: a causal LM,
     /// or a `*ForSequenceClassification` reward model when it has a score head. The
-    /// directory is written beside `dir` and renamed into place when complete.
+    /// directory is written beside `dir` (`<dir>.tmp`), every file synced, and swapped into
+    /// place by [`replace_dir`] when complete.
     pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
         let tmp = temp_sibling(dir);
         if tmp.exists() {
@@ -163,18 +233,19 @@ impl TrainModel {
         }
         let weights_path = tmp.join("model.safetensors");
         candle_core::safetensors::save(&weights, &weights_path)?;
+        sync_file(&weights_path)?;
         let cfg = config_json(&self.cfg, self.tokenizer.eos_ids(), classifier)?;
         let cfg_path = tmp.join("config.json");
-        std::fs::write(
+        write_durable(
             &cfg_path,
-            serde_json::to_vec_pretty(&cfg).unwrap_or_default(),
-        )
-        .map_err(io_err(&cfg_path))?;
+            &serde_json::to_vec_pretty(&cfg).unwrap_or_default(),
+        )?;
         let tok_path = tmp.join("tokenizer.json");
         self.tokenizer
             .inner()
             .save(&tok_path, false)
             .map_err(|e| TrainError::Config(format!("{}: {e}", tok_path.display())))?;
+        sync_file(&tok_path)?;
         let mut tc = self.tokenizer_config.clone().unwrap_or_else(|| {
             json!({
                 "bos_token": self.tokenizer.bos_token(),
@@ -186,8 +257,10 @@ impl TrainModel {
                 .or_insert_with(|| json!(t.source()));
         }
         let tc_path = tmp.join("tokenizer_config.json");
-        std::fs::write(&tc_path, serde_json::to_vec_pretty(&tc).unwrap_or_default())
-            .map_err(io_err(&tc_path))?;
+        write_durable(
+            &tc_path,
+            &serde_json::to_vec_pretty(&tc).unwrap_or_default(),
+        )?;
         replace_dir(&tmp, dir)
     }
 }

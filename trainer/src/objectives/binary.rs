@@ -148,9 +148,13 @@ impl Objective for Binary {
     }
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
-        if let BinaryLoss::Kldo(k) = &mut self.kind
-            && let Ok(saved) = serde_json::from_value::<Kldo>(state.clone())
-        {
+        if let BinaryLoss::Kldo(k) = &mut self.kind {
+            // A KLDO run without its moving average would resume on a different loss.
+            let saved = serde_json::from_value::<Kldo>(state.clone()).map_err(|e| {
+                crate::error::TrainError::Config(format!(
+                    "--resume: the checkpoint's loss state {state} is not KLDO's ({e}; not a kldo run?)"
+                ))
+            })?;
             k.ema = saved.ema;
         }
         Ok(())

@@ -28,8 +28,14 @@ impl MetricsLog {
                 File::create(path).map_err(io)?;
             }
             Some(step) => {
-                let kept: String = std::fs::read_to_string(path)
-                    .unwrap_or_default()
+                // A missing file resumes empty; an unreadable one is an error rather than
+                // being overwritten. A torn last line (even mid-character) is dropped.
+                let bytes = match std::fs::read(path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(io(e)),
+                };
+                let kept: String = String::from_utf8_lossy(&bytes)
                     .lines()
                     .filter(|l| {
                         serde_json::from_str::<serde_json::Value>(l)
@@ -49,7 +55,16 @@ impl MetricsLog {
         })
     }
 
-    /// Appends one step's values.
+    /// Flushes the lines written so far to the disk (`fsync`).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| TrainError::Io {
+            path: self.path.clone(),
+            source: e,
+        })
+    }
+
+    /// Appends one step's values as one line (one `write` call, so a kill leaves at most
+    /// the last line torn, which a resume drops).
     pub fn write(
         &mut self,
         step: u64,
@@ -62,11 +77,14 @@ impl MetricsLog {
         for (k, v) in values {
             obj.insert(k.clone(), serde_json::json!(v));
         }
-        let line = serde_json::Value::Object(obj).to_string();
-        writeln!(self.file, "{line}").map_err(|e| TrainError::Io {
-            path: self.path.clone(),
-            source: e,
-        })
+        let mut line = serde_json::Value::Object(obj).to_string();
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| TrainError::Io {
+                path: self.path.clone(),
+                source: e,
+            })
     }
 }
 

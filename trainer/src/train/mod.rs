@@ -1,6 +1,15 @@
 //! The training loop shared by every command: micro-batches with gradient accumulation,
 //! global-norm clipping, the optimiser and schedule, JSONL metrics, a progress bar and
 //! atomic checkpoints with `--resume`.
+//!
+//! A run killed at any moment (SIGKILL included, also during a checkpoint write) and
+//! resumed ends with the same weights, bit for bit on the CPU, as one never interrupted:
+//! a resumed step is a pure function of what the checkpoint restores (weights, optimiser
+//! moments and step count, the data cursor, the loss state); the learning rate is a
+//! function of the step; the data order and every sampler seed derive from `--seed` and
+//! counters in the checkpoint; the training forward passes have no dropout. Metrics of
+//! steps after the checkpoint are dropped on resume, so `metrics.jsonl` has one line per
+//! step.
 
 pub mod cursor;
 pub mod metrics;
@@ -69,7 +78,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// Shuffle the examples every epoch.
     pub shuffle: bool,
-    /// Continue from `<out>/checkpoint`.
+    /// Continue from `<out>/checkpoint` (verified first; see [`checkpoint::resume`]).
+    /// Without it the run starts afresh and removes a checkpoint left in `out`.
     pub resume: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
@@ -134,10 +144,9 @@ pub fn train(
     let mut step = 0u64;
     let ckpt_dir = checkpoint::checkpoint_dir(&cfg.out);
     if cfg.resume {
-        let dir = checkpoint::find(&ckpt_dir).ok_or_else(|| {
-            TrainError::Config(format!("--resume: no checkpoint in {}", ckpt_dir.display()))
-        })?;
-        let state = checkpoint::load(&dir, model, &mut opt)?;
+        // Verified against its manifest before anything is set; a torn checkpoint falls
+        // back to `checkpoint.old` or fails, it is never loaded.
+        let (dir, state) = checkpoint::resume(&ckpt_dir, model, &mut opt)?;
         cursor.restore(&state.cursor);
         if cursor.len != objective.len() {
             return Err(TrainError::Config(format!(
@@ -149,6 +158,10 @@ pub fn train(
         objective.restore(&state.loss_state)?;
         step = state.step;
         tracing::info!(step, "resumed from {}", dir.display());
+    } else {
+        // A new run owns `out`: a previous run's checkpoint must not be resumed by a later
+        // `--resume` after this run is killed before its own first checkpoint.
+        checkpoint::discard(&ckpt_dir)?;
     }
     let mut log = MetricsLog::open(&cfg.out.join("metrics.jsonl"), cfg.resume.then_some(step))?;
     let bar = metrics::progress_bar(cfg.max_steps, step, cfg.progress);
@@ -216,6 +229,9 @@ pub fn train(
                 loss_state: objective.state(),
                 vars: Vec::new(),
             };
+            // The metrics up to this step reach the disk before the checkpoint that a
+            // resume truncates them to, so none goes missing after a power cut.
+            log.sync()?;
             checkpoint::save(&ckpt_dir, model, &opt, &state)?;
         }
         if stopping {
