@@ -172,24 +172,36 @@ async fn generate_then_correct_pipelines() {
             for ch in v["choices"].as_array().unwrap() {
                 let k = &ch["correction"];
                 let text = ch["text"].as_str().or(ch["message"]["content"].as_str());
-                let (orig, corr) = (
-                    k["original_reward"].as_f64().unwrap(),
-                    k["corrected_reward"].as_f64().unwrap(),
-                );
+                let orig = k["original_reward"].as_f64().unwrap();
+                // An empty correction is not scored (null) and never wins a guarded choice.
+                let corr = k["corrected_reward"].as_f64();
+                if corr.is_none() {
+                    assert_eq!(
+                        k["corrected"], "",
+                        "only an empty correction is unscored: {v}"
+                    );
+                }
                 let returned = k["returned"].as_str().unwrap();
                 if mode == json!(true) {
                     assert_eq!(returned, "corrected");
                 } else {
                     // Guarded: the better-scored text wins, and its reward is reported.
-                    assert_eq!(returned == "corrected", corr >= orig, "{v}");
+                    assert_eq!(
+                        returned == "corrected",
+                        corr.is_some_and(|c| c >= orig),
+                        "{v}"
+                    );
                 }
                 let (want_text, want_reward) = if returned == "corrected" {
                     (&k["corrected"], corr)
                 } else {
-                    (&k["original"], orig)
+                    (&k["original"], Some(orig))
                 };
                 assert_eq!(text, want_text.as_str(), "{v}");
-                assert!((ch["reward"].as_f64().unwrap() - want_reward).abs() < 1e-6);
+                match want_reward {
+                    Some(r) => assert!((ch["reward"].as_f64().unwrap() - r).abs() < 1e-6),
+                    None => assert!(ch["reward"].is_null(), "{v}"),
+                }
             }
         }
     }
