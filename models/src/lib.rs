@@ -13,6 +13,7 @@ pub mod config;
 pub mod decoder;
 pub mod device;
 pub mod error;
+pub mod gguf;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod kv_cache;
@@ -30,8 +31,8 @@ pub use device::parse_device;
 pub use error::{ModelError, Result};
 pub use kv_cache::KvCache;
 pub use loader::{
-    LoadOptions, LoadedModel, TokenizerFiles, load, load_gguf, load_hf_dir, load_tokenizer,
-    parse_quant, parse_weights,
+    HfTokenizerTexts, LoadOptions, LoadedModel, TokenizerFiles, hf_tokenizer_from_texts, load,
+    load_gguf, load_hf_dir, load_tokenizer, parse_quant, parse_weights,
 };
 pub use tokenizer::Tokenizer;
 pub use weights::WeightFile;

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::{GgmlDType, gguf_file};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device};
 use serde::Deserialize;
 
@@ -206,11 +206,23 @@ struct TokenizerConfig {
     chat_template: Option<TemplateSpec>,
 }
 
-fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T> {
+/// The text of an optional file: `None` when it does not exist.
+fn read_text(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| ModelError::bad_file(path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ModelError::bad_file(path, e)),
+    }
+}
+
+/// Parses an optional JSON file's text (`path` names it in errors); absent is the default.
+fn parse_json<T: for<'de> Deserialize<'de> + Default>(
+    text: Option<&str>,
+    path: &Path,
+) -> Result<T> {
+    match text {
+        Some(text) => serde_json::from_str(text).map_err(|e| ModelError::bad_file(path, e)),
+        None => Ok(T::default()),
     }
 }
 
@@ -249,25 +261,71 @@ pub fn load_hf_tokenizer(
     dir: &Path,
     config_eos: &[u32],
 ) -> Result<(Tokenizer, Option<ChatTemplate>)> {
-    let inner = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
-    let tc: TokenizerConfig = read_json(&dir.join("tokenizer_config.json"))?;
-    let gc: GenerationConfig = read_json(&dir.join("generation_config.json"))?;
+    let tokenizer_path = dir.join("tokenizer.json");
+    if !tokenizer_path.exists() {
+        return Err(ModelError::MissingFile {
+            path: tokenizer_path,
+            what: "the tokenizer".into(),
+        });
+    }
+    let tokenizer_json =
+        std::fs::read(&tokenizer_path).map_err(|e| ModelError::bad_file(&tokenizer_path, e))?;
+    let tokenizer_config = read_text(&dir.join("tokenizer_config.json"))?;
+    let generation_config = read_text(&dir.join("generation_config.json"))?;
+    let jinja = dir.join("chat_template.jinja");
+    let chat_template = read_text(&jinja)?;
+    hf_tokenizer_from_texts(
+        &HfTokenizerTexts {
+            tokenizer_json: &tokenizer_json,
+            tokenizer_config: tokenizer_config.as_deref(),
+            generation_config: generation_config.as_deref(),
+            chat_template_jinja: chat_template.as_deref(),
+        },
+        config_eos,
+        dir,
+    )
+}
+
+/// The tokenizer files of a Hugging Face directory, read into memory: the byte-level input
+/// of [`hf_tokenizer_from_texts`].
+#[derive(Debug, Clone, Copy)]
+pub struct HfTokenizerTexts<'a> {
+    /// `tokenizer.json`.
+    pub tokenizer_json: &'a [u8],
+    /// `tokenizer_config.json`, where present.
+    pub tokenizer_config: Option<&'a str>,
+    /// `generation_config.json`, where present.
+    pub generation_config: Option<&'a str>,
+    /// `chat_template.jinja`, where present (used when `tokenizer_config.json` has no
+    /// `chat_template`).
+    pub chat_template_jinja: Option<&'a str>,
+}
+
+/// Builds the tokenizer, special tokens and chat template from the files of a Hugging Face
+/// directory already in memory, as [`load_hf_tokenizer`] does from `dir` (which names the
+/// files in errors).
+pub fn hf_tokenizer_from_texts(
+    texts: &HfTokenizerTexts<'_>,
+    config_eos: &[u32],
+    dir: &Path,
+) -> Result<(Tokenizer, Option<ChatTemplate>)> {
+    let inner = Tokenizer::from_json(texts.tokenizer_json, &dir.join("tokenizer.json"))?;
+    let tc: TokenizerConfig =
+        parse_json(texts.tokenizer_config, &dir.join("tokenizer_config.json"))?;
+    let gc: GenerationConfig =
+        parse_json(texts.generation_config, &dir.join("generation_config.json"))?;
     let bos = tc.bos_token.map(TokenSpec::text);
     let eos = tc.eos_token.map(TokenSpec::text);
     let mut eos_ids = config_eos.to_vec();
     eos_ids.extend(gc.eos_token_id.map(OneOrMany::into_vec).unwrap_or_default());
     let tokenizer = Tokenizer::new(inner, bos.clone(), eos.clone(), eos_ids);
-    let jinja = dir.join("chat_template.jinja");
     let source = match tc.chat_template {
         Some(TemplateSpec::One(s)) => Some(s),
         Some(TemplateSpec::Named(list)) => list
             .into_iter()
             .find(|t| t.name == "default")
             .map(|t| t.template),
-        None if jinja.exists() => {
-            Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::bad_file(&jinja, e))?)
-        }
-        None => None,
+        None => texts.chat_template_jinja.map(str::to_string),
     };
     let template = source
         .map(|s| {
@@ -323,7 +381,7 @@ pub fn open_gguf(path: &Path, dtype: DType, device: &Device) -> Result<GgufModel
         }
     })?;
     let mut reader = BufReader::new(file);
-    let content = gguf_file::Content::read(&mut reader)
+    let content = crate::gguf::read_content(&mut reader)
         .map_err(|e| ModelError::bad_file(path, format!("not a readable GGUF file: {e}")))?;
     let cfg = DecoderConfig::from_gguf(&content, path)?;
     let tokenizer = Tokenizer::from_gguf(&content, path)?;

@@ -70,7 +70,22 @@ impl Tokenizer {
                 what: "the tokenizer".into(),
             });
         }
-        tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::bad_file(path, e))
+        let bytes = std::fs::read(path).map_err(|e| ModelError::bad_file(path, e))?;
+        Self::from_json(&bytes, path)
+    }
+
+    /// Parses the bytes of a Hugging Face `tokenizer.json` (`path` names it in errors): the
+    /// byte-level entry point of [`Tokenizer::from_file`].
+    pub fn from_json(bytes: &[u8], path: &Path) -> Result<tokenizers::Tokenizer> {
+        // tokenizers 0.23 panics (`expect("Helper")` in its decoder deserialiser) on any JSON
+        // error inside the `decoder` object (bad syntax, invalid UTF-8, a lone surrogate
+        // escape); parsing the whole file first makes that path unreachable, so a malformed
+        // file is an error. (`IgnoredAny` would not do: it skips strings unchecked.)
+        let value = serde_json::from_slice::<serde_json::Value>(bytes)
+            .map_err(|e| ModelError::bad_file(path, format!("not valid JSON: {e}")))?;
+        check_post_processor(&value["post_processor"])
+            .map_err(|e| ModelError::bad_file(path, format!("post_processor: {e}")))?;
+        tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| ModelError::bad_file(path, e))
     }
 
     /// Rebuilds the tokenizer of a GGUF file from its `tokenizer.ggml.*` metadata.
@@ -250,10 +265,116 @@ impl Tokenizer {
     }
 }
 
+/// Checks what tokenizers' `TemplateProcessing` builder checks and its deserialiser does not
+/// (tokenizers 0.23 panics at encode time otherwise): every special token a template names is
+/// defined, each definition has as many ids as tokens, and the single-sequence template uses
+/// sequence `A` only. `Sequence` post-processors are checked member by member.
+fn check_post_processor(v: &serde_json::Value) -> std::result::Result<(), String> {
+    match v["type"].as_str() {
+        Some("Sequence") => v["processors"]
+            .as_array()
+            .map_or(Ok(()), |ps| ps.iter().try_for_each(check_post_processor)),
+        Some("TemplateProcessing") => {
+            let specials = v["special_tokens"].as_object();
+            for (name, token) in specials.into_iter().flatten() {
+                let ids = token["ids"].as_array().map_or(0, Vec::len);
+                let tokens = token["tokens"].as_array().map_or(0, Vec::len);
+                if ids != tokens {
+                    return Err(format!(
+                        "special token {name:?} has {ids} ids but {tokens} tokens"
+                    ));
+                }
+            }
+            for which in ["single", "pair"] {
+                for piece in v[which].as_array().into_iter().flatten() {
+                    if let Some(id) = piece["SpecialToken"]["id"].as_str()
+                        && !specials.is_some_and(|m| m.contains_key(id))
+                    {
+                        return Err(format!(
+                            "the {which} template names special token {id:?}, which special_tokens does not define"
+                        ));
+                    }
+                    if which == "single" && piece["Sequence"]["id"].as_str() == Some("B") {
+                        return Err("the single template uses sequence B".into());
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn gguf_str(v: Option<&Value>) -> Option<String> {
     v.and_then(|v| v.to_string().ok()).cloned()
 }
 
 fn gguf_array(v: Option<&Value>) -> Option<&Vec<Value>> {
     v.and_then(|v| v.to_vec().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Tokenizer;
+
+    /// Found by `fuzz/fuzz_targets/tokenizer.rs`: a syntax error inside `decoder` panicked in
+    /// tokenizers' decoder deserialiser ("Helper: key must be a string").
+    #[test]
+    fn a_syntax_error_in_the_decoder_is_an_error_not_a_panic() {
+        let json = r#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null,
+            "decoder": {!type": "Metaspace", "replacement": "x", "prepend_scheme": "always", "split": true},
+            "model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}}"#;
+        let err = Tokenizer::from_json(json.as_bytes(), Path::new("tokenizer.json")).unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        // Invalid UTF-8 and a lone surrogate inside the decoder panicked the same way.
+        let bad_utf8 = json.replace("{!type", "{\"type").into_bytes();
+        let at = bad_utf8.windows(7).position(|w| w == b"prepend").unwrap();
+        let mut bad_utf8 = bad_utf8;
+        bad_utf8[at + 1] = 0x9e;
+        let surrogate = json
+            .replace("{!type", "{\"type")
+            .replace("\"x\"", "\"\\ud800\"");
+        for bytes in [&bad_utf8[..], surrogate.as_bytes()] {
+            let err = Tokenizer::from_json(bytes, Path::new("tokenizer.json")).unwrap_err();
+            assert!(err.to_string().contains("not valid JSON"), "{err}");
+        }
+        let fixed = json.replace("{!type", "{\"type");
+        // Found next: a template naming an undefined special token panicked at encode time
+        // ("no entry found for key"); so would ids and tokens of different lengths, and
+        // sequence B in the single template.
+        let template = |single: &str, specials: &str| {
+            fixed.replace(
+                "\"post_processor\": null",
+                &format!(
+                    r#""post_processor": {{"type": "Sequence", "processors": [{{"type": "TemplateProcessing",
+                    "single": {single}, "pair": [{{"Sequence": {{"id": "A", "type_id": 0}}}},
+                    {{"Sequence": {{"id": "B", "type_id": 1}}}}], "special_tokens": {specials}}}]}}"#
+                ),
+            )
+        };
+        let cls = r#"{"SpecialToken": {"id": "[CLS]", "type_id": 0}}"#;
+        let a = r#"{"Sequence": {"id": "A", "type_id": 0}}"#;
+        let b = r#"{"Sequence": {"id": "B", "type_id": 0}}"#;
+        let defined = r#"{"[CLS]": {"id": "[CLS]", "ids": [0], "tokens": ["a"]}}"#;
+        for (single, specials, what) in [
+            (format!("[{cls}, {a}]"), "{}", "does not define"),
+            (
+                format!("[{cls}, {a}]"),
+                r#"{"[CLS]": {"id": "[CLS]", "ids": [0, 0], "tokens": ["a"]}}"#,
+                "2 ids but 1 tokens",
+            ),
+            (format!("[{a}, {b}]"), defined, "sequence B"),
+        ] {
+            let json = template(&single, specials);
+            let err = Tokenizer::from_json(json.as_bytes(), Path::new("t.json")).unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        }
+        let good = template(&format!("[{cls}, {a}]"), defined);
+        let tok = Tokenizer::from_json(good.as_bytes(), Path::new("t.json")).unwrap();
+        assert_eq!(tok.encode("a", true).unwrap().get_ids(), [0, 0]);
+        assert!(Tokenizer::from_json(fixed.as_bytes(), Path::new("tokenizer.json")).is_ok());
+    }
 }

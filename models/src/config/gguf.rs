@@ -51,7 +51,7 @@ impl DecoderConfig {
             content
                 .tensor_infos
                 .get("token_embd.weight")
-                .map(|t| t.shape.dims()[0])
+                .and_then(|t| t.shape.dims().first().copied())
                 .ok_or_else(|| missing(format!("{arch}.vocab_size")))
         })?;
         let rope_scaling = match gguf_str(md.get(&format!("{arch}.rope.scaling.type"))).as_deref() {

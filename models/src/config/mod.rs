@@ -17,6 +17,19 @@ use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
 
+/// Largest hidden, intermediate or head size and head count [`DecoderConfig::validate`]
+/// accepts.
+pub const MAX_WIDTH: usize = 1 << 20;
+/// Largest vocabulary accepted.
+pub const MAX_VOCAB: usize = 1 << 24;
+/// Most layers accepted.
+pub const MAX_LAYERS: usize = 1 << 12;
+/// Longest context accepted.
+pub const MAX_POSITIONS: usize = 1 << 24;
+/// Largest `max_position_embeddings x head_dim` accepted: the rotary tables hold half of it
+/// twice (1 GiB in f32 at the cap; Qwen2.5-1M's 2^20 x 128 is 2^27).
+pub const MAX_ROPE_TABLE: usize = 1 << 28;
+
 /// Frequency scaling of rotary embeddings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
@@ -120,6 +133,33 @@ impl DecoderConfig {
         }
         if self.max_position_embeddings == 0 {
             return Err(bad("max_position_embeddings must be positive".into()));
+        }
+        // A hostile or corrupt file must not make the loader allocate without bound (the
+        // layer list, the rotary tables of max_position_embeddings x head_dim) or overflow
+        // shape arithmetic: every size is capped far above any real model's.
+        for (name, value, cap) in [
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_attention_heads", self.num_heads, MAX_WIDTH),
+            ("num_key_value_heads", self.num_kv_heads, MAX_WIDTH),
+            ("head_dim", self.head_dim, MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("num_hidden_layers", self.num_layers, MAX_LAYERS),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
+        ] {
+            if value > cap {
+                return Err(bad(format!("{name} ({value}) is larger than {cap}")));
+            }
+        }
+        if self.max_position_embeddings * self.head_dim > MAX_ROPE_TABLE {
+            return Err(bad(format!(
+                "max_position_embeddings x head_dim ({} x {}) is larger than {MAX_ROPE_TABLE}",
+                self.max_position_embeddings, self.head_dim
+            )));
         }
         Ok(())
     }

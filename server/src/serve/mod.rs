@@ -14,6 +14,8 @@
 
 pub mod api;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod infer;
 pub mod metrics;

@@ -187,12 +187,18 @@ pub fn load(path: &Path, format: Format) -> Result<Vec<Example>> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse_jsonl(&text, path, format)
+}
+
+/// Parses the text of a JSONL file as [`load`] does (`path` names the file in errors): the
+/// byte-level entry point of the data readers.
+pub fn parse_jsonl(text: &str, path: &Path, format: Format) -> Result<Vec<Example>> {
     let err = |line: usize, message: String| TrainError::Data {
         path: path.to_path_buf(),
         line,
         message,
     };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut format = format;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {

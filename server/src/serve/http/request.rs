@@ -29,7 +29,7 @@ pub struct Arrived(pub Instant);
 pub struct StrategyLabel(pub &'static str);
 
 /// Reads a JSON body into `T`: a syntax error is `invalid_json`, a wrong field names its path.
-pub(super) fn parse_body<T: DeserializeOwned>(
+pub(crate) fn parse_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
