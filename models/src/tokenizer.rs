@@ -81,11 +81,18 @@ impl Tokenizer {
         // error inside the `decoder` object (bad syntax, invalid UTF-8, a lone surrogate
         // escape); parsing the whole file first makes that path unreachable, so a malformed
         // file is an error. (`IgnoredAny` would not do: it skips strings unchecked.)
-        let value = serde_json::from_slice::<serde_json::Value>(bytes)
+        serde_json::from_slice::<serde_json::Value>(bytes)
             .map_err(|e| ModelError::bad_file(path, format!("not valid JSON: {e}")))?;
-        check_post_processor(&value["post_processor"])
+        let tokenizer =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| ModelError::bad_file(path, e))?;
+        // The check reads the post-processor tokenizers built, in its own serialisation: its
+        // deserialiser is lenient (an unknown `type` tag can still yield a template), so the
+        // file's JSON is not what runs.
+        let built = serde_json::to_value(tokenizer.get_post_processor())
             .map_err(|e| ModelError::bad_file(path, format!("post_processor: {e}")))?;
-        tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| ModelError::bad_file(path, e))
+        check_post_processor(&built)
+            .map_err(|e| ModelError::bad_file(path, format!("post_processor: {e}")))?;
+        Ok(tokenizer)
     }
 
     /// Rebuilds the tokenizer of a GGUF file from its `tokenizer.ggml.*` metadata.
@@ -372,6 +379,12 @@ mod tests {
             let err = Tokenizer::from_json(json.as_bytes(), Path::new("t.json")).unwrap_err();
             assert!(err.to_string().contains(what), "{err}");
         }
+        // Found next: with a misspelt `type` tag the file's template escaped the check but
+        // tokenizers still built it (and panicked at encode time); the check reads what was built.
+        let misspelt = template(&format!("[{cls}, {a}]"), "{}")
+            .replace("\"TemplateProcessing\"", "\"TemplatePro+++cessing\"");
+        let err = Tokenizer::from_json(misspelt.as_bytes(), Path::new("t.json")).unwrap_err();
+        assert!(err.to_string().contains("does not define"), "{err}");
         let good = template(&format!("[{cls}, {a}]"), defined);
         let tok = Tokenizer::from_json(good.as_bytes(), Path::new("t.json")).unwrap();
         assert_eq!(tok.encode("a", true).unwrap().get_ids(), [0, 0]);
