@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::dataset::{Input, WorkItem};
 use crate::error::BenchError;
+use crate::mix::RequestKind;
 use crate::sse::SseParser;
 
 /// Which completion route to call.
@@ -184,6 +185,11 @@ pub struct Outcome {
     pub text: String,
     /// `None` on success.
     pub failure: Option<Failure>,
+    /// The request's kind in a `--mix` run (`None`: a single-kind run).
+    pub kind: Option<RequestKind>,
+    /// The client dropped the request on purpose (`--mix ...,cancel=w`): neither completed
+    /// nor failed.
+    pub cancelled: bool,
 }
 
 impl Outcome {
@@ -201,6 +207,8 @@ impl Outcome {
             alignment: None,
             text: String::new(),
             failure: None,
+            kind: None,
+            cancelled: false,
         }
     }
 
@@ -306,6 +314,82 @@ pub async fn send(
     };
     o.latency = t0.elapsed().as_secs_f64();
     o.failure = result.err();
+    o
+}
+
+/// Sends one streamed request and drops it, on purpose, after its first stream event or
+/// after `within`, whichever comes first (the connection is closed, so the server sees the
+/// client go away). The outcome is `cancelled` unless the server answered with an error
+/// status or an error event before that, which is a failure as usual.
+pub async fn send_cancelled(
+    client: &reqwest::Client,
+    target: &Target,
+    body: &Value,
+    run_start: Instant,
+    within: Duration,
+) -> Outcome {
+    let t0 = Instant::now();
+    let mut o = Outcome::new(t0.duration_since(run_start).as_secs_f64());
+    let url = format!("{}{}", target.base_url, target.endpoint.path());
+    let mut req = client.post(&url).json(body);
+    if let Some(k) = &target.api_key {
+        req = req.bearer_auth(k);
+    }
+    let until_first_event = async {
+        let resp = req.send().await.map_err(|e| Failure {
+            status: None,
+            message: describe(&e),
+        })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(Failure {
+                status: Some(status),
+                message: error_message(&text),
+            });
+        }
+        let mut parser = SseParser::new();
+        let mut stream = resp.bytes_stream();
+        loop {
+            match stream.next().await {
+                None => {
+                    return Err(Failure {
+                        status: Some(200),
+                        message: "the stream ended before its first event".into(),
+                    });
+                }
+                Some(Err(e)) => {
+                    return Err(Failure {
+                        status: Some(200),
+                        message: format!("the stream broke: {}", describe(&e)),
+                    });
+                }
+                Some(Ok(b)) => {
+                    if let Some(ev) = parser.feed(&b).into_iter().next() {
+                        if serde_json::from_str::<Value>(&ev)
+                            .is_ok_and(|v| v.get("error").is_some())
+                        {
+                            return Err(Failure {
+                                status: Some(200),
+                                message: error_message(&ev),
+                            });
+                        }
+                        // Dropping the stream here closes the connection mid-answer.
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    };
+    let result = match tokio::time::timeout(within, until_first_event).await {
+        Err(_) => Ok(()),
+        Ok(r) => r,
+    };
+    o.latency = t0.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => o.cancelled = true,
+        Err(f) => o.failure = Some(f),
+    }
     o
 }
 

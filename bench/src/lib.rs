@@ -10,10 +10,12 @@ pub mod client;
 pub mod dataset;
 pub mod error;
 pub mod load;
+pub mod mix;
 pub mod output;
 pub mod plot;
 pub mod quality;
 pub mod report;
+pub mod soak;
 pub mod sse;
 pub mod stats;
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -12,6 +14,7 @@ use crate::arrivals::Arrivals;
 use crate::client::{self, Outcome, RequestParams, Target};
 use crate::dataset::WorkItem;
 use crate::error::BenchError;
+use crate::mix::{MixConfig, RequestKind};
 use crate::report::{LoadReport, RunSettings};
 
 /// Everything a load run needs.
@@ -43,6 +46,8 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Draw a progress bar.
     pub progress: bool,
+    /// A mix of request kinds (`None`: every request is shaped by `params`).
+    pub mix: Option<MixConfig>,
 }
 
 /// Checks that something answers HTTP at the target (any status will do) and returns the
@@ -88,6 +93,7 @@ fn settings(cfg: &LoadConfig) -> RunSettings {
         strategy: cfg.params.alignment.strategy.clone(),
         candidates: cfg.params.alignment.candidates,
         alpha: cfg.params.alignment.alpha,
+        mix: cfg.mix.as_ref().map(|m| m.mix.to_string()),
     }
 }
 
@@ -121,6 +127,21 @@ pub async fn run_load(mut cfg: LoadConfig) -> Result<LoadRun, BenchError> {
     for item in &cfg.items {
         client::body(&cfg.target, item, &cfg.params, None)?;
     }
+    if let Some(m) = &cfg.mix {
+        if m.candidates == 0 || !(m.alpha.is_finite() && (0.0..1.0).contains(&m.alpha)) {
+            return Err(BenchError::Config(
+                "--mix: candidates must be at least 1 and alpha in [0, 1)".into(),
+            ));
+        }
+        if m.cancel_within.is_zero() {
+            return Err(BenchError::Config(
+                "--cancel-within must be positive".into(),
+            ));
+        }
+    }
+    // Kinds and cancellation times come from their own seeded stream, so a mix does not
+    // change the arrival times.
+    let mut kinds_rng = StdRng::seed_from_u64(cfg.seed ^ 0x6d69_785f_6b69_6e64);
     let http = client::http_client(cfg.timeout)?;
     let listed = preflight(&http, &cfg.target).await?;
     if cfg.target.model.is_none() {
@@ -182,15 +203,32 @@ pub async fn run_load(mut cfg: LoadConfig) -> Result<LoadRun, BenchError> {
             break;
         }
         let item = cfg.items[i % cfg.items.len()].clone();
+        let (kind, params) = match &cfg.mix {
+            Some(m) => {
+                let k = m.mix.draw(&mut kinds_rng);
+                (Some(k), m.params_for(k, &cfg.params))
+            }
+            None => (None, cfg.params.clone()),
+        };
+        let cancel_within = match (&cfg.mix, kind) {
+            (Some(m), Some(RequestKind::Cancel)) => {
+                Some(m.cancel_within.mul_f64(kinds_rng.random_range(0.05..1.0)))
+            }
+            _ => None,
+        };
         let body = client::body(
             &cfg.target,
             &item,
-            &cfg.params,
+            &params,
             Some(cfg.seed.wrapping_add(i as u64)),
         )?;
         let (http, cfg2, bar2) = (http.clone(), cfg.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
-            let o = client::send(&http, &cfg2.target, &body, start).await;
+            let mut o = match cancel_within {
+                Some(w) => client::send_cancelled(&http, &cfg2.target, &body, start, w).await,
+                None => client::send(&http, &cfg2.target, &body, start).await,
+            };
+            o.kind = kind;
             drop(permit);
             bar2.inc(1);
             if o.failure.is_some() {

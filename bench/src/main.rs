@@ -9,9 +9,12 @@ use clap::{Args, Parser, Subcommand};
 use thresh_bench::client::{AlignmentParams, Endpoint, RequestParams, Target, normalize_base_url};
 use thresh_bench::dataset::DatasetSpec;
 use thresh_bench::load::{LoadConfig, run_load};
+use thresh_bench::mix::{Mix, MixConfig};
 use thresh_bench::output::write_json;
-use thresh_bench::plot::{write_load_chart, write_quality_chart};
+use thresh_bench::plot::{write_load_chart, write_quality_chart, write_soak_chart};
 use thresh_bench::quality::{QualityConfig, QualitySettings, run_quality};
+use thresh_bench::report::LoadReport;
+use thresh_bench::soak::{SoakSummary, read_samples};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +35,34 @@ enum Command {
     /// Best-of-N over N = n0 x multiples and Speculative Rejection over alphas, per prompt,
     /// against a thresh server: improvement score (Bo_n0 = 100) against compute.
     Quality(QualityArgs),
+    /// Judges a `scripts/soak.sh` run from its samples.csv and load result: RSS growth after
+    /// warm-up, open file descriptors, failures; writes a chart; exits 1 when a criterion fails.
+    SoakReport(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// The samples (elapsed_s,rss_kib,fds,requests,errors_4xx,errors_5xx,client_closed_499,cancelled).
+    #[arg(long)]
+    samples: PathBuf,
+    /// The `thresh-bench load --output` result of the run.
+    #[arg(long)]
+    load: PathBuf,
+    /// Samples up to this many seconds are warm-up.
+    #[arg(long, default_value_t = 180.0)]
+    warmup_s: f64,
+    /// RSS may grow less than this many percent after warm-up.
+    #[arg(long, default_value_t = 5.0)]
+    max_growth_pct: f64,
+    /// Write the chart of RSS and fds over time (.png or .svg).
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    /// Write the summary as JSON.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// TrueType font for chart text (default: a common system font).
+    #[arg(long)]
+    plot_font: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -123,6 +154,17 @@ struct LoadArgs {
     /// thresh `alignment.alpha` (Speculative Rejection).
     #[arg(long)]
     alpha: Option<f64>,
+    /// A mix of request kinds drawn per request from the seed, as weights:
+    /// `plain=4,best-of-n=2,speculative-rejection=2,stream=2,cancel=1`. plain, best-of-n and
+    /// speculative-rejection get whole responses, stream and cancel streams; cancel drops
+    /// the request after its first event or a random time up to --cancel-within (counted as
+    /// cancelled, not failed). Aligned kinds use --candidates (default 4) and --alpha
+    /// (default 0.5); --strategy and --no-stream are ignored.
+    #[arg(long)]
+    mix: Option<String>,
+    /// Longest time in seconds a `cancel` request of --mix is kept before it is dropped.
+    #[arg(long, default_value_t = 2.0)]
+    cancel_within: f64,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, String> {
@@ -201,6 +243,23 @@ async fn load(a: LoadArgs) -> Result<()> {
     };
     let spec = DatasetSpec::parse(&a.target.dataset, a.random_input_len, a.random_output_len);
     let items = spec.load(num_requests.unwrap_or(1000), a.target.seed)?;
+    let mix = match &a.mix {
+        None => None,
+        Some(m) => {
+            if !(a.cancel_within.is_finite() && a.cancel_within > 0.0) {
+                bail!(
+                    "--cancel-within must be a positive number of seconds, got {}",
+                    a.cancel_within
+                );
+            }
+            Some(MixConfig {
+                mix: Mix::parse(m)?,
+                candidates: a.candidates.unwrap_or(4),
+                alpha: a.alpha.unwrap_or(0.5),
+                cancel_within: Duration::from_secs_f64(a.cancel_within),
+            })
+        }
+    };
     let cfg = LoadConfig {
         target: tgt,
         params: RequestParams {
@@ -226,6 +285,7 @@ async fn load(a: LoadArgs) -> Result<()> {
         seed: a.target.seed,
         timeout: timeout(&a.target)?,
         progress: !a.target.no_progress,
+        mix,
     };
     let run = run_load(cfg).await?;
     print!("{}", run.report.table());
@@ -237,7 +297,7 @@ async fn load(a: LoadArgs) -> Result<()> {
         let lat: Vec<f64> = run
             .outcomes
             .iter()
-            .filter(|o| o.failure.is_none())
+            .filter(|o| o.failure.is_none() && !o.cancelled)
             .map(|o| o.latency * 1e3)
             .collect();
         write_load_chart(p, &run.report, &lat, a.target.plot_font.as_deref())?;
@@ -283,7 +343,45 @@ async fn quality(a: QualityArgs) -> Result<()> {
     Ok(())
 }
 
+fn soak_report(a: SoakArgs) -> Result<bool> {
+    if !(a.warmup_s.is_finite() && a.warmup_s >= 0.0) {
+        bail!(
+            "--warmup-s must be a non-negative number, got {}",
+            a.warmup_s
+        );
+    }
+    if !(a.max_growth_pct.is_finite() && a.max_growth_pct > 0.0) {
+        bail!(
+            "--max-growth-pct must be positive, got {}",
+            a.max_growth_pct
+        );
+    }
+    let samples = read_samples(&a.samples)?;
+    let text = std::fs::read_to_string(&a.load)
+        .with_context(|| format!("reading {}", a.load.display()))?;
+    let load: LoadReport = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a thresh-bench load result", a.load.display()))?;
+    let summary = SoakSummary::judge(&samples, &load, a.warmup_s, a.max_growth_pct)?;
+    print!("{}", summary.table());
+    if let Some(p) = &a.output {
+        write_json(p, &summary)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.chart {
+        write_soak_chart(p, &samples, a.warmup_s, a.plot_font.as_deref())?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(summary.passed)
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if let Command::SoakReport(a) = cli.command {
+        return if soak_report(a)? {
+            Ok(())
+        } else {
+            bail!("the soak run failed its criteria")
+        };
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -292,6 +390,7 @@ fn run(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Load(a) => load(a).await,
             Command::Quality(a) => quality(a).await,
+            Command::SoakReport(_) => Ok(()),
         }
     })
 }

@@ -1,5 +1,6 @@
 //! Charts with plotters, PNG or SVG by the file's extension: the load run's latency
-//! distribution and throughput over time, and the quality sweep's score against compute.
+//! distribution and throughput over time, the quality sweep's score against compute, and a
+//! soak run's RSS and open file descriptors over time.
 //!
 //! Text needs a TrueType font: `--plot-font`, else the first of a few common system fonts.
 
@@ -11,6 +12,7 @@ use plotters::prelude::*;
 use crate::error::BenchError;
 use crate::quality::QualityReport;
 use crate::report::LoadReport;
+use crate::soak::Sample;
 
 const FONT_CANDIDATES: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -278,4 +280,91 @@ pub fn write_quality_chart(
     font: Option<&Path>,
 ) -> Result<(), BenchError> {
     draw_to!(path, (800, 520), font, quality_chart, report)
+}
+
+fn soak_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    samples: &[Sample],
+    warmup_s: f64,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(s)?;
+    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+    let xmax = (samples.iter().map(|x| x.elapsed_s).fold(0.0f64, f64::max) / 60.0).max(1e-3);
+    let warm_min = warmup_s / 60.0;
+    let rss: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|x| (x.elapsed_s / 60.0, x.rss_kib as f64 / 1024.0))
+        .collect();
+    let rmax = rss.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1.0);
+    let mut c = ChartBuilder::on(&left)
+        .caption("Server RSS", ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xmax, 0.0..rmax * 1.15)
+        .map_err(s)?;
+    c.configure_mesh()
+        .x_desc("time (min)")
+        .y_desc("VmRSS (MiB)")
+        .draw()
+        .map_err(s)?;
+    c.draw_series(LineSeries::new(rss.iter().copied(), BLUE.stroke_width(2)))
+        .map_err(s)?
+        .label("RSS")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    c.draw_series(LineSeries::new(
+        [(warm_min, 0.0), (warm_min, rmax * 1.15)],
+        BLACK.mix(0.5).stroke_width(1),
+    ))
+    .map_err(s)?
+    .label("end of warm-up")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    // The 5% bound over the RSS at the end of warm-up.
+    if let Some(w) = samples.iter().rev().find(|x| x.elapsed_s <= warmup_s) {
+        let bound = w.rss_kib as f64 / 1024.0 * 1.05;
+        c.draw_series(LineSeries::new(
+            [(warm_min, bound), (xmax, bound)],
+            RED.stroke_width(1),
+        ))
+        .map_err(s)?
+        .label("+5% over warm-up end")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(s)?;
+    let fmax = samples.iter().map(|x| x.fds).max().unwrap_or(1).max(1) as f64;
+    let mut c = ChartBuilder::on(&right)
+        .caption("Open file descriptors", ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..xmax, 0.0..fmax * 1.2)
+        .map_err(s)?;
+    c.configure_mesh()
+        .x_desc("time (min)")
+        .y_desc("fds")
+        .draw()
+        .map_err(s)?;
+    c.draw_series(LineSeries::new(
+        samples.iter().map(|x| (x.elapsed_s / 60.0, x.fds as f64)),
+        GREEN.stroke_width(2),
+    ))
+    .map_err(s)?;
+    Ok(())
+}
+
+/// Writes the soak chart: the server's RSS (with the end of warm-up and the 5% bound) and
+/// its open file descriptors over time.
+pub fn write_soak_chart(
+    path: &Path,
+    samples: &[Sample],
+    warmup_s: f64,
+    font: Option<&Path>,
+) -> Result<(), BenchError> {
+    draw_to!(path, (1200, 450), font, soak_chart, samples, warmup_s)
 }

@@ -48,6 +48,9 @@ pub struct RunSettings {
     pub candidates: Option<usize>,
     /// thresh `alignment.alpha` sent, if any.
     pub alpha: Option<f64>,
+    /// `--mix` as `kind=weight,...` (null: a single-kind run).
+    #[serde(default)]
+    pub mix: Option<String>,
 }
 
 /// Requests by fate.
@@ -59,6 +62,24 @@ pub struct Counts {
     pub completed: usize,
     /// Failed (an error status, an error in the stream, or no response).
     pub failed: usize,
+    /// Dropped by the client on purpose (`--mix ...,cancel=w`); not failures.
+    #[serde(default)]
+    pub cancelled: usize,
+}
+
+/// The requests of one kind of a `--mix` run, by fate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KindCounts {
+    /// Requests of this kind sent.
+    pub sent: usize,
+    /// Answered in full.
+    pub ok: usize,
+    /// Dropped by the client on purpose.
+    pub cancelled: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Failures per HTTP status (`"none"`: no response).
+    pub failed_by_status: BTreeMap<String, usize>,
 }
 
 /// One kind of failure.
@@ -142,6 +163,9 @@ pub struct LoadReport {
     pub requests: Counts,
     /// Failures by status code: `"429"`, ..., `"none"` for no response.
     pub failed_by_status: BTreeMap<String, usize>,
+    /// Counts per request kind of a `--mix` run (empty otherwise).
+    #[serde(default)]
+    pub by_kind: BTreeMap<String, KindCounts>,
     /// Failures by status and message.
     pub failures: Vec<FailureGroup>,
     /// From the first request sent to the last answer, in seconds.
@@ -222,7 +246,28 @@ fn timeline(ok: &[&Outcome], duration: f64) -> Timeline {
 impl LoadReport {
     /// Aggregates the outcomes of the measured requests.
     pub fn build(settings: RunSettings, outcomes: &[Outcome]) -> Self {
-        let ok: Vec<&Outcome> = outcomes.iter().filter(|o| o.failure.is_none()).collect();
+        let ok: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.failure.is_none() && !o.cancelled)
+            .collect();
+        let cancelled = outcomes.iter().filter(|o| o.cancelled).count();
+        let mut by_kind: BTreeMap<String, KindCounts> = BTreeMap::new();
+        for o in outcomes {
+            let Some(k) = o.kind else { continue };
+            let c = by_kind.entry(k.name().to_string()).or_default();
+            c.sent += 1;
+            match &o.failure {
+                Some(f) => {
+                    c.failed += 1;
+                    let key = f
+                        .status
+                        .map_or_else(|| "none".to_string(), |s| s.to_string());
+                    *c.failed_by_status.entry(key).or_insert(0) += 1;
+                }
+                None if o.cancelled => c.cancelled += 1,
+                None => c.ok += 1,
+            }
+        }
         let start = outcomes
             .iter()
             .map(|o| o.sent_at)
@@ -264,9 +309,11 @@ impl LoadReport {
             requests: Counts {
                 sent: outcomes.len(),
                 completed,
-                failed: outcomes.len() - completed,
+                failed: outcomes.len() - completed - cancelled,
+                cancelled,
             },
             failed_by_status,
+            by_kind,
             failures: groups
                 .into_iter()
                 .map(|((status, error), count)| FailureGroup {
@@ -314,6 +361,41 @@ impl LoadReport {
         row(&mut s, "Failed requests", self.requests.failed.to_string());
         for (status, n) in &self.failed_by_status {
             row(&mut s, &format!("  status {status}"), n.to_string());
+        }
+        if self.requests.cancelled > 0 || !self.by_kind.is_empty() {
+            row(
+                &mut s,
+                "Cancelled by design",
+                self.requests.cancelled.to_string(),
+            );
+        }
+        if !self.by_kind.is_empty() {
+            let _ = writeln!(
+                s,
+                "{:<24}{:>8}{:>8}{:>11}{:>8}  failed by status",
+                "kind", "sent", "ok", "cancelled", "failed"
+            );
+            for (k, c) in &self.by_kind {
+                let st: Vec<String> = c
+                    .failed_by_status
+                    .iter()
+                    .map(|(s, n)| format!("{s}:{n}"))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "{:<24}{:>8}{:>8}{:>11}{:>8}  {}",
+                    k,
+                    c.sent,
+                    c.ok,
+                    c.cancelled,
+                    c.failed,
+                    if st.is_empty() {
+                        "-".to_string()
+                    } else {
+                        st.join(" ")
+                    }
+                );
+            }
         }
         row(&mut s, "Duration (s)", format!("{:.2}", self.duration_s));
         row(&mut s, "Output tokens", self.tokens.output.to_string());
@@ -424,6 +506,7 @@ mod tests {
             strategy: None,
             candidates: None,
             alpha: None,
+            mix: None,
         }
     }
 
@@ -441,6 +524,8 @@ mod tests {
             alignment: None,
             text: String::new(),
             failure: None,
+            kind: None,
+            cancelled: false,
         }
     }
 
@@ -487,5 +572,53 @@ mod tests {
             .sum();
         assert!((tokens - 8.0).abs() < 1e-9);
         assert!(r.table().contains("status 429"));
+    }
+
+    #[test]
+    fn mixed_runs_are_counted_per_kind_and_cancellations_are_not_failures() {
+        use crate::mix::RequestKind;
+        let with = |kind, cancelled, status: Option<Option<u16>>| {
+            let mut o = ok(0.0, 1.0, 2);
+            o.kind = Some(kind);
+            o.cancelled = cancelled;
+            o.failure = status.map(|s| Failure {
+                status: s,
+                message: "x".into(),
+            });
+            o
+        };
+        let outcomes = vec![
+            with(RequestKind::Plain, false, None),
+            with(RequestKind::Plain, false, Some(Some(503))),
+            with(RequestKind::BestOfN, false, None),
+            with(RequestKind::Cancel, true, None),
+            with(RequestKind::Cancel, true, None),
+            with(RequestKind::Cancel, false, Some(None)),
+        ];
+        let r = LoadReport::build(settings(), &outcomes);
+        assert_eq!(
+            (
+                r.requests.sent,
+                r.requests.completed,
+                r.requests.failed,
+                r.requests.cancelled
+            ),
+            (6, 2, 2, 2)
+        );
+        // Cancelled requests are left out of the latencies.
+        assert_eq!(r.latency_ms.e2e.count, 2);
+        let p = &r.by_kind["plain"];
+        assert_eq!((p.sent, p.ok, p.cancelled, p.failed), (1 + 1, 1, 0, 1));
+        assert_eq!(p.failed_by_status["503"], 1);
+        let c = &r.by_kind["cancel"];
+        assert_eq!((c.sent, c.ok, c.cancelled, c.failed), (3, 0, 2, 1));
+        assert_eq!(c.failed_by_status["none"], 1);
+        assert_eq!(r.by_kind["best-of-n"].ok, 1);
+        assert!(!r.by_kind.contains_key("stream"));
+        let t = r.table();
+        assert!(
+            t.contains("Cancelled by design") && t.contains("none:1"),
+            "{t}"
+        );
     }
 }

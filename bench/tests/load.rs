@@ -365,3 +365,81 @@ async fn the_api_key_is_sent_and_a_missing_one_is_counted_as_401() {
     server.shutdown();
     server.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_mixed_run_sends_every_kind_and_counts_cancellations_apart_from_failures() {
+    use thresh_bench::mix::{Mix, MixConfig};
+    let m = tiny_models(1024);
+    let server = start_ready(tiny_config(&m)).await;
+    let mut cfg = small_run(format!("http://{}", server.addr()), 40);
+    cfg.max_concurrency = Some(4);
+    cfg.mix = Some(MixConfig {
+        mix: Mix::parse("plain=2,best-of-n=2,speculative-rejection=2,stream=2,cancel=2").unwrap(),
+        candidates: 3,
+        alpha: 0.5,
+        cancel_within: Duration::from_millis(500),
+    });
+    let run = run_load(cfg.clone()).await.unwrap();
+    let r = &run.report;
+    assert_eq!(r.requests.failed, 0, "{:?}", r.failures);
+    assert_eq!(
+        r.settings.mix.as_deref(),
+        Some("plain=2,best-of-n=2,speculative-rejection=2,stream=2,cancel=2")
+    );
+    // Every kind was drawn (40 draws of 5 equally likely kinds), and the per-kind counts add
+    // up to the totals.
+    assert_eq!(r.by_kind.len(), 5, "{:?}", r.by_kind.keys());
+    let sent: usize = r.by_kind.values().map(|c| c.sent).sum();
+    let ok: usize = r.by_kind.values().map(|c| c.ok).sum();
+    assert_eq!((sent, ok), (40, r.requests.completed));
+    let c = &r.by_kind["cancel"];
+    assert_eq!((c.ok, c.cancelled, c.failed), (0, c.sent, 0));
+    assert_eq!(r.requests.cancelled, c.sent);
+    assert_eq!(r.requests.completed + r.requests.cancelled, 40);
+    for k in ["plain", "best-of-n", "speculative-rejection", "stream"] {
+        let c = &r.by_kind[k];
+        assert_eq!((c.ok, c.cancelled), (c.sent, 0), "{k}");
+    }
+    // Each kind had its own shape: the aligned kinds came back with their strategy, the
+    // streamed ones with a time to first token.
+    let a = r.alignment.as_ref().expect("alignment statistics");
+    assert_eq!(
+        a.strategies.get("best_of_n"),
+        Some(&r.by_kind["best-of-n"].ok)
+    );
+    assert_eq!(
+        a.strategies.get("speculative_rejection"),
+        Some(&r.by_kind["speculative-rejection"].ok)
+    );
+    use thresh_bench::mix::RequestKind;
+    for o in &run.outcomes {
+        let k = o.kind.expect("every outcome of a mixed run has its kind");
+        match k {
+            // A stream has a time to first token unless the policy ended at once.
+            RequestKind::Stream => assert!(o.ttft.is_some() || o.output_tokens == 0, "{o:?}"),
+            RequestKind::Plain | RequestKind::BestOfN | RequestKind::SpeculativeRejection => {
+                // A whole response (the tiny random policy may end at once, so its text
+                // can be empty) with its usage.
+                assert!(o.ttft.is_none() && o.has_usage, "{k:?} {o:?}")
+            }
+            RequestKind::Cancel => assert!(o.cancelled && o.latency < 5.0),
+        }
+    }
+    // The same seed draws the same kinds.
+    let again = run_load(cfg).await.unwrap();
+    let kinds =
+        |r: &thresh_bench::load::LoadRun| r.outcomes.iter().map(|o| o.kind).collect::<Vec<_>>();
+    assert_eq!(kinds(&run), kinds(&again));
+    // The JSON result with its per-kind counts follows bench/SCHEMA.md.
+    let v = serde_json::to_value(r).unwrap();
+    let seen = schema::check(&v, LOAD_SCHEMA);
+    assert!(seen.iter().any(|p| p == "by_kind.*.cancelled"));
+    assert!(r.table().contains("Cancelled by design"));
+    // After the dropped streams the server still answers.
+    let after = run_load(small_run(format!("http://{}", server.addr()), 4))
+        .await
+        .unwrap();
+    assert_eq!(after.report.requests.completed, 4);
+    server.shutdown();
+    server.wait().await.unwrap();
+}

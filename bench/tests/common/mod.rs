@@ -45,5 +45,6 @@ pub fn small_run(base_url: String, n: usize) -> LoadConfig {
         seed: 1,
         timeout: Duration::from_secs(300),
         progress: false,
+        mix: None,
     }
 }
