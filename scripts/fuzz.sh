@@ -38,7 +38,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # Executions per target under --ci: about 15 s each at the rates measured here (BENCHMARKS.md:
-# the GGUF target loads whole models, 20 inputs a second; a request line parses at 10^4).
+# the GGUF target loads whole models, 20 inputs a second; a JSONL line parses at 15,000).
 ci_runs() {
     case "$1" in
         gguf) echo 300 ;;

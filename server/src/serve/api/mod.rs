@@ -5,5 +5,6 @@
 
 pub mod contract;
 pub mod errors;
+pub mod integers;
 pub mod openai;
 pub mod openapi;

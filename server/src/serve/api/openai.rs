@@ -14,7 +14,8 @@ pub enum PromptInput {
     /// A text prompt.
     Text(String),
     /// Token ids.
-    Ids(Vec<u32>),
+    #[schema(value_type = Vec<u32>)]
+    Ids(Vec<super::integers::TokenId>),
     /// A list of text prompts (only one is supported).
     Texts(Vec<String>),
 }
@@ -73,6 +74,7 @@ pub struct AlignmentInput {
     pub strategy: Option<String>,
     /// Candidates sampled (Speculative Rejection: the initial batch; rejection sampling: per
     /// batch).
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub candidates: Option<u64>,
     /// Speculative Rejection: fraction rejected at each decision, in [0, 1) (default 0.5),
     /// or `"auto"` to decide at each decision from the scores.
@@ -82,15 +84,18 @@ pub struct AlignmentInput {
     /// Rejection sampling: the reward to reach.
     pub threshold: Option<f64>,
     /// Rejection sampling: batches drawn at most.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub max_tries: Option<u64>,
     /// Speculative Rejection: the request's KV budget in tokens (capped by the server's);
     /// decisions then follow the paper's budget rule.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub kv_budget_tokens: Option<u64>,
     /// Speculative Rejection: decide when the rows have generated these token counts
     /// (positive, strictly increasing; at most 64).
     pub decision_tokens: Option<Vec<u64>>,
     /// Speculative Rejection: the first decision after this many tokens, each later one
     /// after twice as many. Without any schedule parameter: `max(8, max_tokens / 8)`.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub first_decision_tokens: Option<u64>,
     /// Return every candidate with its score and fate.
     pub return_candidates: Option<bool>,
@@ -132,14 +137,17 @@ pub struct GenerationBody {
     /// Chat: the conversation.
     pub messages: Option<Vec<RawMessage>>,
     /// New tokens per answer at most.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub max_tokens: Option<u64>,
     /// Chat: the newer name of `max_tokens`.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub max_completion_tokens: Option<u64>,
     /// Sampling temperature in [0, 2].
     pub temperature: Option<f64>,
     /// Nucleus mass in (0, 1].
     pub top_p: Option<f64>,
     /// Keep the k most likely tokens (0 or -1: off).
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub top_k: Option<i64>,
     /// Minimum probability relative to the most likely token, in [0, 1].
     pub min_p: Option<f64>,
@@ -152,10 +160,13 @@ pub struct GenerationBody {
     /// Stop strings.
     pub stop: Option<StopInput>,
     /// Base seed (row r samples with seed + r).
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub seed: Option<i64>,
     /// Answers to return.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub n: Option<u64>,
     /// Best-of-N candidates (1 or null: no alignment).
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub best_of: Option<u64>,
     /// Stream server-sent events.
     pub stream: Option<bool>,
@@ -166,11 +177,13 @@ pub struct GenerationBody {
     /// Keep generating through end-of-sequence tokens.
     pub ignore_eos: Option<bool>,
     /// New tokens before end-of-sequence may be sampled.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub min_tokens: Option<u64>,
     /// The sampled tokens' log-probabilities: 0 (completions) or true (chat).
     #[schema(value_type = Option<Object>)]
     pub logprobs: Option<serde_json::Value>,
     /// Chat: alternatives per token (not supported: only null or 0).
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub top_logprobs: Option<u64>,
     /// Completions: echo the prompt (not supported: only false).
     pub echo: Option<bool>,
@@ -235,14 +248,17 @@ pub struct CorrectBody {
     /// Or a batch of pairs.
     pub inputs: Option<Vec<RawPair>>,
     /// New tokens per correction at most (default 256).
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub max_tokens: Option<usize>,
     /// Sampling temperature (default 0: greedy).
     pub temperature: Option<f32>,
     /// Nucleus mass.
     pub top_p: Option<f32>,
     /// Keep the k most likely tokens.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub top_k: Option<usize>,
     /// Seed.
+    #[serde(default, deserialize_with = "super::integers::optional")]
     pub seed: Option<u64>,
     /// Streaming is not offered on this route; `true` is rejected.
     pub stream: Option<bool>,

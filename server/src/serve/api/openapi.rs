@@ -161,6 +161,9 @@ pub fn document(limits: DocLimits) -> Value {
         props["metadata"] = json!({"description": "Accepted and ignored."});
         props["store"] = json!({"description": "Accepted and ignored."});
         schema["additionalProperties"] = json!(false);
+        // Token ids come back in whole responses only.
+        schema["not"] = json!({"required": ["stream", "return_token_ids"], "properties": {
+            "stream": {"const": true}, "return_token_ids": {"const": true}}});
         schemas[name] = schema;
     }
     refine_parts(schemas, limits);
@@ -172,12 +175,19 @@ pub fn document(limits: DocLimits) -> Value {
     {
         paths.remove("/correct");
     }
+    // Before OpenAPI 3.2 an event stream's schema describes each event: `data` holds a chunk
+    // of JSON, or `[DONE]` last.
+    let event = json!({"type": "object", "required": ["data"], "properties": {
+        "data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"},
+        "retry": {"type": "integer"}}});
     for (path, schema) in [
         ("/v1/completions", "CompletionRequest"),
         ("/v1/chat/completions", "ChatRequest"),
     ] {
-        doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+        let post = &mut doc["paths"][path]["post"];
+        post["requestBody"]["content"]["application/json"]["schema"] =
             json!({"$ref": format!("#/components/schemas/{schema}")});
+        post["responses"]["200"]["content"]["text/event-stream"]["schema"] = event.clone();
     }
     doc
 }
@@ -208,10 +218,20 @@ fn refine_parts(schemas: &mut Value, limits: DocLimits) {
     schemas["ContentPart"]["required"] = json!(["type", "text"]);
     // A pair's prompt is text or messages, exactly one, with some text.
     let pair = &mut schemas["RewardPair"];
-    pair["properties"]["prompt"] = json!({"type": "string", "pattern": "\\S"});
-    pair["properties"]["messages"] = json!({"type": "array", "minItems": 1,
-        "items": {"$ref": "#/components/schemas/RawMessage"}});
-    pair["oneOf"] = json!([{"required": ["prompt"]}, {"required": ["messages"]}]);
+    // Null is read as absent.
+    pair["properties"]["prompt"] = json!({"type": ["string", "null"], "pattern": "\\S"});
+    // Some message has text: string content, or a text part, with a non-space character.
+    let some_text = json!({"type": "string", "pattern": "\\S"});
+    pair["properties"]["messages"] = json!({"type": ["array", "null"], "minItems": 1,
+        "items": {"$ref": "#/components/schemas/RawMessage"},
+        "contains": {"required": ["content"], "properties": {"content": {"anyOf": [
+            some_text,
+            {"type": "array", "contains": {"required": ["text"],
+                                           "properties": {"text": some_text}}}]}}}});
+    pair["oneOf"] = json!([
+        {"required": ["prompt"], "properties": {"prompt": {"type": "string"}, "messages": {"type": "null"}}},
+        {"required": ["messages"], "properties": {"messages": {"type": "array"}, "prompt": {"type": "null"}}},
+    ]);
     schemas["RewardsBody"]["properties"]["input"]["minItems"] = json!(1);
     schemas["RewardsBody"]["properties"]["input"]["maxItems"] = json!(contract::MAX_REWARD_PAIRS);
 }
@@ -307,7 +327,8 @@ fn constrain(props: &mut Value, limits: DocLimits) {
     set("top_k", json!({"minimum": -1}));
     set(
         "min_tokens",
-        json!({"minimum": 0, "maximum": limits.max_tokens}),
+        json!({"minimum": 0, "maximum": limits.max_tokens,
+               "description": "New tokens before end-of-sequence may be sampled; at most the request's max_tokens (else a 400)"}),
     );
     set("top_logprobs", json!({"maximum": 0}));
     set("echo", json!({"enum": [false, null]}));
@@ -380,6 +401,32 @@ mod tests {
             assert_eq!(p["max_tokens"]["maximum"], 100);
             assert_eq!(p["max_tokens"]["minimum"], 1);
         }
+    }
+
+    #[test]
+    fn a_stream_is_documented_event_by_event() {
+        let d = doc();
+        for path in ["/v1/completions", "/v1/chat/completions"] {
+            let e = &d["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"];
+            assert_eq!(e["required"], json!(["data"]), "{path}");
+            assert_eq!(e["properties"]["data"]["type"], "string", "{path}");
+        }
+    }
+
+    #[test]
+    fn cross_field_rules_are_in_the_schemas() {
+        let d = doc();
+        let schemas = &d["components"]["schemas"];
+        for name in ["CompletionRequest", "ChatRequest"] {
+            let not = &schemas[name]["not"];
+            assert_eq!(not["properties"]["stream"]["const"], true, "{name}");
+            assert_eq!(
+                not["properties"]["return_token_ids"]["const"], true,
+                "{name}"
+            );
+        }
+        let messages = &schemas["RewardPair"]["properties"]["messages"];
+        assert_eq!(messages["contains"]["required"], json!(["content"]));
     }
 
     #[test]

@@ -22,7 +22,11 @@ pub fn validate_generation(
 ) -> Result<GenRequest, ApiError> {
     unsupported(&body.other)?;
     let prompt = prompt(&body, route)?;
-    let max_tokens = max_tokens(body.max_tokens, body.max_completion_tokens)?;
+    let max_tokens = max_tokens(
+        body.max_tokens,
+        body.max_completion_tokens,
+        limits.tokens.max_tokens_limit,
+    )?;
     let sampling = sampling(&body)?;
     let stop = stop_strings(body.stop)?;
     let n = n(body.n, limits.max_n)?;
@@ -154,7 +158,7 @@ pub(super) fn prompt(body: &GenerationBody, route: Route) -> Result<PromptSpec, 
             match &body.prompt {
                 None => return Err(bad("prompt", "prompt is required")),
                 Some(PromptInput::Text(t)) => PromptSpec::Text(t.clone()),
-                Some(PromptInput::Ids(ids)) => PromptSpec::Ids(ids.clone()),
+                Some(PromptInput::Ids(ids)) => PromptSpec::Ids(ids.iter().map(|t| t.0).collect()),
                 Some(PromptInput::Texts(v)) => match v.as_slice() {
                     [one] => PromptSpec::Text(one.clone()),
                     _ => {
@@ -191,21 +195,34 @@ pub(super) fn prompt(body: &GenerationBody, route: Route) -> Result<PromptSpec, 
 }
 
 /// `max_tokens`, or OpenAI's newer `max_completion_tokens` (`max_tokens` wins when both are
-/// given); at least 1. `None`: the default, resolved once the prompt length is known.
+/// given); each given one at least 1 and at most the operator's `--max-tokens-limit`.
+/// `None`: the default, resolved once the prompt length is known.
 pub(super) fn max_tokens(
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
+    cap: Option<usize>,
 ) -> Result<Option<usize>, ApiError> {
-    let given = match (max_tokens, max_completion_tokens) {
-        (Some(m), _) => Some(("max_tokens", m)),
-        (None, Some(m)) => Some(("max_completion_tokens", m)),
-        _ => None,
-    };
-    match given {
-        Some((name, 0)) => Err(bad(name, format!("{name} must be at least 1"))),
-        Some((name, m)) => Ok(Some(usize_of(name, m)?)),
-        None => Ok(None),
+    let mut chosen = None;
+    for (name, given) in [
+        ("max_tokens", max_tokens),
+        ("max_completion_tokens", max_completion_tokens),
+    ] {
+        let Some(m) = given else { continue };
+        if m == 0 {
+            return Err(bad(name, format!("{name} must be at least 1")));
+        }
+        let m = usize_of(name, m)?;
+        if let Some(cap) = cap.filter(|&c| m > c) {
+            return Err(bad(
+                name,
+                format!(
+                    "{name} ({m}) exceeds this server's limit of {cap} tokens per answer (--max-tokens-limit)"
+                ),
+            ));
+        }
+        chosen = chosen.or(Some(m));
     }
+    Ok(chosen)
 }
 
 /// The sampling parameters, each in its range ([`contract::SAMPLING`]): `temperature`
