@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::dataset::{Input, WorkItem};
 use crate::error::BenchError;
-use crate::mix::RequestKind;
+use crate::kind::RequestKind;
 use crate::sse::SseParser;
 
 /// Which completion route to call.

@@ -9,6 +9,7 @@ pub mod arrivals;
 pub mod client;
 pub mod dataset;
 pub mod error;
+pub mod kind;
 pub mod load;
 pub mod mix;
 pub mod output;
