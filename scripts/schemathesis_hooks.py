@@ -1,17 +1,80 @@
-"""schemathesis hooks for scripts/schemathesis.sh: the one rule of thresh's request schemas
-that JSON Schema cannot state.
+"""schemathesis hooks for scripts/schemathesis.sh: the rules of thresh's request schemas that
+JSON Schema cannot state, because they compare two fields of one request.
 
-`min_tokens` may not exceed the `max_tokens` (or `max_completion_tokens`) of the same
-request: a 400 naming `min_tokens`, documented in the field's description. JSON Schema has no
-keyword comparing two fields, so generated bodies that break the rule are dropped here rather
-than reported as schema-valid requests rejected.
+Each is a 400 naming the field, documented in the field's description:
+- `min_tokens` may not exceed the `max_tokens` (or `max_completion_tokens`) of the request;
+- under an aligned strategy, `alignment.candidates` (or `best_of`) is at least `n`;
+- `best_of` needs an alignment strategy other than `none`;
+- one decision schedule: at most one of `alignment.decision_tokens`,
+  `first_decision_tokens` and `kv_budget_tokens`; `decision_tokens` strictly increasing;
+- `alignment.correct` is not streamed;
+- the prompt fits the server's `--max-input-tokens` (SCHEMATHESIS_MAX_INPUT_TOKENS here). A
+  token count is not a schema keyword; the bound used is safe for the demo policy's
+  byte-level BPE, where a token covers at least one byte: UTF-8 bytes of the text, plus the
+  chat template's tokens (at most 8 per message and 64 for its fixed text).
+Generated bodies that break one are dropped here rather than reported as schema-valid
+requests rejected (a schema-invalid body that also breaks one is refused either way).
 """
 
+import json
+import os
+
 import schemathesis
+
+MAX_INPUT_TOKENS = int(os.environ.get("SCHEMATHESIS_MAX_INPUT_TOKENS", "256"))
 
 
 def _int(v):
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _may_exceed_the_input_limit(body):
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and all(_int(t) is not None for t in prompt):
+        return len(prompt) > MAX_INPUT_TOKENS
+    messages = body.get("messages")
+    count = len(messages) if isinstance(messages, list) else 0
+    # Every byte of the body's text fields counts, over-estimating (keys and punctuation too).
+    text = json.dumps([prompt, messages], ensure_ascii=False)
+    return len(text.encode("utf-8", "surrogatepass")) + 8 * count + 64 > MAX_INPUT_TOKENS
+
+
+def _breaks_a_cross_field_rule(body):
+    low = _int(body.get("min_tokens"))
+    high = _int(body.get("max_tokens"))
+    if high is None:
+        high = _int(body.get("max_completion_tokens"))
+    if low is not None and high is not None and low > high:
+        return True
+    alignment = body.get("alignment")
+    if not isinstance(alignment, dict):
+        alignment = {}
+    strategy = alignment.get("strategy")
+    best_of = _int(body.get("best_of"))
+    candidates = _int(alignment.get("candidates"))
+    if strategy == "none" and best_of is not None:
+        return True
+    aligned = strategy not in (None, "none") or best_of is not None or candidates is not None
+    n = _int(body.get("n"))
+    n = 1 if n is None else n
+    given = candidates if candidates is not None else best_of
+    if aligned and given is not None and given < n:
+        return True
+    schedules = [alignment.get(k) for k in
+                 ("decision_tokens", "first_decision_tokens", "kv_budget_tokens")]
+    if sum(s is not None for s in schedules) > 1:
+        return True
+    taus = alignment.get("decision_tokens")
+    if isinstance(taus, list) and any(
+            _int(a) is not None and _int(b) is not None and a >= b
+            for a, b in zip(taus, taus[1:])):
+        return True
+    if _may_exceed_the_input_limit(body):
+        return True
+    correct = alignment.get("correct")
+    if body.get("stream") is True and correct not in (None, False, "off"):
+        return True
+    return False
 
 
 @schemathesis.hook
@@ -20,8 +83,4 @@ def filter_case(context, case):
     body = case.body
     if not isinstance(body, dict):
         return True
-    low = _int(body.get("min_tokens"))
-    high = _int(body.get("max_tokens"))
-    if high is None:
-        high = _int(body.get("max_completion_tokens"))
-    return low is None or high is None or low <= high
+    return not _breaks_a_cross_field_rule(body)

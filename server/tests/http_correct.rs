@@ -222,7 +222,7 @@ async fn generate_then_correct_pipelines() {
 }
 
 #[tokio::test]
-async fn correct_in_a_completion_without_an_aligner_is_503() {
+async fn correct_in_a_completion_without_an_aligner_is_a_400_naming_the_field() {
     let m = tiny_models(256);
     let server = start_ready(tiny_config(&m)).await;
     let (status, _, v) = post(
@@ -231,6 +231,9 @@ async fn correct_in_a_completion_without_an_aligner_is_503() {
         &json!({"prompt": "x", "max_tokens": 2, "alignment": {"correct": "guarded"}}),
     )
     .await;
-    assert_eq!(status, 503, "{v}");
-    assert_eq!(v["error"]["code"], "no_aligner");
+    // The server's set-up, not a passing state: retrying cannot help, so not a 503.
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["param"], "alignment.correct");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--aligner"), "{message}");
 }

@@ -50,6 +50,20 @@ pub const MAX_STOP_CHARS: usize = 256;
 pub const MAX_REWARD_PAIRS: usize = 1024;
 /// Most pairs in one `/correct` request.
 pub const MAX_CORRECT_PAIRS: usize = 64;
+/// The strategy names `alignment.strategy` takes.
+pub const STRATEGIES: [&str; 5] = [
+    "none",
+    "best_of_n",
+    "speculative_rejection",
+    "soft_best_of_n",
+    "rejection_sampling",
+];
+/// Largest `alignment.lambda` (its lower end, 0, is refused).
+pub const MAX_LAMBDA: f64 = 1e6;
+/// `alignment.max_tries` bounds, both included.
+pub const MAX_TRIES: (u64, u64) = (1, 16);
+/// Most decisions a request may list in `alignment.decision_tokens`.
+pub const MAX_DECISIONS: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -73,7 +73,8 @@ pub struct AlignmentInput {
     /// `none`, `best_of_n`, `speculative_rejection`, `soft_best_of_n` or `rejection_sampling`.
     pub strategy: Option<String>,
     /// Candidates sampled (Speculative Rejection: the initial batch; rejection sampling: per
-    /// batch).
+    /// batch): at most the server's `--max-n`, and at least the request's `n` under an aligned
+    /// strategy. Given without `strategy`, it means `best_of_n`.
     #[serde(default, deserialize_with = "super::integers::optional")]
     pub candidates: Option<u64>,
     /// Speculative Rejection: fraction rejected at each decision, in [0, 1) (default 0.5),
@@ -91,7 +92,8 @@ pub struct AlignmentInput {
     #[serde(default, deserialize_with = "super::integers::optional")]
     pub kv_budget_tokens: Option<u64>,
     /// Speculative Rejection: decide when the rows have generated these token counts
-    /// (positive, strictly increasing; at most 64).
+    /// (positive, strictly increasing; at most 64). One decision schedule per request:
+    /// `decision_tokens`, `first_decision_tokens` or `kv_budget_tokens`.
     pub decision_tokens: Option<Vec<u64>>,
     /// Speculative Rejection: the first decision after this many tokens, each later one
     /// after twice as many. Without any schedule parameter: `max(8, max_tokens / 8)`.
@@ -104,6 +106,7 @@ pub struct AlignmentInput {
     pub score: Option<bool>,
     /// Correct the chosen answers with the aligner: `true`, or `"guarded"` to keep the
     /// correction only when the reward model scores it at least as high as the original.
+    /// Not with `stream: true`.
     pub correct: Option<CorrectInput>,
 }
 

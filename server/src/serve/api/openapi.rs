@@ -117,6 +117,9 @@ pub struct ApiDoc;
 pub struct DocLimits {
     /// Largest `n`, `best_of` and `alignment.candidates`.
     pub max_n: usize,
+    /// The server's KV budget per request (`--kv-budget-tokens`): `alignment.kv_budget_tokens`
+    /// at most.
+    pub kv_budget_tokens: usize,
     /// Largest `max_tokens` (`--max-tokens-limit`, else the policy's context less one).
     pub max_tokens: usize,
     /// The policy's vocabulary, where known: token-id prompts must be below it.
@@ -156,7 +159,8 @@ pub fn document(limits: DocLimits) -> Value {
         props[keep] = match keep {
             "prompt" => json!({"$ref": "#/components/schemas/PromptInput"}),
             _ => json!({"type": "array", "minItems": 1,
-                         "items": {"$ref": "#/components/schemas/RawMessage"}}),
+                         "items": {"$ref": "#/components/schemas/RawMessage"},
+                         "contains": some_text_message()}),
         };
         props["metadata"] = json!({"description": "Accepted and ignored."});
         props["store"] = json!({"description": "Accepted and ignored."});
@@ -192,6 +196,16 @@ pub fn document(limits: DocLimits) -> Value {
     doc
 }
 
+/// A message with text: string content, or a text part, with a non-space character (every
+/// list of messages needs one).
+fn some_text_message() -> Value {
+    let some_text = json!({"type": "string", "pattern": "\\S"});
+    json!({"required": ["content"], "properties": {"content": {"anyOf": [
+        some_text,
+        {"type": "array", "contains": {"required": ["text"],
+                                       "properties": {"text": some_text}}}]}}})
+}
+
 /// The limits of the shared parts: prompts, messages, stop strings, reward pairs.
 fn refine_parts(schemas: &mut Value, limits: DocLimits) {
     let text = json!({"type": "string", "minLength": 1});
@@ -220,20 +234,81 @@ fn refine_parts(schemas: &mut Value, limits: DocLimits) {
     let pair = &mut schemas["RewardPair"];
     // Null is read as absent.
     pair["properties"]["prompt"] = json!({"type": ["string", "null"], "pattern": "\\S"});
-    // Some message has text: string content, or a text part, with a non-space character.
-    let some_text = json!({"type": "string", "pattern": "\\S"});
     pair["properties"]["messages"] = json!({"type": ["array", "null"], "minItems": 1,
         "items": {"$ref": "#/components/schemas/RawMessage"},
-        "contains": {"required": ["content"], "properties": {"content": {"anyOf": [
-            some_text,
-            {"type": "array", "contains": {"required": ["text"],
-                                           "properties": {"text": some_text}}}]}}}});
+        "contains": some_text_message()});
     pair["oneOf"] = json!([
         {"required": ["prompt"], "properties": {"prompt": {"type": "string"}, "messages": {"type": "null"}}},
         {"required": ["messages"], "properties": {"messages": {"type": "array"}, "prompt": {"type": "null"}}},
     ]);
+    refine_alignment(&mut schemas["AlignmentInput"], limits);
+    for name in ["RawPair", "CorrectBody"] {
+        if let Some(m) = schemas[name]["properties"].get_mut("messages") {
+            m["contains"] = some_text_message();
+        }
+    }
     schemas["RewardsBody"]["properties"]["input"]["minItems"] = json!(1);
     schemas["RewardsBody"]["properties"]["input"]["maxItems"] = json!(contract::MAX_REWARD_PAIRS);
+}
+
+/// The `alignment` fields' ranges, each on its own (validation checks every field given,
+/// whatever the strategy). The rules between fields (candidates at least `n`, one decision
+/// schedule, increasing decision points, `best_of` with an aligned strategy) are stated in
+/// the descriptions.
+fn refine_alignment(schema: &mut Value, limits: DocLimits) {
+    let props = &mut schema["properties"];
+    let mut set = |field: &str, extra: Value| {
+        if let (Some(p), Some(extra)) = (props.get_mut(field), extra.as_object()) {
+            for (k, v) in extra {
+                p[k] = v.clone();
+            }
+        }
+    };
+    set(
+        "strategy",
+        json!({"enum": contract::STRATEGIES.iter().map(|s| json!(s))
+        .chain([Value::Null]).collect::<Vec<_>>()}),
+    );
+    set("candidates", json!({"minimum": 1, "maximum": limits.max_n}));
+    set(
+        "lambda",
+        json!({"exclusiveMinimum": 0, "maximum": contract::MAX_LAMBDA}),
+    );
+    set(
+        "max_tries",
+        json!({"minimum": contract::MAX_TRIES.0, "maximum": contract::MAX_TRIES.1}),
+    );
+    set(
+        "kv_budget_tokens",
+        json!({"minimum": 1, "maximum": limits.kv_budget_tokens}),
+    );
+    // A row never holds more tokens than the request's KV budget: later decisions are
+    // unreachable, and refused.
+    let kv = limits.kv_budget_tokens;
+    set(
+        "first_decision_tokens",
+        json!({"minimum": 1, "maximum": kv}),
+    );
+    set(
+        "decision_tokens",
+        json!({"minItems": 1, "maxItems": contract::MAX_DECISIONS, "uniqueItems": true,
+               "items": {"type": "integer", "minimum": 1, "maximum": kv}}),
+    );
+    // A fraction in [0, 1) or "auto"; null is absent.
+    props["alpha"] = json!({"description": props["alpha"]["description"].clone(), "oneOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        {"type": "string", "enum": ["auto"]},
+        {"type": "null"}]});
+    // Without an aligner, only "no correction" is valid.
+    let (flags, modes) = if limits.aligner {
+        (json!([true, false]), json!(["on", "off", "guarded"]))
+    } else {
+        (json!([false]), json!(["off"]))
+    };
+    props["correct"] = json!({"description": props["correct"]["description"].clone(), "oneOf": [
+        {"type": "boolean", "enum": flags},
+        {"type": "string", "enum": modes},
+        {"type": "null"}]});
 }
 
 /// The error statuses of the POST routes, each with OpenAI's error body.
@@ -353,6 +428,7 @@ mod tests {
     fn doc() -> Value {
         document(DocLimits {
             max_n: 16,
+            kv_budget_tokens: 4096,
             max_tokens: 100,
             vocab_size: Some(50),
             aligner: true,
@@ -424,6 +500,20 @@ mod tests {
                 not["properties"]["return_token_ids"]["const"], true,
                 "{name}"
             );
+        }
+        let a = &schemas["AlignmentInput"]["properties"];
+        assert_eq!(a["candidates"]["minimum"], 1);
+        assert_eq!(a["candidates"]["maximum"], 16);
+        assert_eq!(a["kv_budget_tokens"]["maximum"], 4096);
+        assert_eq!(a["lambda"]["exclusiveMinimum"], 0);
+        assert_eq!(a["max_tries"]["maximum"], contract::MAX_TRIES.1);
+        assert_eq!(a["decision_tokens"]["maxItems"], contract::MAX_DECISIONS);
+        let names = a["strategy"]["enum"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for s in contract::STRATEGIES {
+            assert!(names.contains(&json!(s)), "{s}");
         }
         let messages = &schemas["RewardPair"]["properties"]["messages"];
         assert_eq!(messages["contains"]["required"], json!(["content"]));

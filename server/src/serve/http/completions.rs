@@ -70,7 +70,12 @@ async fn generation(
     };
     let req = validate_generation(body, route, limits)?;
     if req.correct != CorrectMode::Off && info.aligner_id.is_none() {
-        return Err(ApiError::NoAligner);
+        // The server's set-up, not a passing state: a 400 naming the field, as the OpenAPI
+        // document of a server without an aligner allows only `false` there.
+        return Err(ApiError::param(
+            "alignment.correct",
+            "alignment.correct needs an aligner, and this server has none: start it with `thresh serve --aligner PATH`",
+        ));
     }
     let t_tok = Instant::now();
     let info2 = info.clone();

@@ -114,6 +114,7 @@ pub async fn openapi(State(s): S) -> Response {
     let info = s.infer.info();
     Json(openapi::document(openapi::DocLimits {
         max_n: s.cfg.max_n,
+        kv_budget_tokens: s.cfg.kv_budget_tokens,
         max_tokens,
         vocab_size: info.as_ref().map(|i| i.vocab_size),
         aligner: info.as_ref().is_some_and(|i| i.aligner_id.is_some()),

@@ -5,11 +5,9 @@
 use thresh_decoding::strategy::{Rejection, Schedule, SpeculativeParams, Strategy};
 
 use super::params::{bad, unit_range, usize_of};
+use crate::serve::api::contract::{MAX_DECISIONS, MAX_LAMBDA, MAX_TRIES, STRATEGIES};
 use crate::serve::api::errors::ApiError;
 use crate::serve::api::openai::{AlignmentInput, AlphaInput};
-
-/// Decisions a request may list in `alignment.decision_tokens`.
-const MAX_DECISIONS: usize = 64;
 
 /// Server limits on the strategies.
 #[derive(Debug, Clone, Copy)]
@@ -20,126 +18,83 @@ pub struct StrategyLimits {
     pub kv_budget_tokens: usize,
 }
 
-/// The strategy a request asks for: `None` for plain sampling of `n` answers.
-pub fn strategy(
-    alignment: &AlignmentInput,
-    best_of: Option<usize>,
-    n: usize,
-    limits: StrategyLimits,
-) -> Result<Option<Strategy>, ApiError> {
-    let name = match (&alignment.strategy, best_of) {
-        (Some(s), _) => s.clone(),
-        (None, Some(_)) => "best_of_n".into(),
-        (None, None) if alignment.candidates.is_some() => "best_of_n".into(),
-        (None, None) => "none".into(),
-    };
-    let candidates = match (alignment.candidates, best_of) {
-        (Some(c), _) => usize_of("alignment.candidates", c)?,
-        (None, Some(b)) => b,
-        (None, None) => n.max(8.min(limits.max_n)),
-    };
-    let cand_param = if alignment.candidates.is_some() {
-        "alignment.candidates"
-    } else {
-        "best_of"
-    };
-    if name != "none" && (candidates < n || candidates > limits.max_n) {
+/// The `alignment` fields, each checked on its own whatever the strategy: a field out of its
+/// range is a 400 naming it even where the chosen strategy would not read it (as the
+/// OpenAPI document states each field's range, without conditions).
+struct Fields {
+    candidates: Option<usize>,
+    lambda: Option<f32>,
+    threshold: Option<f32>,
+    max_tries: Option<usize>,
+    rejection: Rejection,
+    kv: Option<usize>,
+    schedule: Option<Schedule>,
+}
+
+fn fields(a: &AlignmentInput, limits: StrategyLimits) -> Result<Fields, ApiError> {
+    if let Some(s) = &a.strategy
+        && !STRATEGIES.contains(&s.as_str())
+    {
         return Err(bad(
-            cand_param,
+            "alignment.strategy",
             format!(
-                "{cand_param} must be in [n = {n}, {}], got {candidates}",
+                "alignment.strategy must be one of {}, got {s:?}",
+                STRATEGIES.join(", ")
+            ),
+        ));
+    }
+    let candidates = a
+        .candidates
+        .map(|c| usize_of("alignment.candidates", c))
+        .transpose()?;
+    if let Some(c) = candidates
+        && !(1..=limits.max_n).contains(&c)
+    {
+        return Err(bad(
+            "alignment.candidates",
+            format!(
+                "alignment.candidates must be in [1, {}], got {c}",
                 limits.max_n
             ),
         ));
     }
-    Ok(Some(match name.as_str() {
-        "none" => {
-            if best_of.is_some() {
-                return Err(bad(
-                    "best_of",
-                    "best_of needs an alignment strategy other than none",
-                ));
-            }
-            return Ok(None);
-        }
-        "best_of_n" => Strategy::BestOfN { candidates },
-        "speculative_rejection" => {
-            Strategy::Speculative(speculative(alignment, candidates, limits)?)
-        }
-        "soft_best_of_n" => {
-            let lambda = alignment.lambda.unwrap_or(0.1);
-            if !(lambda.is_finite() && lambda > 0.0 && lambda <= 1e6) {
-                return Err(bad(
-                    "alignment.lambda",
-                    format!("alignment.lambda must be in (0, 1e6], got {lambda}"),
-                ));
-            }
-            Strategy::SoftBestOfN {
-                candidates,
-                lambda: lambda as f32,
-            }
-        }
-        "rejection_sampling" => {
-            let threshold = alignment.threshold.unwrap_or(0.5);
-            if !threshold.is_finite() {
-                return Err(bad(
-                    "alignment.threshold",
-                    "alignment.threshold must be a finite number",
-                ));
-            }
-            let max_tries = usize_of("alignment.max_tries", alignment.max_tries.unwrap_or(4))?;
-            if !(1..=16).contains(&max_tries) {
-                return Err(bad(
-                    "alignment.max_tries",
-                    format!("alignment.max_tries must be in [1, 16], got {max_tries}"),
-                ));
-            }
-            Strategy::Rejection {
-                candidates,
-                threshold: threshold as f32,
-                max_tries,
-            }
-        }
-        other => {
+    let lambda = unit_range("alignment.lambda", a.lambda, 0.0, MAX_LAMBDA, true)?;
+    let threshold = match a.threshold {
+        Some(t) if !t.is_finite() => {
             return Err(bad(
-                "alignment.strategy",
+                "alignment.threshold",
+                "alignment.threshold must be a finite number",
+            ));
+        }
+        t => t.map(|t| t as f32),
+    };
+    let max_tries = match a.max_tries {
+        Some(t) if !(MAX_TRIES.0..=MAX_TRIES.1).contains(&t) => {
+            return Err(bad(
+                "alignment.max_tries",
                 format!(
-                    "alignment.strategy must be none, best_of_n, speculative_rejection, soft_best_of_n or rejection_sampling, got {other:?}"
+                    "alignment.max_tries must be in [{}, {}], got {t}",
+                    MAX_TRIES.0, MAX_TRIES.1
                 ),
             ));
         }
-    }))
-}
-
-/// `alignment.alpha`: a fraction in `[0, 1)` (default 0.5) or `"auto"`.
-fn rejection(alpha: Option<&AlphaInput>) -> Result<Rejection, ApiError> {
-    const PARAM: &str = "alignment.alpha";
-    match alpha {
-        None => Ok(Rejection::Fixed(0.5)),
-        Some(AlphaInput::Name(s)) if s == "auto" => Ok(Rejection::Auto),
-        Some(AlphaInput::Name(s)) => Err(bad(
-            PARAM,
-            format!("alignment.alpha must be a number in [0, 1) or \"auto\", got {s:?}"),
-        )),
-        Some(AlphaInput::Fraction(a)) => {
-            let a = unit_range(PARAM, Some(*a), 0.0, 1.0, false)?.unwrap_or(0.5);
-            if a >= 1.0 {
-                return Err(bad(PARAM, "alignment.alpha must be in [0, 1), got 1"));
-            }
-            Ok(Rejection::Fixed(a))
-        }
+        t => t.map(|t| usize_of("alignment.max_tries", t)).transpose()?,
+    };
+    let kv = a
+        .kv_budget_tokens
+        .map(|k| usize_of("alignment.kv_budget_tokens", k))
+        .transpose()?;
+    if let Some(k) = kv
+        && !(1..=limits.kv_budget_tokens).contains(&k)
+    {
+        return Err(bad(
+            "alignment.kv_budget_tokens",
+            format!(
+                "alignment.kv_budget_tokens must be in [1, the server's {}], got {k}",
+                limits.kv_budget_tokens
+            ),
+        ));
     }
-}
-
-/// Speculative Rejection's parameters: `candidates` rows at the start, the rejection rule,
-/// and one decision schedule: `decision_tokens`, `first_decision_tokens` (doubling),
-/// `kv_budget_tokens` (the paper's budget rule), or none of them for the default
-/// ([`Schedule::default_for`] the request's `max_tokens`).
-fn speculative(
-    a: &AlignmentInput,
-    candidates: usize,
-    limits: StrategyLimits,
-) -> Result<SpeculativeParams, ApiError> {
     let given = [
         a.decision_tokens
             .as_ref()
@@ -155,44 +110,120 @@ fn speculative(
             format!("{first} and {second} are two decision schedules: send one of them"),
         ));
     }
-    let kv = a
-        .kv_budget_tokens
-        .map(|k| usize_of("alignment.kv_budget_tokens", k))
-        .transpose()?;
-    if let Some(k) = kv
-        && k > limits.kv_budget_tokens
-    {
-        return Err(bad(
-            "alignment.kv_budget_tokens",
-            format!(
-                "alignment.kv_budget_tokens must be at most the server's {}, got {k}",
-                limits.kv_budget_tokens
-            ),
-        ));
-    }
+    // A row never holds more tokens than the server's KV budget: a later decision point is
+    // unreachable, and refused.
+    let reach = limits.kv_budget_tokens;
     let schedule = if let Some(taus) = &a.decision_tokens {
-        Some(Schedule::Tokens(decision_tokens(taus)?))
+        Some(Schedule::Tokens(decision_tokens(taus, reach)?))
     } else if let Some(first) = a.first_decision_tokens {
         const PARAM: &str = "alignment.first_decision_tokens";
         let first = usize_of(PARAM, first)?;
-        if first == 0 {
-            return Err(bad(PARAM, format!("{PARAM} must be at least 1, got 0")));
+        if !(1..=reach).contains(&first) {
+            return Err(bad(
+                PARAM,
+                format!("{PARAM} must be in [1, the server's KV budget {reach}], got {first}"),
+            ));
         }
         Some(Schedule::Geometric { first })
     } else {
         kv.map(|_| Schedule::Budget)
     };
-    Ok(SpeculativeParams {
+    Ok(Fields {
+        candidates,
+        lambda,
+        threshold,
+        max_tries,
         rejection: rejection(a.alpha.as_ref())?,
-        kv_budget_tokens: kv.unwrap_or(limits.kv_budget_tokens),
-        max_batch: candidates,
-        initial_batch: Some(candidates),
+        kv,
         schedule,
     })
 }
 
-/// `alignment.decision_tokens`: 1 to 64 positive, strictly increasing token counts.
-fn decision_tokens(taus: &[u64]) -> Result<Vec<usize>, ApiError> {
+/// The strategy a request asks for: `None` for plain sampling of `n` answers.
+pub fn strategy(
+    alignment: &AlignmentInput,
+    best_of: Option<usize>,
+    n: usize,
+    limits: StrategyLimits,
+) -> Result<Option<Strategy>, ApiError> {
+    let f = fields(alignment, limits)?;
+    let name = match (&alignment.strategy, best_of) {
+        (Some(s), _) => s.as_str(),
+        (None, Some(_)) => "best_of_n",
+        (None, None) if f.candidates.is_some() => "best_of_n",
+        (None, None) => "none",
+    };
+    if name == "none" {
+        if best_of.is_some() {
+            return Err(bad(
+                "best_of",
+                "best_of needs an alignment strategy other than none",
+            ));
+        }
+        return Ok(None);
+    }
+    let (candidates, cand_param) = match (f.candidates, best_of) {
+        (Some(c), _) => (c, "alignment.candidates"),
+        (None, Some(b)) => (b, "best_of"),
+        (None, None) => (n.max(8.min(limits.max_n)), "n"),
+    };
+    if candidates < n || candidates > limits.max_n {
+        return Err(bad(
+            cand_param,
+            format!(
+                "{cand_param} must be in [n = {n}, {}], got {candidates}",
+                limits.max_n
+            ),
+        ));
+    }
+    Ok(Some(match name {
+        "best_of_n" => Strategy::BestOfN { candidates },
+        "speculative_rejection" => Strategy::Speculative(SpeculativeParams {
+            rejection: f.rejection,
+            kv_budget_tokens: f.kv.unwrap_or(limits.kv_budget_tokens),
+            max_batch: candidates,
+            initial_batch: Some(candidates),
+            schedule: f.schedule,
+        }),
+        "soft_best_of_n" => Strategy::SoftBestOfN {
+            candidates,
+            lambda: f.lambda.unwrap_or(0.1),
+        },
+        _ => Strategy::Rejection {
+            candidates,
+            threshold: f.threshold.unwrap_or(0.5),
+            max_tries: f.max_tries.unwrap_or(4),
+        },
+    }))
+}
+
+/// `alignment.alpha`: a fraction in `[0, 1)` (default 0.5) or `"auto"`.
+fn rejection(alpha: Option<&AlphaInput>) -> Result<Rejection, ApiError> {
+    const PARAM: &str = "alignment.alpha";
+    match alpha {
+        None => Ok(Rejection::Fixed(0.5)),
+        Some(AlphaInput::Name(s)) if s == "auto" => Ok(Rejection::Auto),
+        Some(AlphaInput::Name(s)) => Err(bad(
+            PARAM,
+            format!("alignment.alpha must be a number in [0, 1) or \"auto\", got {s:?}"),
+        )),
+        Some(AlphaInput::Fraction(a)) => {
+            let x = unit_range(PARAM, Some(*a), 0.0, 1.0, false)?.unwrap_or(0.5);
+            if *a >= 1.0 {
+                return Err(bad(
+                    PARAM,
+                    format!("alignment.alpha must be in [0, 1), got {a}"),
+                ));
+            }
+            // The open end stays open in f32 too: 0.9999999999999999 rounds to 1 there.
+            Ok(Rejection::Fixed(x.min(1.0f32.next_down())))
+        }
+    }
+}
+
+/// `alignment.decision_tokens`: 1 to 64 positive, strictly increasing token counts, none past
+/// `reach` tokens.
+fn decision_tokens(taus: &[u64], reach: usize) -> Result<Vec<usize>, ApiError> {
     const PARAM: &str = "alignment.decision_tokens";
     if taus.is_empty() || taus.len() > MAX_DECISIONS {
         return Err(bad(
@@ -209,7 +240,19 @@ fn decision_tokens(taus: &[u64]) -> Result<Vec<usize>, ApiError> {
             format!("{PARAM} must be positive and strictly increasing, got {taus:?}"),
         ));
     }
-    taus.iter().map(|&t| usize_of(PARAM, t)).collect()
+    let taus: Vec<usize> = taus
+        .iter()
+        .map(|&t| usize_of(PARAM, t))
+        .collect::<Result<_, _>>()?;
+    if let Some(&last) = taus.last()
+        && last > reach
+    {
+        return Err(bad(
+            PARAM,
+            format!("{PARAM} must be at most the server's KV budget {reach}, got {last}"),
+        ));
+    }
+    Ok(taus)
 }
 
 #[cfg(test)]
@@ -294,6 +337,15 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(param_of(e), "alignment.first_decision_tokens");
+        for (first, taus) in [(Some(65537), None), (None, Some(vec![8, 65537]))] {
+            let e = sr(AlignmentInput {
+                first_decision_tokens: first,
+                decision_tokens: taus,
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(param_of(e).contains("decision_tokens"));
+        }
         let e = sr(AlignmentInput {
             kv_budget_tokens: Some(70000),
             ..Default::default()
@@ -317,6 +369,12 @@ mod tests {
         assert_eq!(
             alpha(AlphaInput::Fraction(0.0)).unwrap().rejection,
             Rejection::Fixed(0.0)
+        );
+        assert_eq!(
+            alpha(AlphaInput::Fraction(0.999_999_999_999_999_9))
+                .unwrap()
+                .rejection,
+            Rejection::Fixed(1.0f32.next_down())
         );
         for bad in [
             AlphaInput::Fraction(1.0),
@@ -359,6 +417,92 @@ mod tests {
         assert_eq!(
             param_of(strategy(&a, None, 1, LIMITS).unwrap_err()),
             "alignment.strategy"
+        );
+    }
+
+    #[test]
+    fn each_field_is_checked_whatever_the_strategy() {
+        // A field the chosen strategy does not read is still refused out of its range, as the
+        // OpenAPI document states each field's range without conditions.
+        for (name, a, param) in [
+            (
+                "none",
+                AlignmentInput {
+                    candidates: Some(0),
+                    ..Default::default()
+                },
+                "alignment.candidates",
+            ),
+            (
+                "none",
+                AlignmentInput {
+                    candidates: Some(65),
+                    ..Default::default()
+                },
+                "alignment.candidates",
+            ),
+            (
+                "best_of_n",
+                AlignmentInput {
+                    lambda: Some(0.0),
+                    ..Default::default()
+                },
+                "alignment.lambda",
+            ),
+            (
+                "best_of_n",
+                AlignmentInput {
+                    max_tries: Some(0),
+                    ..Default::default()
+                },
+                "alignment.max_tries",
+            ),
+            (
+                "none",
+                AlignmentInput {
+                    alpha: Some(AlphaInput::Fraction(1.5)),
+                    ..Default::default()
+                },
+                "alignment.alpha",
+            ),
+            (
+                "soft_best_of_n",
+                AlignmentInput {
+                    kv_budget_tokens: Some(0),
+                    ..Default::default()
+                },
+                "alignment.kv_budget_tokens",
+            ),
+            (
+                "best_of_n",
+                AlignmentInput {
+                    decision_tokens: Some(vec![4, 2]),
+                    ..Default::default()
+                },
+                "alignment.decision_tokens",
+            ),
+        ] {
+            let a = AlignmentInput {
+                strategy: Some(name.into()),
+                ..a
+            };
+            let e = strategy(&a, None, 1, LIMITS).expect_err(param);
+            assert_eq!(param_of(e), param, "{name}");
+        }
+        // In range, they are accepted and the strategy that reads them uses them.
+        let a = AlignmentInput {
+            strategy: Some("soft_best_of_n".into()),
+            candidates: Some(4),
+            lambda: Some(2.0),
+            max_tries: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            strategy(&a, None, 2, LIMITS).unwrap(),
+            Some(Strategy::SoftBestOfN {
+                candidates: 4,
+                lambda: 2.0
+            })
         );
     }
 }

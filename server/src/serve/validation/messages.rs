@@ -6,8 +6,20 @@ use super::bad;
 use crate::serve::api::errors::ApiError;
 use crate::serve::api::openai::{MessageContent, RawMessage};
 
-/// Converts raw chat messages, joining text parts.
+/// Converts raw chat messages, joining text parts. Some message must hold text (a character
+/// other than white space): a conversation of empty turns gives the reward model no prompt.
 pub fn messages(raw: &[RawMessage], param: &str) -> Result<Vec<ChatMessage>, ApiError> {
+    let converted = convert(raw, param)?;
+    if converted.iter().all(|m| m.content.trim().is_empty()) {
+        return Err(bad(
+            param,
+            format!("{param} must not all be empty: some message needs text"),
+        ));
+    }
+    Ok(converted)
+}
+
+fn convert(raw: &[RawMessage], param: &str) -> Result<Vec<ChatMessage>, ApiError> {
     if raw.is_empty() {
         return Err(bad(
             param,

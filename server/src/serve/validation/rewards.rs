@@ -34,11 +34,7 @@ pub fn validate_rewards(body: RewardsBody) -> Result<Vec<RewardInput>, ApiError>
                 }
                 (None, Some(m)) => {
                     let param = format!("input[{i}].messages");
-                    let m = messages(&m, &param)?;
-                    if m.iter().all(|m| m.content.trim().is_empty()) {
-                        return Err(bad(&param, "the messages must not all be empty"));
-                    }
-                    Prompt::Messages(m)
+                    Prompt::Messages(messages(&m, &param)?)
                 }
                 _ => {
                     return Err(bad(

@@ -931,7 +931,7 @@ fn reward_messages_are_checked_like_chat_messages() {
             {"role": "user", "content": null},
         ], "response": "r"}]})),
         "input[0].messages",
-        "the messages must not all be empty",
+        "input[0].messages must not all be empty",
     );
 }
 
@@ -1049,8 +1049,8 @@ fn correct_questions_and_answers_must_not_be_empty() {
     );
     assert_rejected(
         correct(json!({"messages": [{"role": "user", "content": ""}], "answer": "a"})),
-        "question",
-        "the question must not be empty",
+        "messages",
+        "messages must not all be empty",
     );
     let (inputs, ..) = correct(json!({
         "messages": [{"role": "developer", "content": "ctx"}, {"role": "user", "content": "q"}],
