@@ -2,7 +2,8 @@
 //! scored pair per prompt; prompts whose candidates tie are skipped and counted; a refused
 //! prompt is named; a daemon that is down gives a clear error and a partial file that a
 //! rerun completes to exactly what an uninterrupted run writes; corrections follow
-//! `--guarded`; and DPO on collected pairs raises their implicit reward margin.
+//! `--guarded`; and DPO on collected pairs raises their implicit reward margin, on held-out
+//! pairs too.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -295,7 +296,7 @@ fn corrections_follow_guarded_and_dpo_on_collected_pairs_raises_their_margin() {
         "{sum}"
     );
 
-    // The loop: pairs from candidates, DPO on six prompts, the margin on two held out.
+    // The loop: pairs from candidates, DPO on twelve prompts, margins on pairs it never saw.
     let pairs = dir.path().join("pairs.jsonl");
     let prompts16 = write_prompts(dir.path(), "prompts16.jsonl", 16, false);
     collect_ok(
@@ -313,14 +314,44 @@ fn corrections_follow_guarded_and_dpo_on_collected_pairs_raises_their_margin() {
         id.split(':').next().unwrap().parse().unwrap()
     };
     recs.sort_by_key(index);
-    let (train, held) = recs.split_at(recs.len() - 4);
+    let (seen, unseen_prompts) = recs.split_at(recs.len() - 4);
+    // Of the training prompts' pairs, every third is held out: the trainer sees the
+    // responses, never those pairs, so a positive margin on them means DPO learnt the
+    // ranking rather than the pairs it was given.
+    let (mut train, mut held_pairs) = (Vec::new(), Vec::new());
+    for r in seen {
+        let all = r["pairs"].as_array().unwrap();
+        let part = |keep: fn(usize) -> bool| {
+            let mut c = r.clone();
+            let kept: Vec<Value> = (0..all.len())
+                .filter(|&i| keep(i))
+                .map(|i| all[i].clone())
+                .collect();
+            c["pairs"] = Value::Array(kept);
+            c
+        };
+        let (t, h) = (part(|i| i % 3 != 2), part(|i| i % 3 == 2));
+        if !t["pairs"].as_array().unwrap().is_empty() {
+            train.push(t);
+        }
+        if !h["pairs"].as_array().unwrap().is_empty() {
+            held_pairs.push(h);
+        }
+    }
+    assert!(
+        held_pairs.len() >= 6,
+        "{} records with held-out pairs",
+        held_pairs.len()
+    );
     let write = |name: &str, rs: &[Value]| {
         let p = dir.path().join(name);
         let text: String = rs.iter().map(|r| format!("{r}\n")).collect();
         std::fs::write(&p, text).unwrap();
         p
     };
-    let (train, held) = (write("train.jsonl", train), write("held.jsonl", held));
+    let train = write("train.jsonl", &train);
+    let held_pairs = write("held-pairs.jsonl", &held_pairs);
+    let unseen_prompts = write("held-prompts.jsonl", unseen_prompts);
     let out = dir.path().join("dpo");
     run(
         command(THRESH_TRAIN).args([
@@ -360,15 +391,18 @@ fn corrections_follow_guarded_and_dpo_on_collected_pairs_raises_their_margin() {
             .as_f64()
             .unwrap_or_else(|| panic!("no margin in {v}"))
     };
-    // The trained policy prefers what the collected pairs prefer (0 at the start, by
-    // definition). On random tiny models the held-out margin is reported, not asserted:
-    // they have no structure to generalise from (BENCHMARKS.md measures held-out prompts
-    // on SmolLM2).
-    let trained = margin(&train);
+    // The margin is 0 before training, by definition (the policy is its reference). The
+    // trained policy prefers what the collected pairs prefer, on the pairs it trained on and
+    // on held-out pairs. On prompts it never saw, the margin is reported, not asserted:
+    // random tiny models have no structure to generalise from (BENCHMARKS.md measures
+    // held-out prompts on SmolLM2).
+    let (trained, held) = (margin(&train), margin(&held_pairs));
     eprintln!(
-        "implicit reward margin after DPO: {trained} on the training pairs, {} held out",
-        margin(&held)
+        "implicit reward margin after DPO: {trained} on the training pairs, {held} on held-out \
+         pairs, {} on held-out prompts",
+        margin(&unseen_prompts)
     );
     assert!(trained > 0.0, "training-pair margin {trained}");
+    assert!(held > 0.0, "held-out-pair margin {held}");
     d.terminate();
 }
