@@ -8,7 +8,8 @@
 #   bash scripts/schemathesis.sh [MAX_EXAMPLES_PER_OPERATION]   (default 150: over 1,000 cases
 #                                                                over the 7 operations)
 #
-# Knobs (environment): THRESH_BIN (default: target/debug/thresh, built when missing),
+# Knobs (environment): THRESH_BIN (default: $CARGO_TARGET_DIR or target, then debug/thresh,
+# built when missing),
 # SCHEMATHESIS_REQUIREMENT (schemathesis==4.32.5), SCHEMATHESIS_SEED (0),
 # SCHEMATHESIS_REPORT (a folder for the JUnit report; default: none).
 set -euo pipefail
@@ -22,7 +23,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 requirement="${SCHEMATHESIS_REQUIREMENT:-schemathesis==4.32.5}"
 seed="${SCHEMATHESIS_SEED:-0}"
-thresh="${THRESH_BIN:-$root/target/debug/thresh}"
+thresh="${THRESH_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/thresh}"
 
 if [ ! -x "$thresh" ]; then
     cargo build -p thresh-server

@@ -11,7 +11,7 @@
 # Knobs (environment): SOAK_RATE (req/s, 0.5), SOAK_MAX_TOKENS (32), SOAK_CANDIDATES (4),
 # SOAK_MIX (plain=4,best-of-n=2,speculative-rejection=2,stream=2,cancel=1),
 # SOAK_CONCURRENCY (6), SOAK_WARMUP_S (180), SOAK_INTERVAL (10), SOAK_MAX_GROWTH_PCT (5),
-# SOAK_SEED (0), SOAK_NO_BUILD=1 (use the binaries in target/release as they are),
+# SOAK_SEED (0), SOAK_NO_BUILD=1 (use the binaries in target/release, or $CARGO_TARGET_DIR/release, as they are),
 # SOAK_SERVER_ARGS (extra `thresh serve` flags).
 set -euo pipefail
 
@@ -43,8 +43,9 @@ if [ "${SOAK_NO_BUILD:-0}" != 1 ]; then
 fi
 bash scripts/fetch-models.sh
 
-thresh="$root/target/release/thresh"
-bench="$root/target/release/thresh-bench"
+release="${CARGO_TARGET_DIR:-$root/target}/release"
+thresh="$release/thresh"
+bench="$release/thresh-bench"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 base="http://127.0.0.1:$port"
 
