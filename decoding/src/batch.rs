@@ -368,6 +368,14 @@ impl<'m> DecodeBatch<'m> {
                 finished.push(r);
                 continue;
             }
+            if row.sampler.constraint_done() {
+                // The grammar is complete: nothing may follow, as if EOS came next.
+                let tail = row.detok.flush(self.tokenizer)?;
+                row.text.push_str(&tail);
+                row.finish = Some(FinishReason::Eos);
+                finished.push(r);
+                continue;
+            }
             if row.tokens.len() >= self.stop.max_tokens
                 || self.prompt.len() + row.tokens.len() >= context
             {

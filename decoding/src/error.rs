@@ -18,6 +18,9 @@ pub enum DecodeError {
         /// The model's context length.
         context: usize,
     },
+    /// A grammar (JSON schema, regex, Lark) could not be compiled; the message says why.
+    #[error("invalid grammar: {0}")]
+    InvalidGrammar(String),
     /// The caller cancelled the generation; its memory has been released.
     #[error("generation cancelled")]
     Cancelled,

@@ -3,6 +3,7 @@
 //! ([`generate`]).
 
 pub mod batch;
+pub mod constraint;
 pub mod detok;
 pub mod error;
 pub mod generate;
@@ -13,6 +14,7 @@ pub mod sampling;
 pub mod strategy;
 
 pub use batch::{BatchStats, DecodeBatch, FinishReason, Row, StopConditions};
+pub use constraint::{Constraint, ConstraintCompiler, Grammar};
 pub use detok::IncrementalDetokenizer;
 pub use error::{DecodeError, Result};
 pub use generate::{Generation, generate};

@@ -3,6 +3,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::constraint::{Constraint, RowConstraint};
 use crate::error::{DecodeError, Result};
 
 /// Sampling parameters, with OpenAI and Hugging Face semantics.
@@ -24,6 +25,8 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     /// Base seed; row `r` samples with `seed + r`.
     pub seed: u64,
+    /// A grammar every row's output must match (JSON schema, regex, Lark); `None` = free text.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for SamplingParams {
@@ -37,6 +40,7 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
             seed: 0,
+            constraint: None,
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct Sampler {
     counts: std::collections::HashMap<u32, u32>,
     scratch: Vec<(u32, f32)>,
     work: Vec<f32>,
+    /// This row's place in the request's grammar, if it has one.
+    constraint: Option<RowConstraint>,
 }
 
 /// Tokens examined before falling back to a full sort for top-p.
@@ -112,7 +118,13 @@ impl Sampler {
             counts: Default::default(),
             scratch: Vec::new(),
             work: Vec::new(),
+            constraint: params.constraint.as_ref().map(Constraint::start),
         }
+    }
+
+    /// Whether this row's grammar is complete and admits nothing more (the row ends).
+    pub fn constraint_done(&self) -> bool {
+        self.constraint.as_ref().is_some_and(RowConstraint::is_done)
     }
 
     /// Whether the repetition penalty needs the prompt and output tokens.
@@ -120,18 +132,28 @@ impl Sampler {
         self.params.repetition_penalty != 1.0
     }
 
-    /// Records an output token for the frequency and presence penalties.
+    /// Records an output token for the frequency and presence penalties, and advances the
+    /// grammar past it.
     pub fn observe(&mut self, token: u32) {
         *self.counts.entry(token).or_default() += 1;
+        if let Some(c) = &mut self.constraint {
+            c.consume(token);
+        }
     }
 
     /// Picks the next token from `logits`. `context` holds prompt and output tokens for the
     /// repetition penalty; `banned` lists tokens that must not be sampled (EOS before
-    /// `min_tokens`).
+    /// `min_tokens`), unless the row's grammar allows nothing else.
     pub fn sample(&mut self, logits: &[f32], context: &[u32], banned: &[u32]) -> u32 {
         let mut work = std::mem::take(&mut self.work);
         work.clear();
         work.extend_from_slice(logits);
+        let mut banned = banned;
+        if let Some(c) = &mut self.constraint
+            && !c.mask(&mut work, banned)
+        {
+            banned = &[];
+        }
         let tok = self.sample_in_place(&mut work, context, banned);
         self.work = work;
         tok

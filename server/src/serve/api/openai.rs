@@ -195,11 +195,63 @@ pub struct GenerationBody {
     pub return_token_ids: Option<bool>,
     /// The alignment extension.
     pub alignment: Option<AlignmentInput>,
+    /// Structured output: `{"type": "json_object"}`, `{"type": "json_schema", "json_schema":
+    /// {"name", "schema", "strict"}}` or `{"type": "text"}` (free text, the default). Every
+    /// candidate of every strategy is decoded under it.
+    pub response_format: Option<ResponseFormatInput>,
+    /// vLLM's guided decoding: the output is JSON valid against this schema (an object, or
+    /// the schema as a JSON string).
+    #[schema(value_type = Option<Object>)]
+    pub guided_json: Option<serde_json::Value>,
+    /// vLLM's guided decoding: the output matches this regular expression, whole.
+    pub guided_regex: Option<String>,
+    /// vLLM's guided decoding: the output is in this Lark grammar (llguidance's dialect).
+    pub guided_grammar: Option<String>,
+    /// vLLM's guided decoding: the output is exactly one of these strings.
+    pub guided_choice: Option<Vec<String>>,
     /// Every other field, kept so that validation can reject it by name (or accept the few
     /// that are ignored on purpose: `metadata`, `store`).
     #[serde(flatten)]
     #[schema(ignore)]
     pub other: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// `response_format`'s `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormatKind {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against `json_schema.schema`.
+    JsonSchema,
+}
+
+/// `response_format` as OpenAI's clients send it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseFormatInput {
+    /// What the output must be.
+    #[serde(rename = "type")]
+    pub kind: ResponseFormatKind,
+    /// The schema, for `json_schema`.
+    pub json_schema: Option<JsonSchemaInput>,
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSchemaInput {
+    /// The schema's name (OpenAI requires one; thresh only reports it).
+    pub name: String,
+    /// What the schema is for.
+    pub description: Option<String>,
+    /// The JSON schema the output follows.
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<serde_json::Value>,
+    /// OpenAI's strict mode. Constrained decoding always follows the schema; accepted either way.
+    pub strict: Option<bool>,
 }
 
 /// One pair of `/v1/rewards`.

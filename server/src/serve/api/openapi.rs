@@ -9,8 +9,8 @@ use utoipa::{OpenApi, ToSchema};
 use super::contract;
 use super::openai::{
     AlignmentInput, AlphaInput, ContentPart, CorrectBody, CorrectInput, GenerationBody,
-    MessageContent, PromptInput, RawMessage, RawPair, RewardPair, RewardsBody, StopInput,
-    StreamOptions,
+    JsonSchemaInput, MessageContent, PromptInput, RawMessage, RawPair, ResponseFormatInput,
+    ResponseFormatKind, RewardPair, RewardsBody, StopInput, StreamOptions,
 };
 
 /// OpenAI's error body.
@@ -106,6 +106,9 @@ fn metrics() {}
         RawPair,
         CorrectInput,
         AlphaInput,
+        ResponseFormatInput,
+        ResponseFormatKind,
+        JsonSchemaInput,
         ErrorBody,
         ErrorDetail
     ))

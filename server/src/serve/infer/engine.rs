@@ -120,6 +120,8 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
         chat_template,
         context,
         vocab_size,
+        remote_policy: matches!(policy, Policy::Remote(_)),
+        constraints: Default::default(),
     };
     Ok((
         Models {

@@ -21,6 +21,7 @@ pub fn validate_generation(
     limits: Limits,
 ) -> Result<GenRequest, ApiError> {
     unsupported(&body.other)?;
+    let grammar = super::structured::grammar(&body)?;
     let prompt = prompt(&body, route)?;
     let max_tokens = max_tokens(
         body.max_tokens,
@@ -79,6 +80,7 @@ pub fn validate_generation(
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
         return_token_ids,
+        grammar,
     })
 }
 
@@ -87,10 +89,6 @@ pub const IGNORED_FIELDS: &[&str] = &["metadata", "store"];
 
 /// OpenAI fields this server does not implement yet, with what to say about each.
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    (
-        "response_format",
-        "structured outputs (response_format) are not supported yet",
-    ),
     ("tools", "tool calling (tools) is not supported yet"),
     (
         "tool_choice",
@@ -107,22 +105,6 @@ const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ),
     ("logit_bias", "logit_bias is not supported yet"),
     ("suffix", "suffix (insertion) is not supported"),
-    (
-        "guided_json",
-        "guided decoding (guided_json) is not supported yet",
-    ),
-    (
-        "guided_regex",
-        "guided decoding (guided_regex) is not supported yet",
-    ),
-    (
-        "guided_grammar",
-        "guided decoding (guided_grammar) is not supported yet",
-    ),
-    (
-        "guided_choice",
-        "guided decoding (guided_choice) is not supported yet",
-    ),
 ];
 
 /// Fields outside [`GenerationBody`]'s own: a 400 that names the first one, unless it is
@@ -262,6 +244,7 @@ pub(super) fn sampling(body: &GenerationBody) -> Result<SamplingParams, ApiError
             Some(s) => s as u64,
             None => rand::random(),
         },
+        constraint: None,
     })
 }
 

@@ -12,6 +12,7 @@ mod messages;
 pub mod model_info;
 mod params;
 mod rewards;
+pub mod structured;
 #[cfg(test)]
 mod tests;
 pub mod tokenize;
@@ -102,6 +103,9 @@ pub struct GenRequest {
     pub include_usage: bool,
     /// Return the prompt's and the answers' token ids.
     pub return_token_ids: bool,
+    /// The grammar every answer follows (`response_format`, `guided_*`), compiled into
+    /// `sampling.constraint` by [`tokenize`].
+    pub grammar: Option<structured::GrammarRequest>,
 }
 
 impl GenRequest {

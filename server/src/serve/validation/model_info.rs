@@ -1,6 +1,9 @@
 //! What validation and the handlers know about the loaded models. The engine fills it in
 //! once loading succeeds ([`infer`](crate::serve::infer)).
 
+use std::sync::OnceLock;
+
+use thresh_decoding::ConstraintCompiler;
 use thresh_models::{ChatTemplate, Tokenizer};
 
 /// What handlers need to know about the loaded models.
@@ -23,4 +26,18 @@ pub struct ModelInfo {
     pub context: usize,
     /// The policy's vocabulary size.
     pub vocab_size: usize,
+    /// Whether the policy is a remote server (which decodes without thresh's grammars).
+    pub remote_policy: bool,
+    /// The grammar compiler for the policy's vocabulary, built on the first structured request.
+    pub constraints: OnceLock<Result<ConstraintCompiler, String>>,
+}
+
+impl ModelInfo {
+    /// The grammar compiler for the policy's vocabulary, or why this tokenizer has none.
+    pub fn constraint_compiler(&self) -> Result<&ConstraintCompiler, &str> {
+        self.constraints
+            .get_or_init(|| ConstraintCompiler::new(&self.tokenizer).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }

@@ -771,8 +771,10 @@ fn a_body_with_only_a_prompt_gets_every_default() {
         stream,
         include_usage,
         return_token_ids,
+        grammar,
     } = r.clone();
     assert!(!return_token_ids);
+    assert_eq!(grammar, None);
     assert_eq!(correct, CorrectMode::Off);
     assert!(!logprobs);
     assert_eq!(route, Route::Completions);
@@ -1190,11 +1192,9 @@ fn return_token_ids_is_off_by_default_and_not_streamed() {
 #[test]
 fn fields_the_server_does_not_implement_are_rejected_by_name() {
     for (field, fragment) in [
-        ("response_format", "structured outputs"),
         ("tools", "tool calling"),
         ("tool_choice", "tool calling"),
         ("logit_bias", "logit_bias"),
-        ("guided_json", "guided decoding"),
         ("temprature", "unknown field `temprature`"),
     ] {
         let e = completions(json!({ field: {"type": "json_object"} }));
@@ -1218,4 +1218,91 @@ fn an_open_end_stays_open_when_the_value_rounds_to_it_in_f32() {
     let r = completions(json!({"top_p": 5e-324, "repetition_penalty": 5e-324})).unwrap();
     assert!(r.sampling.top_p > 0.0);
     assert!(r.sampling.repetition_penalty > 0.0);
+}
+
+#[test]
+fn structured_output_fields_become_one_grammar_named_in_its_errors() {
+    use thresh_decoding::Grammar;
+    let g = |body: serde_json::Value| completions(body).unwrap().grammar;
+    assert_eq!(g(json!({"response_format": {"type": "text"}})), None);
+    let object = g(json!({"response_format": {"type": "json_object"}})).unwrap();
+    assert_eq!(object.field, "response_format");
+    assert_eq!(
+        object.grammar,
+        Grammar::JsonSchema(json!({"type": "object"}))
+    );
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let named = g(json!({"response_format": {"type": "json_schema",
+        "json_schema": {"name": "a", "schema": schema, "strict": true}}}))
+    .unwrap();
+    assert_eq!(named.grammar, Grammar::JsonSchema(schema.clone()));
+    // vLLM's guided_json takes the schema or the schema as a string.
+    let as_text = g(json!({"guided_json": schema.to_string()})).unwrap();
+    assert_eq!(
+        (as_text.field, as_text.grammar),
+        ("guided_json", Grammar::JsonSchema(schema))
+    );
+    assert_eq!(
+        g(json!({"guided_regex": "[0-9]+"})).unwrap().grammar,
+        Grammar::Regex("[0-9]+".into())
+    );
+    assert_eq!(
+        g(json!({"guided_choice": ["yes", "no"]})).unwrap().grammar,
+        Grammar::Choice(vec!["yes".into(), "no".into()])
+    );
+    for (body, field, fragment) in [
+        (
+            json!({"response_format": {"type": "json_schema"}}),
+            "response_format.json_schema",
+            "needs json_schema",
+        ),
+        (
+            json!({"response_format": {"type": "json_object", "json_schema": {"name": "a"}}}),
+            "response_format.json_schema",
+            "belongs to",
+        ),
+        (
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "", "schema": {}}}}),
+            "response_format.json_schema.name",
+            "1 to 64",
+        ),
+        (
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": 3}}}),
+            "response_format.json_schema.schema",
+            "schema object",
+        ),
+        (
+            json!({"guided_json": "{not json"}),
+            "guided_json",
+            "not JSON",
+        ),
+        (
+            json!({"guided_regex": " "}),
+            "guided_regex",
+            "must not be empty",
+        ),
+        (
+            json!({"guided_choice": []}),
+            "guided_choice",
+            "at least one",
+        ),
+        (
+            json!({"response_format": {"type": "json_object"}, "guided_regex": "a"}),
+            "guided_regex",
+            "both constrain",
+        ),
+    ] {
+        assert_rejected(completions(body), field, fragment);
+    }
+    // An unknown type or key is refused while parsing, not ignored.
+    assert!(
+        serde_json::from_value::<GenerationBody>(json!({"response_format": {"type": "xml"}}))
+            .is_err()
+    );
+    assert!(
+        serde_json::from_value::<GenerationBody>(
+            json!({"response_format": {"type": "json_object", "extra": 1}})
+        )
+        .is_err()
+    );
 }

@@ -2,9 +2,11 @@
 //! prompt's length: the context, `max_tokens` and the request's KV budget.
 
 use thresh_decoding::strategy::{Schedule, Strategy};
+use thresh_decoding::{Constraint, DecodeError};
 use thresh_reward::Prompt;
 
 use super::model_info::ModelInfo;
+use super::structured::GrammarRequest;
 use super::{CorrectMode, GenRequest, Limits, PromptSpec, Route, Tokenized, bad};
 use crate::serve::api::errors::ApiError;
 
@@ -152,9 +154,36 @@ pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tok
     }
     let mut req = req;
     req.stop.max_tokens = max_tokens;
+    if let Some(g) = &req.grammar {
+        req.sampling.constraint = Some(constraint(g, info)?);
+    }
     Ok(Tokenized {
         req,
         prompt_ids,
         reward_prompt,
+    })
+}
+
+/// The request's grammar compiled against the policy's vocabulary: a 400 naming its field
+/// when it does not compile, or when this policy cannot be constrained.
+fn constraint(g: &GrammarRequest, info: &ModelInfo) -> Result<Constraint, ApiError> {
+    if info.remote_policy {
+        return Err(bad(
+            g.field,
+            format!(
+                "{} is not supported over a remote policy: thresh constrains only the rows it decodes",
+                g.field
+            ),
+        ));
+    }
+    let compiler = info
+        .constraint_compiler()
+        .map_err(|why| bad(g.field, why))?;
+    compiler.compile(&g.grammar).map_err(|e| {
+        let why = match e {
+            DecodeError::InvalidGrammar(why) => why,
+            other => other.to_string(),
+        };
+        bad(g.field, format!("{} does not compile: {why}", g.field))
     })
 }
