@@ -1,0 +1,201 @@
+//! Structured outputs over real HTTP on the demo models (SmolLM2 policy, MiniLM reward):
+//! `response_format` with JSON schemas and JSON-object mode, vLLM's `guided_*` fields, under
+//! plain sampling and every strategy, streamed and not; malformed or uncompilable grammars
+//! are a 400 naming the field.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use thresh_server::serve::ServeConfig;
+
+fn schemas() -> Vec<(&'static str, Value)> {
+    let name = json!({"type": "string", "minLength": 1, "maxLength": 12});
+    vec![
+        (
+            "Describe a cat.",
+            json!({"type": "object", "properties": {"name": name, "age": {"type": "integer", "minimum": 0, "maximum": 25}},
+                   "required": ["name", "age"], "additionalProperties": false}),
+        ),
+        (
+            "List two colours.",
+            json!({"type": "object", "properties": {"colours": {"type": "array", "minItems": 2, "maxItems": 2,
+                   "items": {"enum": ["red", "green", "blue", "yellow"]}}}, "required": ["colours"],
+                   "additionalProperties": false}),
+        ),
+        (
+            "Who wrote Hamlet?",
+            json!({"type": "object", "properties": {"author": {"type": "object",
+                   "properties": {"first": name, "last": name}, "required": ["first", "last"],
+                   "additionalProperties": false},
+                   "sure": {"type": "boolean"}}, "required": ["author", "sure"],
+                   "additionalProperties": false}),
+        ),
+    ]
+}
+
+fn assert_valid(schema: &Value, text: &str, what: &str) {
+    let value: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: {text:?} is not JSON: {e}"));
+    assert!(
+        jsonschema::validator_for(schema).unwrap().is_valid(&value),
+        "{what}: {text} does not follow {schema}"
+    );
+}
+
+fn format_of(schema: &Value) -> Value {
+    json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": true}})
+}
+
+#[tokio::test]
+async fn every_strategy_answers_in_the_requested_schema() {
+    let cfg = ServeConfig::for_models(
+        thresh_models::testing::smollm2_gguf(),
+        thresh_models::testing::minilm_dir(),
+    );
+    let server = start_ready(cfg).await;
+    let c = client();
+    let chat = url(&server, "/v1/chat/completions");
+    for (i, (question, schema)) in schemas().into_iter().enumerate() {
+        for strategy in [
+            "none",
+            "best_of_n",
+            "speculative_rejection",
+            "soft_best_of_n",
+            "rejection_sampling",
+        ] {
+            let body = json!({"messages": [{"role": "user", "content": question}],
+                "max_tokens": 96, "seed": 11 + i, "temperature": 0.8,
+                "response_format": format_of(&schema),
+                "alignment": {"strategy": strategy, "candidates": 4, "return_candidates": true,
+                              "threshold": -1.0, "decision_tokens": [6]}});
+            let mut body = body;
+            if strategy != "speculative_rejection" {
+                body["alignment"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("decision_tokens");
+            }
+            let (status, _, v) = post(&c, &chat, &body).await;
+            assert_eq!(status, 200, "{strategy}: {v}");
+            let choice = &v["choices"][0];
+            assert_eq!(choice["finish_reason"], "stop", "{strategy}: {v}");
+            let text = choice["message"]["content"].as_str().unwrap();
+            assert_valid(&schema, text, &format!("case {i} {strategy}"));
+            // Every candidate that finished is valid too, not only the chosen one.
+            for cand in v["alignment"]["candidates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if cand["finish_reason"] == "stop" && cand["pruned_round"].is_null() {
+                    assert_valid(
+                        &schema,
+                        cand["text"].as_str().unwrap(),
+                        &format!("case {i} {strategy} candidate"),
+                    );
+                }
+            }
+            // The same seed gives the same answer.
+            let (_, _, again) = post(&c, &chat, &body).await;
+            assert_eq!(
+                again["choices"][0]["message"]["content"], choice["message"]["content"],
+                "{strategy}"
+            );
+        }
+    }
+
+    // Streamed: the deltas add up to a valid answer.
+    let (question, schema) = &schemas()[0];
+    let body = json!({"messages": [{"role": "user", "content": question}], "max_tokens": 96,
+        "seed": 5, "stream": true, "response_format": format_of(schema)});
+    let (status, events) = post_stream(&c, &chat, &body).await;
+    assert_eq!(status, 200);
+    let text: String = data_events(&events)
+        .iter()
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_valid(schema, &text, "streamed");
+
+    // JSON-object mode and vLLM's guided fields on /v1/completions.
+    let completions = url(&server, "/v1/completions");
+    let (status, _, v) = post(
+        &c,
+        &completions,
+        &json!({"prompt": "A JSON object describing a dog:",
+        "max_tokens": 64, "seed": 1, "guided_choice": ["dog", "cat"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        ["dog", "cat"].contains(&v["choices"][0]["text"].as_str().unwrap()),
+        "{v}"
+    );
+    let (status, _, v) = post(
+        &c,
+        &completions,
+        &json!({"prompt": "The year is",
+        "max_tokens": 8, "seed": 1, "guided_regex": "[12][0-9]{3}"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let year = v["choices"][0]["text"].as_str().unwrap();
+    assert!(year.len() == 4 && year.parse::<u32>().is_ok(), "{v}");
+    let mut objects = 0;
+    for seed in 0..3 {
+        let (status, _, v) = post(
+            &c,
+            &chat,
+            &json!({"messages": [{"role": "user", "content": "Describe a dog as JSON."}],
+            "max_tokens": 128, "seed": seed, "response_format": {"type": "json_object"}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        if v["choices"][0]["finish_reason"] == "stop" {
+            let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+            assert!(
+                serde_json::from_str::<Value>(text).unwrap().is_object(),
+                "{text}"
+            );
+            objects += 1;
+        }
+    }
+    assert!(objects >= 1, "no JSON object ended within 128 tokens");
+
+    // Errors name the field.
+    for (body, param) in [
+        (
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "a",
+            "schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}}}}),
+            "response_format",
+        ),
+        (json!({"guided_regex": "(unclosed"}), "guided_regex"),
+        (
+            json!({"guided_grammar": "start: missing_rule"}),
+            "guided_grammar",
+        ),
+        (
+            json!({"response_format": {"type": "json_schema"}}),
+            "response_format.json_schema",
+        ),
+        (
+            json!({"response_format": {"type": "json_object"}, "guided_json": {"type": "object"}}),
+            "guided_json",
+        ),
+        (
+            json!({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "sometimes"}),
+            "tool_choice",
+        ),
+    ] {
+        let mut body = body;
+        body["messages"] = json!([{"role": "user", "content": "hi"}]);
+        let (status, _, v) = post(&c, &chat, &body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["param"], param, "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    }
+}
