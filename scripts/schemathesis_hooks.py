@@ -8,6 +8,12 @@ Each is a 400 naming the field, documented in the field's description:
 - one decision schedule: at most one of `alignment.decision_tokens`,
   `first_decision_tokens` and `kv_budget_tokens`; `decision_tokens` strictly increasing;
 - `alignment.correct` is not streamed;
+- at most one grammar (`response_format` json_object/json_schema, `guided_json`,
+  `guided_regex`, `guided_grammar`, `guided_choice`); `response_format.json_schema` is given
+  with type `json_schema` and only with it;
+- a grammar compiles: whether a generated regex, Lark text or JSON schema is well-formed is
+  not a schema keyword, so generated ones are dropped (`guided_choice`, JSON-object mode and
+  a `json_schema` without `schema` remain, and compile whatever they hold);
 - the prompt fits the server's `--max-input-tokens` (SCHEMATHESIS_MAX_INPUT_TOKENS here). A
   token count is not a schema keyword; the bound used is safe for the demo policy's
   byte-level BPE, where a token covers at least one byte: UTF-8 bytes of the text, plus the
@@ -39,6 +45,24 @@ def _may_exceed_the_input_limit(body):
     return len(text.encode("utf-8", "surrogatepass")) + 8 * count + 64 > MAX_INPUT_TOKENS
 
 
+def _breaks_a_grammar_rule(body):
+    fmt = body.get("response_format")
+    grammars = 0
+    if isinstance(fmt, dict):
+        kind = fmt.get("type")
+        spec = fmt.get("json_schema")
+        if (kind == "json_schema") != (spec is not None):
+            return True
+        if isinstance(spec, dict) and spec.get("schema") is not None:
+            return True
+        grammars += kind in ("json_object", "json_schema")
+    for key in ("guided_json", "guided_regex", "guided_grammar"):
+        if body.get(key) is not None:
+            return True
+    grammars += body.get("guided_choice") is not None
+    return grammars > 1
+
+
 def _breaks_a_cross_field_rule(body):
     low = _int(body.get("min_tokens"))
     high = _int(body.get("max_tokens"))
@@ -68,6 +92,8 @@ def _breaks_a_cross_field_rule(body):
     if isinstance(taus, list) and any(
             _int(a) is not None and _int(b) is not None and a >= b
             for a, b in zip(taus, taus[1:])):
+        return True
+    if _breaks_a_grammar_rule(body):
         return True
     if _may_exceed_the_input_limit(body):
         return True

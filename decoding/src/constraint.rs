@@ -47,14 +47,27 @@ impl Grammar {
                         "a choice needs at least one option".into(),
                     ));
                 }
-                let alternatives: Vec<String> = options
-                    .iter()
-                    .map(|o| serde_json::Value::String(o.clone()).to_string())
-                    .collect();
-                TopLevelGrammar::from_lark(format!("start: {}", alternatives.join(" | ")))
+                let alternatives: Vec<String> = options.iter().map(|o| literal(o)).collect();
+                TopLevelGrammar::from_regex(&alternatives.join("|"))
             }
         })
     }
+}
+
+/// `text` as a regular expression matching exactly it: letters, digits and spaces as they are,
+/// every other character as its code point (`\x{..}`), so no string needs quoting rules.
+fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('(');
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == ' ' {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{:x}}}", c as u32));
+        }
+    }
+    out.push(')');
+    out
 }
 
 /// `schema` with llguidance's options for compact JSON (`", "` and `": "` between items and
@@ -254,5 +267,66 @@ fn apply(mask: &SimpleVob, logits: &mut [f32]) {
                 *l = f32::NEG_INFINITY;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte-level test tokenizer: one token per byte, EOS `<|im_end|>` (257).
+    fn byte_tokenizer() -> Tokenizer {
+        let dir = tempfile::tempdir().unwrap();
+        thresh_models::testing::write_byte_tokenizer(dir.path()).unwrap();
+        let inner = Tokenizer::from_file(&dir.path().join("tokenizer.json")).unwrap();
+        Tokenizer::new(inner, None, Some("<|im_end|>".into()), vec![])
+    }
+
+    /// Walks a row through `text` byte by byte; every byte must be allowed when it comes.
+    fn accepts(c: &Constraint, text: &str) -> bool {
+        let mut row = c.start();
+        for b in text.bytes() {
+            let mut logits = vec![0.0f32; 258];
+            row.mask(&mut logits, &[257]);
+            if logits[b as usize] == f32::NEG_INFINITY {
+                return false;
+            }
+            row.consume(b as u32);
+        }
+        let mut logits = vec![0.0f32; 258];
+        row.mask(&mut logits, &[257]);
+        logits[257] == 0.0 || row.is_done()
+    }
+
+    #[test]
+    fn choices_of_any_characters_compile_and_admit_exactly_their_options() {
+        let compiler = ConstraintCompiler::new(&byte_tokenizer()).unwrap();
+        let options: Vec<String> = ["a\"b", "x|y", "(.*)", "tab\there", "ü", "yes"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = compiler.compile(&Grammar::Choice(options.clone())).unwrap();
+        for o in &options {
+            assert!(accepts(&c, o), "{o:?} refused");
+        }
+        for o in ["a", "xy", "(", "ye", "yess", "x|yy"] {
+            assert!(!accepts(&c, o), "{o:?} accepted");
+        }
+    }
+
+    #[test]
+    fn json_schemas_are_compact_unless_they_say_otherwise() {
+        let compiler = ConstraintCompiler::new(&byte_tokenizer()).unwrap();
+        let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}},
+                                        "required": ["a"], "additionalProperties": false});
+        let c = compiler
+            .compile(&Grammar::JsonSchema(schema.clone()))
+            .unwrap();
+        assert!(accepts(&c, r#"{"a": 12}"#));
+        assert!(!accepts(&c, "{\n  \"a\": 12}"));
+        let mut free = schema;
+        free["x-guidance"] = serde_json::json!({"whitespace_flexible": true});
+        let c = compiler.compile(&Grammar::JsonSchema(free)).unwrap();
+        assert!(accepts(&c, "{\n  \"a\": 12}"));
     }
 }

@@ -174,6 +174,9 @@ pub fn document(limits: DocLimits) -> Value {
         schemas[name] = schema;
     }
     refine_parts(schemas, limits);
+    let name = &mut schemas["JsonSchemaInput"]["properties"]["name"];
+    name["minLength"] = json!(1);
+    name["maxLength"] = json!(64);
     if let Some(all) = schemas.as_object_mut() {
         all.remove("GenerationBody");
     }
@@ -422,6 +425,17 @@ fn constrain(props: &mut Value, limits: DocLimits) {
             contract::MAX_STOP_CHARS
         )}),
     );
+    let one_grammar = "At most one of response_format (json_object or json_schema), guided_json, \
+                       guided_regex, guided_grammar and guided_choice per request (else a 400); \
+                       a grammar that does not compile is a 400 naming its field";
+    for field in ["guided_regex", "guided_grammar"] {
+        set(field, json!({"pattern": "\\S", "description": one_grammar}));
+    }
+    set(
+        "guided_choice",
+        json!({"minItems": 1, "items": {"type": "string", "minLength": 1}, "description": one_grammar}),
+    );
+    set("guided_json", json!({"description": one_grammar}));
 }
 
 #[cfg(test)]
