@@ -13,7 +13,10 @@ Each is a 400 naming the field, documented in the field's description:
   with type `json_schema` and only with it;
 - a grammar compiles: whether a generated regex, Lark text or JSON schema is well-formed is
   not a schema keyword, so generated ones are dropped (`guided_choice`, JSON-object mode and
-  a `json_schema` without `schema` remain, and compile whatever they hold);
+  a `json_schema` without `schema` remain, and compile whatever they hold); for the same
+  reason tools with generated `parameters` are dropped;
+- `tool_choice` and `parallel_tool_calls` need `tools`; function names are distinct; a named
+  `tool_choice` names one of them; tools do not come with another grammar;
 - the prompt fits the server's `--max-input-tokens` (SCHEMATHESIS_MAX_INPUT_TOKENS here). A
   token count is not a schema keyword; the bound used is safe for the demo policy's
   byte-level BPE, where a token covers at least one byte: UTF-8 bytes of the text, plus the
@@ -41,8 +44,9 @@ def _may_exceed_the_input_limit(body):
     messages = body.get("messages")
     count = len(messages) if isinstance(messages, list) else 0
     # Every byte of the body's text fields counts, over-estimating (keys and punctuation too).
-    text = json.dumps([prompt, messages], ensure_ascii=False)
-    return len(text.encode("utf-8", "surrogatepass")) + 8 * count + 64 > MAX_INPUT_TOKENS
+    # Tools come in as a system message of their own text plus about 80 tokens of instructions.
+    text = json.dumps([prompt, messages, body.get("tools")], ensure_ascii=False)
+    return len(text.encode("utf-8", "surrogatepass")) + 8 * count + 160 > MAX_INPUT_TOKENS
 
 
 def _breaks_a_grammar_rule(body):
@@ -60,7 +64,30 @@ def _breaks_a_grammar_rule(body):
         if body.get(key) is not None:
             return True
     grammars += body.get("guided_choice") is not None
-    return grammars > 1
+    if grammars > 1:
+        return True
+    return _breaks_a_tool_rule(body, grammars)
+
+
+def _breaks_a_tool_rule(body, grammars):
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if tools is None:
+        return choice is not None or body.get("parallel_tool_calls") is not None
+    if not isinstance(tools, list):
+        return False
+    functions = [t.get("function") for t in tools if isinstance(t, dict)]
+    functions = [f for f in functions if isinstance(f, dict)]
+    if any(f.get("parameters") is not None for f in functions):
+        return True
+    names = [f.get("name") for f in functions]
+    if len(set(map(str, names))) < len(names):
+        return True
+    if isinstance(choice, dict):
+        named = choice.get("function")
+        if isinstance(named, dict) and named.get("name") not in names:
+            return True
+    return choice != "none" and grammars > 0
 
 
 def _breaks_a_cross_field_rule(body):

@@ -199,3 +199,161 @@ async fn every_strategy_answers_in_the_requested_schema() {
         assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
     }
 }
+
+fn weather_tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "minLength": 1, "maxLength": 16},
+                "unit": {"enum": ["celsius", "fahrenheit"]}},
+                "required": ["city", "unit"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "get_time", "description": "The time in a zone",
+            "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET", "PST"]}},
+                "required": ["zone"], "additionalProperties": false}}},
+    ])
+}
+
+/// Each call names a declared function and its arguments follow that function's schema.
+fn assert_calls(v: &Value, only: Option<&str>) {
+    let tools = weather_tools();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    assert!(choice["message"]["content"].is_null(), "{v}");
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert!(!calls.is_empty(), "{v}");
+    for call in calls {
+        assert_eq!(call["type"], "function");
+        assert!(call["id"].as_str().unwrap().starts_with("call_"));
+        let name = call["function"]["name"].as_str().unwrap();
+        if let Some(only) = only {
+            assert_eq!(name, only, "{v}");
+        }
+        let declared = tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["function"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not declared: {v}"));
+        let args = call["function"]["arguments"].as_str().unwrap();
+        assert_valid(&declared["function"]["parameters"], args, name);
+    }
+}
+
+#[tokio::test]
+async fn tool_calls_name_a_declared_function_with_valid_arguments() {
+    let cfg = ServeConfig::for_models(
+        thresh_models::testing::smollm2_gguf(),
+        thresh_models::testing::minilm_dir(),
+    );
+    let server = start_ready(cfg).await;
+    let c = client();
+    let chat = url(&server, "/v1/chat/completions");
+    let ask = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
+    for strategy in ["none", "best_of_n", "speculative_rejection"] {
+        for seed in 0..2 {
+            let body = json!({"messages": ask, "tools": weather_tools(), "tool_choice": "required",
+                "max_tokens": 96, "seed": seed, "alignment": {"strategy": strategy, "candidates": 4}});
+            let (status, _, v) = post(&c, &chat, &body).await;
+            assert_eq!(status, 200, "{v}");
+            assert_calls(&v, None);
+        }
+    }
+    // A named function is the one called, once.
+    let body = json!({"messages": ask, "tools": weather_tools(), "max_tokens": 96, "seed": 3,
+        "tool_choice": {"type": "function", "function": {"name": "get_time"}}});
+    let (status, _, v) = post(&c, &chat, &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_calls(&v, Some("get_time"));
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // auto: a call or a text answer, either well-formed; none: plain text.
+    for seed in 0..3 {
+        let body =
+            json!({"messages": ask, "tools": weather_tools(), "max_tokens": 96, "seed": seed});
+        let (status, _, v) = post(&c, &chat, &body).await;
+        assert_eq!(status, 200, "{v}");
+        match v["choices"][0]["finish_reason"].as_str().unwrap() {
+            "tool_calls" => assert_calls(&v, None),
+            "stop" => assert!(v["choices"][0]["message"]["content"].is_string(), "{v}"),
+            other => assert_eq!(other, "length", "{v}"),
+        }
+    }
+    let body = json!({"messages": ask, "tools": weather_tools(), "tool_choice": "none",
+        "max_tokens": 8, "seed": 1});
+    let (status, _, v) = post(&c, &chat, &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["choices"][0]["message"].get("tool_calls").is_none(),
+        "{v}"
+    );
+    // Streamed: the calls in one delta, then finish_reason tool_calls.
+    let body = json!({"messages": ask, "tools": weather_tools(), "tool_choice": "required",
+        "max_tokens": 96, "seed": 0, "stream": true});
+    let (status, events) = post_stream(&c, &chat, &body).await;
+    assert_eq!(status, 200);
+    let events = data_events(&events);
+    let with_calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["choices"][0]["delta"]["tool_calls"].is_array())
+        .collect();
+    assert_eq!(with_calls.len(), 1, "{events:?}");
+    let call = &with_calls[0]["choices"][0]["delta"]["tool_calls"][0];
+    assert!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).is_ok());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["choices"][0]["finish_reason"] == "tool_calls"),
+        "{events:?}"
+    );
+    // A conversation that carries a call and its result goes on.
+    let history = json!([
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"unit\": \"celsius\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"celsius\": 21}"},
+    ]);
+    let body = json!({"messages": history, "tools": weather_tools(), "max_tokens": 32, "seed": 0});
+    let (status, _, v) = post(&c, &chat, &body).await;
+    assert_eq!(status, 200, "{v}");
+    // Refusals name the field.
+    let completions = url(&server, "/v1/completions");
+    let (status, _, v) = post(
+        &c,
+        &completions,
+        &json!({"prompt": "hi", "tools": weather_tools()}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["param"].as_str()),
+        (400, Some("tools")),
+        "{v}"
+    );
+    for (extra, param) in [
+        (
+            json!({"tool_choice": {"type": "function", "function": {"name": "nope"}}}),
+            "tool_choice.function.name",
+        ),
+        (
+            json!({"response_format": {"type": "json_object"}}),
+            "response_format",
+        ),
+        (
+            json!({"tools": [{"type": "function", "function": {"name": "a b"}}]}),
+            "tools[0].function.name",
+        ),
+        (json!({"tools": []}), "tools"),
+    ] {
+        let mut body = json!({"messages": ask, "tools": weather_tools()});
+        for (k, val) in extra.as_object().unwrap() {
+            body[k] = val.clone();
+        }
+        let (status, _, v) = post(&c, &chat, &body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["param"], param, "{v}");
+    }
+}

@@ -47,6 +47,94 @@ pub struct RawMessage {
     pub role: String,
     /// The content (null is read as empty).
     pub content: Option<MessageContent>,
+    /// An assistant turn's tool calls (shown to the model in the form it calls tools in).
+    pub tool_calls: Option<Vec<RawToolCall>>,
+    /// A `tool` turn: the call it answers (accepted; the order of the turns carries it).
+    pub tool_call_id: Option<String>,
+    /// The author's name (accepted and ignored).
+    pub name: Option<String>,
+}
+
+/// A tool call of an earlier assistant turn, as OpenAI returned it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RawToolCall {
+    /// The call's id.
+    pub id: Option<String>,
+    /// `function`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The function called.
+    pub function: RawFunctionCall,
+}
+
+/// The function of a [`RawToolCall`].
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RawFunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments, as a JSON text.
+    pub arguments: String,
+}
+
+/// One entry of `tools`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolInput {
+    /// `function`, the only kind.
+    #[serde(rename = "type")]
+    pub kind: ToolKind,
+    /// The function.
+    pub function: FunctionInput,
+}
+
+/// The kinds of tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolKind {
+    /// A function the model may call.
+    Function,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionInput {
+    /// Its name: letters, digits, `_` and `-`, at most 64.
+    pub name: String,
+    /// What it does (shown to the model).
+    pub description: Option<String>,
+    /// A JSON schema of its arguments (an object); absent: any object.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Value>,
+    /// OpenAI's strict mode; the arguments always follow `parameters` here.
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice`: `none`, `auto`, `required`, or one named function.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ToolChoiceInput {
+    /// `none`, `auto` or `required`.
+    Mode(String),
+    /// `{"type": "function", "function": {"name": ...}}`.
+    Named(NamedToolChoice),
+}
+
+/// A `tool_choice` that names a function.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct NamedToolChoice {
+    /// `function`.
+    #[serde(rename = "type")]
+    pub kind: ToolKind,
+    /// The function to call.
+    pub function: NamedFunction,
+}
+
+/// The name in a [`NamedToolChoice`].
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct NamedFunction {
+    /// A function of `tools`.
+    pub name: String,
 }
 
 /// `stop`: one string or a list.
@@ -209,6 +297,13 @@ pub struct GenerationBody {
     pub guided_grammar: Option<String>,
     /// vLLM's guided decoding: the output is exactly one of these strings.
     pub guided_choice: Option<Vec<String>>,
+    /// Chat: functions the model may call; answers that call one come back as
+    /// `message.tool_calls` with `finish_reason: "tool_calls"`.
+    pub tools: Option<Vec<ToolInput>>,
+    /// Chat: `auto` (the default with tools), `none`, `required`, or a named function.
+    pub tool_choice: Option<ToolChoiceInput>,
+    /// Chat: whether one answer may call several functions (default true).
+    pub parallel_tool_calls: Option<bool>,
     /// Every other field, kept so that validation can reject it by name (or accept the few
     /// that are ignored on purpose: `metadata`, `store`).
     #[serde(flatten)]

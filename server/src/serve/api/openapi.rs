@@ -8,9 +8,10 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::contract;
 use super::openai::{
-    AlignmentInput, AlphaInput, ContentPart, CorrectBody, CorrectInput, GenerationBody,
-    JsonSchemaInput, MessageContent, PromptInput, RawMessage, RawPair, ResponseFormatInput,
-    ResponseFormatKind, RewardPair, RewardsBody, StopInput, StreamOptions,
+    AlignmentInput, AlphaInput, ContentPart, CorrectBody, CorrectInput, FunctionInput,
+    GenerationBody, JsonSchemaInput, MessageContent, NamedFunction, NamedToolChoice, PromptInput,
+    RawFunctionCall, RawMessage, RawPair, RawToolCall, ResponseFormatInput, ResponseFormatKind,
+    RewardPair, RewardsBody, StopInput, StreamOptions, ToolChoiceInput, ToolInput, ToolKind,
 };
 
 /// OpenAI's error body.
@@ -109,6 +110,14 @@ fn metrics() {}
         ResponseFormatInput,
         ResponseFormatKind,
         JsonSchemaInput,
+        ToolInput,
+        ToolKind,
+        FunctionInput,
+        ToolChoiceInput,
+        NamedToolChoice,
+        NamedFunction,
+        RawToolCall,
+        RawFunctionCall,
         ErrorBody,
         ErrorDetail
     ))
@@ -140,17 +149,25 @@ pub fn document(limits: DocLimits) -> Value {
     let Some(generation) = schemas.get("GenerationBody").cloned() else {
         return doc;
     };
-    for (name, keep, drop) in [
+    let routes: [(&str, &str, &[&str]); 2] = [
         (
             "CompletionRequest",
             "prompt",
-            ["messages", "max_completion_tokens", "top_logprobs"],
+            &[
+                "messages",
+                "max_completion_tokens",
+                "top_logprobs",
+                "tools",
+                "tool_choice",
+                "parallel_tool_calls",
+            ],
         ),
-        ("ChatRequest", "messages", ["prompt", "echo", "best_of"]),
-    ] {
+        ("ChatRequest", "messages", &["prompt", "echo", "best_of"]),
+    ];
+    for (name, keep, drop) in routes {
         let mut schema = generation.clone();
         if let Some(props) = schema["properties"].as_object_mut() {
-            for field in drop {
+            for &field in drop {
                 props.remove(field);
             }
         }
@@ -177,6 +194,11 @@ pub fn document(limits: DocLimits) -> Value {
     let name = &mut schemas["JsonSchemaInput"]["properties"]["name"];
     name["minLength"] = json!(1);
     name["maxLength"] = json!(64);
+    schemas["FunctionInput"]["properties"]["name"]["pattern"] = json!("^[A-Za-z0-9_-]{1,64}$");
+    schemas["ToolChoiceInput"] = json!({
+        "description": "none, auto (the default with tools), required, or a function of tools by name",
+        "oneOf": [{"type": "string", "enum": ["none", "auto", "required"]},
+                  {"$ref": "#/components/schemas/NamedToolChoice"}]});
     if let Some(all) = schemas.as_object_mut() {
         all.remove("GenerationBody");
     }
@@ -436,6 +458,10 @@ fn constrain(props: &mut Value, limits: DocLimits) {
         json!({"minItems": 1, "items": {"type": "string", "minLength": 1}, "description": one_grammar}),
     );
     set("guided_json", json!({"description": one_grammar}));
+    set(
+        "tools",
+        json!({"minItems": 1, "description": "Functions with distinct names; not with response_format or guided_* (else a 400)"}),
+    );
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ async fn generation(
             .req
             .return_token_ids
             .then(|| tokenized.prompt_ids.clone()),
+        tool_calls: tokenized.req.tool_calls,
     };
     let stream = tokenized.req.stream;
     let generation = s.infer.generate(tokenized)?;

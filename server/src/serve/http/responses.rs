@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use thresh_decoding::strategy::{Candidate, Fate, StrategyStats};
 
 use crate::serve::infer::jobs::{ChoiceOut, GenOutput};
-use crate::serve::validation::Route;
+use crate::serve::validation::{Route, tools};
 
 /// What every body of one response shares.
 #[derive(Debug, Clone)]
@@ -38,6 +38,38 @@ pub struct RespCtx {
     pub tokenize_time: Duration,
     /// The prompt's token ids, when the request asked for token ids.
     pub prompt_token_ids: Option<Vec<u32>>,
+    /// Answers are in the generic tool-call form, returned as `tool_calls`.
+    pub tool_calls: bool,
+}
+
+/// An answer's chat `message` (or stream `delta`, without the role) and finish reason:
+/// its text, or under tools the calls it makes (`content: null`, `finish_reason:
+/// "tool_calls"`) or the text it answers with.
+pub fn chat_message(
+    ctx: &RespCtx,
+    index: usize,
+    text: &str,
+    finish: &'static str,
+) -> (Value, &'static str) {
+    if !ctx.tool_calls {
+        return (json!({"role": "assistant", "content": text}), finish);
+    }
+    let a = tools::answer(text, finish);
+    let mut m = json!({"role": "assistant", "content": a.content});
+    if !a.calls.is_empty() {
+        let hex = ctx.id.rsplit('-').next().unwrap_or_default();
+        let calls: Vec<Value> = a
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(j, (name, arguments))| {
+                json!({"index": j, "id": format!("call_{}_{index}_{j}", &hex[..hex.len().min(16)]),
+                       "type": "function", "function": {"name": name, "arguments": arguments}})
+            })
+            .collect();
+        m["tool_calls"] = json!(calls);
+    }
+    (m, a.finish_reason)
 }
 
 /// Unix time in seconds.
@@ -181,13 +213,16 @@ pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
                     "finish_reason": c.finish_reason,
                     "reward": c.score.map(score_json),
                 }),
-                Route::Chat => json!({
-                    "index": i,
-                    "message": {"role": "assistant", "content": c.text},
-                    "logprobs": logprobs_json(ctx.route, c),
-                    "finish_reason": c.finish_reason,
-                    "reward": c.score.map(score_json),
-                }),
+                Route::Chat => {
+                    let (message, finish) = chat_message(ctx, i, &c.text, c.finish_reason);
+                    json!({
+                        "index": i,
+                        "message": message,
+                        "logprobs": logprobs_json(ctx.route, c),
+                        "finish_reason": finish,
+                        "reward": c.score.map(score_json),
+                    })
+                }
             };
             if let Some(prompt_ids) = &ctx.prompt_token_ids {
                 // vLLM's shape: both lists on each choice (null for a corrected answer).
@@ -288,6 +323,7 @@ mod tests {
             arrived: Instant::now(),
             tokenize_time: Duration::ZERO,
             prompt_token_ids: None,
+            tool_calls: false,
         }
     }
 

@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 
-use super::responses::{RespCtx, alignment_json, chunk, chunk_choice, logprobs_value, usage_chunk};
+use serde_json::{Value, json};
+
+use super::responses::{
+    RespCtx, alignment_json, chat_message, chunk, chunk_choice, logprobs_value, usage_chunk,
+};
 use crate::serve::api::errors::ApiError;
 use crate::serve::infer::Generation;
 use crate::serve::infer::jobs::{Event, GenOutput};
@@ -86,7 +90,10 @@ impl StreamState {
                 logprobs,
             } => {
                 self.first_token();
-                self.text_chunk(index, &text, logprobs.as_deref());
+                // Tool calls are known once an answer is whole: sent in `finish`.
+                if !self.ctx.tool_calls {
+                    self.text_chunk(index, &text, logprobs.as_deref());
+                }
             }
             Event::Done(result) => match *result {
                 Ok(out) => self.finish(out),
@@ -97,7 +104,7 @@ impl StreamState {
 
     fn finish(&mut self, out: GenOutput) {
         let aligned = self.ctx.strategy != "none";
-        if aligned {
+        if aligned && !self.ctx.tool_calls {
             self.first_token();
             for (i, c) in out.choices.iter().enumerate() {
                 // The chosen answer as deltas, one word (with its leading space) at a time,
@@ -109,9 +116,27 @@ impl StreamState {
                 }
             }
         }
+        let mut reasons: Vec<&'static str> = out.choices.iter().map(|c| c.finish_reason).collect();
+        if self.ctx.tool_calls {
+            self.first_token();
+            for (i, c) in out.choices.iter().enumerate() {
+                // OpenAI's shape: the calls (with their whole arguments) in one delta.
+                let (mut delta, finish) = chat_message(&self.ctx, i, &c.text, c.finish_reason);
+                if let Some(d) = delta.as_object_mut() {
+                    d.remove("role");
+                    if d.get("content").is_some_and(Value::is_null) {
+                        d.remove("content");
+                    }
+                }
+                reasons[i] = finish;
+                let ch =
+                    json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": null});
+                self.pending.push_back(data(&chunk(&self.ctx, vec![ch])));
+            }
+        }
         let last = out.choices.len().saturating_sub(1);
         for (i, c) in out.choices.iter().enumerate() {
-            let ch = chunk_choice(&self.ctx, i, None, false, Some((c.finish_reason, c.score)));
+            let ch = chunk_choice(&self.ctx, i, None, false, Some((reasons[i], c.score)));
             let mut body = chunk(&self.ctx, vec![ch]);
             if i == last {
                 body["alignment"] = alignment_json(&self.ctx, &out);

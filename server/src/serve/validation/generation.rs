@@ -21,8 +21,24 @@ pub fn validate_generation(
     limits: Limits,
 ) -> Result<GenRequest, ApiError> {
     unsupported(&body.other)?;
-    let grammar = super::structured::grammar(&body)?;
-    let prompt = prompt(&body, route)?;
+    let tools = super::tools::tools(&body, route == Route::Chat)?;
+    let mut grammar = super::structured::grammar(&body)?;
+    let mut prompt = prompt(&body, route)?;
+    if let Some(t) = &tools {
+        if let Some(g) = &grammar {
+            return Err(bad(
+                g.field,
+                format!("{} and tools both constrain the output; send one", g.field),
+            ));
+        }
+        grammar = Some(super::structured::GrammarRequest {
+            grammar: t.grammar.clone(),
+            field: "tools",
+        });
+        if let PromptSpec::Messages(m) = prompt {
+            prompt = PromptSpec::Messages(super::tools::with_system(m, &t.system));
+        }
+    }
     let max_tokens = max_tokens(
         body.max_tokens,
         body.max_completion_tokens,
@@ -81,6 +97,7 @@ pub fn validate_generation(
                 .unwrap_or(false),
         return_token_ids,
         grammar,
+        tool_calls: tools.is_some(),
     })
 }
 
@@ -89,15 +106,6 @@ pub const IGNORED_FIELDS: &[&str] = &["metadata", "store"];
 
 /// OpenAI fields this server does not implement yet, with what to say about each.
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    ("tools", "tool calling (tools) is not supported yet"),
-    (
-        "tool_choice",
-        "tool calling (tool_choice) is not supported yet",
-    ),
-    (
-        "parallel_tool_calls",
-        "tool calling (parallel_tool_calls) is not supported yet",
-    ),
     ("functions", "function calling (functions) is not supported"),
     (
         "function_call",

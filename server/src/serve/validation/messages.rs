@@ -60,6 +60,18 @@ fn convert(raw: &[RawMessage], param: &str) -> Result<Vec<ChatMessage>, ApiError
                     s
                 }
             };
+            let mut content = content;
+            if let Some(calls) = m.tool_calls.as_deref().filter(|c| !c.is_empty()) {
+                // The turn as the model writes a call, so that it reads its own earlier calls.
+                let calls: Vec<(String, String)> = calls
+                    .iter()
+                    .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
+                    .collect();
+                if !content.is_empty() {
+                    content.push('\n');
+                }
+                content.push_str(&super::tools::calls_text(&calls));
+            }
             let role = if m.role == "developer" { "system" } else { m.role.as_str() };
             Ok(ChatMessage::new(role, content))
         })

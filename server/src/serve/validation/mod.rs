@@ -16,6 +16,7 @@ pub mod structured;
 #[cfg(test)]
 mod tests;
 pub mod tokenize;
+pub mod tools;
 
 pub use generation::validate_generation;
 pub use messages::messages;
@@ -106,6 +107,8 @@ pub struct GenRequest {
     /// The grammar every answer follows (`response_format`, `guided_*`), compiled into
     /// `sampling.constraint` by [`tokenize`].
     pub grammar: Option<structured::GrammarRequest>,
+    /// Answers are tool calls in the generic form ([`tools`]), returned as `tool_calls`.
+    pub tool_calls: bool,
 }
 
 impl GenRequest {

@@ -772,9 +772,11 @@ fn a_body_with_only_a_prompt_gets_every_default() {
         include_usage,
         return_token_ids,
         grammar,
+        tool_calls,
     } = r.clone();
     assert!(!return_token_ids);
     assert_eq!(grammar, None);
+    assert!(!tool_calls);
     assert_eq!(correct, CorrectMode::Off);
     assert!(!logprobs);
     assert_eq!(route, Route::Completions);
@@ -1192,9 +1194,8 @@ fn return_token_ids_is_off_by_default_and_not_streamed() {
 #[test]
 fn fields_the_server_does_not_implement_are_rejected_by_name() {
     for (field, fragment) in [
-        ("tools", "tool calling"),
-        ("tool_choice", "tool calling"),
         ("logit_bias", "logit_bias"),
+        ("functions", "function calling"),
         ("temprature", "unknown field `temprature`"),
     ] {
         let e = completions(json!({ field: {"type": "json_object"} }));
