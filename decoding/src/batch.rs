@@ -123,6 +123,9 @@ pub struct BatchStats {
     pub decode_time: Duration,
     /// Time spent sampling and detokenising.
     pub sample_time: Duration,
+    /// Time spent computing grammar masks (part of sampling), summed over rows: rows are
+    /// sampled in parallel, so this is CPU time, not wall time.
+    pub mask_time: Duration,
 }
 
 /// The state of a batch being decoded.
@@ -465,10 +468,10 @@ impl<'m> DecodeBatch<'m> {
     /// Consumes the batch, returning its rows and statistics.
     pub fn into_parts(mut self) -> (Vec<Row>, BatchStats) {
         self.leave_stepper();
-        (
-            std::mem::take(&mut self.rows),
-            std::mem::take(&mut self.stats),
-        )
+        let rows = std::mem::take(&mut self.rows);
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.mask_time = rows.iter().map(|r| r.sampler.mask_time()).sum();
+        (rows, stats)
     }
 }
 

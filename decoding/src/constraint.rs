@@ -185,6 +185,18 @@ impl Constraint {
         &self.grammar
     }
 
+    /// Whether `tokens`, from the start of an output, are a whole output of the grammar (a
+    /// text written elsewhere, such as an aligner's correction, tokenised by the policy's
+    /// tokenizer).
+    pub fn accepts(&self, tokens: &[u32]) -> bool {
+        let mut m = (*self.matcher).clone();
+        match m.validate_tokens(tokens) {
+            Ok(n) if n == tokens.len() => {}
+            _ => return false,
+        }
+        m.consume_tokens(tokens).is_ok() && (m.is_stopped() || m.is_accepting().unwrap_or(false))
+    }
+
     /// A fresh per-row state at the start of the output.
     pub fn start(&self) -> RowConstraint {
         RowConstraint {
@@ -312,6 +324,19 @@ mod tests {
         for o in ["a", "xy", "(", "ye", "yess", "x|yy"] {
             assert!(!accepts(&c, o), "{o:?} accepted");
         }
+    }
+
+    #[test]
+    fn whole_outputs_are_accepted_and_others_not() {
+        let compiler = ConstraintCompiler::new(&byte_tokenizer()).unwrap();
+        let c = compiler
+            .compile(&Grammar::Regex("[0-9]{2}-[a-z]+".into()))
+            .unwrap();
+        let ids = |s: &str| s.bytes().map(u32::from).collect::<Vec<u32>>();
+        assert!(c.accepts(&ids("12-abc")));
+        assert!(!c.accepts(&ids("12-")), "a prefix is not a whole output");
+        assert!(!c.accepts(&ids("1x-abc")));
+        assert!(!c.accepts(&ids("12-abc9")));
     }
 
     #[test]

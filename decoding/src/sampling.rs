@@ -104,6 +104,8 @@ pub struct Sampler {
     work: Vec<f32>,
     /// This row's place in the request's grammar, if it has one.
     constraint: Option<RowConstraint>,
+    /// Time spent computing this row's grammar masks.
+    mask_time: std::time::Duration,
 }
 
 /// Tokens examined before falling back to a full sort for top-p.
@@ -119,7 +121,13 @@ impl Sampler {
             scratch: Vec::new(),
             work: Vec::new(),
             constraint: params.constraint.as_ref().map(Constraint::start),
+            mask_time: std::time::Duration::ZERO,
         }
+    }
+
+    /// Time this row has spent computing grammar masks.
+    pub fn mask_time(&self) -> std::time::Duration {
+        self.mask_time
     }
 
     /// Whether this row's grammar is complete and admits nothing more (the row ends).
@@ -149,10 +157,12 @@ impl Sampler {
         work.clear();
         work.extend_from_slice(logits);
         let mut banned = banned;
-        if let Some(c) = &mut self.constraint
-            && !c.mask(&mut work, banned)
-        {
-            banned = &[];
+        if let Some(c) = &mut self.constraint {
+            let t = std::time::Instant::now();
+            if !c.mask(&mut work, banned) {
+                banned = &[];
+            }
+            self.mask_time += t.elapsed();
         }
         let tok = self.sample_in_place(&mut work, context, banned);
         self.work = work;

@@ -205,6 +205,22 @@ async fn generate_then_correct_pipelines() {
             }
         }
     }
+    // Under a grammar a correction must keep the structure: the random tiny aligner's text is
+    // not one of the choices, so it is reported and the original answer returned.
+    let body = json!({"prompt": "Is ice cold?", "max_tokens": 6, "seed": 3, "temperature": 0.9,
+        "guided_choice": ["yes", "no"],
+        "alignment": {"strategy": "best_of_n", "candidates": 2, "correct": true}});
+    let (status, _, v) = post(&c, &url(&server, "/v1/completions"), &body).await;
+    assert_eq!(status, 200, "{v}");
+    let ch = &v["choices"][0];
+    let k = &ch["correction"];
+    assert!(
+        !["yes", "no"].contains(&k["corrected"].as_str().unwrap()),
+        "{v}"
+    );
+    assert_eq!(k["follows_format"], false, "{v}");
+    assert_eq!(k["returned"], "original", "{v}");
+    assert!(["yes", "no"].contains(&ch["text"].as_str().unwrap()), "{v}");
     // Bad modes and streaming are 400s naming the field.
     for alignment in [
         json!({"correct": "sometimes"}),

@@ -105,6 +105,42 @@ async fn every_strategy_answers_in_the_requested_schema() {
         }
     }
 
+    // Concurrent requests share decode passes (continuous batching); each row keeps its own
+    // grammar, and each answer equals the one it got alone.
+    let bodies: Vec<Value> = schemas()
+        .iter()
+        .enumerate()
+        .map(|(i, (q, schema))| {
+            json!({"messages": [{"role": "user", "content": q}], "max_tokens": 96, "seed": 40 + i,
+                   "response_format": format_of(schema), "alignment": {"strategy": "best_of_n", "candidates": 3}})
+        })
+        .collect();
+    let mut alone = Vec::new();
+    for b in &bodies {
+        alone.push(post(&c, &chat, b).await.2);
+    }
+    let page = get_text(&c, &url(&server, "/metrics")).await;
+    let before = (
+        metric(&page, "thresh_decode_passes_total", ""),
+        metric(&page, "thresh_decode_pass_requests_sum", ""),
+    );
+    let together = futures_util::future::join_all(bodies.iter().map(|b| post(&c, &chat, b))).await;
+    let page = get_text(&c, &url(&server, "/metrics")).await;
+    let passes = metric(&page, "thresh_decode_passes_total", "") - before.0;
+    let requests = metric(&page, "thresh_decode_pass_requests_sum", "") - before.1;
+    assert!(
+        requests > passes,
+        "no decode pass merged two requests: {passes} passes, {requests}"
+    );
+    for (i, ((_, _, v), solo)) in together.iter().zip(&alone).enumerate() {
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert_valid(&schemas()[i].1, text, &format!("concurrent {i}"));
+        assert_eq!(
+            v["choices"][0]["message"], solo["choices"][0]["message"],
+            "concurrent {i}"
+        );
+    }
+
     // Streamed: the deltas add up to a valid answer.
     let (question, schema) = &schemas()[0];
     let body = json!({"messages": [{"role": "user", "content": question}], "max_tokens": 96,

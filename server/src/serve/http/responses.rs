@@ -237,6 +237,9 @@ pub fn completion_json(ctx: &RespCtx, out: &GenOutput) -> Value {
                     "corrected_reward": k.corrected_score.map(score_json),
                     "returned": if k.returned_corrected { "corrected" } else { "original" },
                 });
+                if let Some(f) = k.follows_format {
+                    v["correction"]["follows_format"] = json!(f);
+                }
             }
             v
         })
@@ -469,6 +472,7 @@ mod tests {
             corrected: "fixed".into(),
             corrected_score: Some(f32::NAN),
             returned_corrected: true,
+            follows_format: None,
         });
         out.choices[1].correction = Some(CorrectionOut {
             original: "second".into(),
@@ -476,6 +480,7 @@ mod tests {
             corrected: "other".into(),
             corrected_score: Some(-2.0),
             returned_corrected: false,
+            follows_format: Some(false),
         });
         for route in [Route::Completions, Route::Chat] {
             let v = completion_json(&ctx(route), &out);
@@ -487,7 +492,7 @@ mod tests {
             assert_eq!(
                 v["choices"][1]["correction"],
                 json!({"original": "second", "original_reward": null, "corrected": "other",
-                       "corrected_reward": -2.0, "returned": "original"})
+                       "corrected_reward": -2.0, "returned": "original", "follows_format": false})
             );
         }
         let v = completion_json(&ctx(Route::Chat), &output());

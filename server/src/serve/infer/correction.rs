@@ -2,6 +2,8 @@
 //! the aligner's one guarded correction ([`thresh_aligner::Corrector::correct_guarded`]: an
 //! empty answer is corrected as `(no answer)`, an empty correction is not scored and cannot
 //! win), and each choice returns the correction (`On`) or the higher-scored text (`Guarded`).
+//! Under a grammar, a correction that breaks it is reported (`follows_format: false`) and the
+//! original returned.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -10,7 +12,7 @@ use std::time::Instant;
 use thresh_aligner::CorrectionInput;
 
 use super::error::InferError;
-use super::jobs::{CorrectionOut, GenOutput, Models};
+use super::jobs::{CorrectionOut, GenOutput, Models, Policy};
 use crate::serve::validation::{CorrectMode, Tokenized};
 
 /// Generate-then-correct: each answer goes through the aligner; both texts are scored, and
@@ -56,14 +58,26 @@ pub fn correct_choices(
     out.stats.reward_tokens += batch.reward_tokens;
     out.stats.reward_time += batch.reward_time;
     for (choice, g) in out.choices.iter_mut().zip(batch.items) {
-        let use_corrected = job.req.correct == CorrectMode::On || g.use_corrected;
         let k = g.correction;
+        // A correction must keep the answer's structure: checked on the policy's tokens.
+        let follows_format = match (&job.req.sampling.constraint, &models.policy) {
+            (Some(c), Policy::Local(m)) => Some(
+                m.tokenizer
+                    .encode(&k.text, false)
+                    .is_ok_and(|ids| c.accepts(&ids)),
+            ),
+            (Some(_), Policy::Remote(_)) => Some(false),
+            (None, _) => None,
+        };
+        let use_corrected = (job.req.correct == CorrectMode::On || g.use_corrected)
+            && follows_format != Some(false);
         choice.correction = Some(CorrectionOut {
             original: choice.text.clone(),
             original_score: Some(g.original_score),
             corrected: k.text.clone(),
             corrected_score: g.corrected_score,
             returned_corrected: use_corrected,
+            follows_format,
         });
         if use_corrected {
             choice.text = k.text;

@@ -78,6 +78,9 @@ pub struct CorrectionOut {
     pub corrected_score: Option<f32>,
     /// Whether the choice returns the correction.
     pub returned_corrected: bool,
+    /// Under a grammar (`response_format`, `guided_*`, `tools`): whether the correction
+    /// follows it. One that does not is never returned.
+    pub follows_format: Option<bool>,
 }
 
 /// The result of a generation job.
