@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod constraint;
 pub mod detok;
+pub mod device_sampling;
 pub mod error;
 pub mod generate;
 pub mod merge;

@@ -125,6 +125,13 @@ impl Sampler {
         }
     }
 
+    /// The next uniform in `[0, 1)` of this row's generator: the one the host sampler would
+    /// draw for its next sampled (non-greedy) token, for a draw made elsewhere
+    /// ([`DeviceSampler`](crate::device_sampling::DeviceSampler)).
+    pub fn next_uniform(&mut self) -> f32 {
+        self.rng.random::<f32>()
+    }
+
     /// Time this row has spent computing grammar masks.
     pub fn mask_time(&self) -> std::time::Duration {
         self.mask_time
@@ -278,6 +285,15 @@ impl Sampler {
         }
         if p.min_p > 0.0 {
             let floor = p.min_p * cands[0].1;
+            // Only the first `prefix` candidates are in order: grow it while they all clear
+            // the floor, or the count below would stop at an arbitrary one past them.
+            while prefix < keep && cands[prefix - 1].1 >= floor {
+                prefix = (prefix * 4).min(n);
+                if prefix < n {
+                    cands.select_nth_unstable_by(prefix, by_prob);
+                }
+                cands[..prefix].sort_unstable_by(by_prob);
+            }
             keep = keep.min(
                 cands[..keep]
                     .iter()
@@ -367,6 +383,28 @@ mod tests {
 
     fn logits() -> Vec<f32> {
         vec![2.0, 1.0, 0.5, 3.0, -1.0, 0.0]
+    }
+
+    #[test]
+    fn min_p_keeps_every_token_above_its_floor_past_the_sorted_prefix() {
+        // 150 equally likely tokens interleaved with 150 unlikely ones: min-p 0.5 keeps
+        // exactly the first 150, more than the sorted prefix of 64 holds.
+        let logits: Vec<f32> = (0..300)
+            .map(|i| if i % 2 == 0 { 0.0 } else { -10.0 })
+            .collect();
+        let params = SamplingParams {
+            min_p: 0.5,
+            seed: 4,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(&params, 0);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..5000 {
+            let t = s.sample(&logits, &[], &[]);
+            assert_eq!(t % 2, 0, "token {t} is below the floor");
+            seen.insert(t);
+        }
+        assert_eq!(seen.len(), 150, "every token above the floor is drawn");
     }
 
     #[test]

@@ -40,6 +40,8 @@ fn info() -> &'static ModelInfo {
             tokenizer,
             chat_template,
             context: 2048,
+            remote_policy: false,
+            constraints: Default::default(),
         }
     })
 }
