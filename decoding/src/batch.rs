@@ -14,6 +14,7 @@ use thresh_models::parallel::parallel_for_each_mut;
 use thresh_models::{Decoder, KvCache, Tokenizer};
 
 use crate::detok::{IncrementalDetokenizer, cut_at_stop};
+use crate::device_sampling::DeviceSampler;
 use crate::error::{DecodeError, Result};
 use crate::merge::Stepper;
 use crate::prefix::{PrefixCache, run_tokens};
@@ -138,8 +139,12 @@ pub struct DecodeBatch<'m> {
     rows: Vec<Row>,
     /// `active[i]` is the row held by cache row `i`.
     active: Vec<usize>,
-    /// Next-token logits of each active row, `(active, vocab)`.
+    /// Next-token logits of each active row, `(active, vocab)`, on the host.
     logits: Vec<Vec<f32>>,
+    /// The same logits left on the model's device, when sampling there.
+    device_logits: Option<Tensor>,
+    /// Samples on the device instead of the host ([`SamplingParams::on_device`]).
+    device_sampler: Option<DeviceSampler>,
     stats: BatchStats,
     cancel: Option<Arc<AtomicBool>>,
     /// Runs the decode steps instead of the decoder, while `entered`.
@@ -231,7 +236,21 @@ impl<'m> DecodeBatch<'m> {
             prefill_time,
             ..Default::default()
         };
+        let device_sampler = if params.on_device && params.constraint.is_none() {
+            Some(DeviceSampler::new(
+                params,
+                prompt,
+                n,
+                decoder.config().vocab_size,
+                tokenizer.eos_ids(),
+                decoder.device(),
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
+            device_logits: None,
+            device_sampler,
             decoder,
             tokenizer,
             prompt: prompt.to_vec(),
@@ -334,21 +353,44 @@ impl<'m> DecodeBatch<'m> {
             picked
         };
         let (prompt, stop) = (&self.prompt, &self.stop);
-        parallel_for_each_mut(&mut work, |_, (row, logits, out)| {
-            let banned: &[u32] = if !stop.ignore_eos && row.tokens.len() < stop.min_tokens {
-                &eos
-            } else {
-                &[]
-            };
-            let history: Vec<u32> = if row.sampler.uses_repetition_penalty() {
-                prompt.iter().chain(row.tokens.iter()).copied().collect()
+        if let (Some(dev), Some(logits)) = (&mut self.device_sampler, &self.device_logits) {
+            // On the device: the rows' own uniforms and EOS bans go there, ids come back.
+            let uniforms: Vec<f32> = if dev.needs_uniforms() {
+                work.iter_mut()
+                    .map(|w| w.0.sampler.next_uniform())
+                    .collect()
             } else {
                 Vec::new()
             };
-            let tok = row.sampler.sample(logits, &history, banned);
-            *out = (tok, log_prob(logits, tok));
-        });
+            let ban: Vec<bool> = work
+                .iter()
+                .map(|w| !stop.ignore_eos && w.0.tokens.len() < stop.min_tokens)
+                .collect();
+            let drawn = dev.sample(logits, &uniforms, &ban)?;
+            for (w, d) in work.iter_mut().zip(drawn) {
+                w.2 = d;
+            }
+        } else {
+            parallel_for_each_mut(&mut work, |_, (row, logits, out)| {
+                let banned: &[u32] = if !stop.ignore_eos && row.tokens.len() < stop.min_tokens {
+                    &eos
+                } else {
+                    &[]
+                };
+                let history: Vec<u32> = if row.sampler.uses_repetition_penalty() {
+                    prompt.iter().chain(row.tokens.iter()).copied().collect()
+                } else {
+                    Vec::new()
+                };
+                let tok = row.sampler.sample(logits, &history, banned);
+                *out = (tok, log_prob(logits, tok));
+            });
+        }
         let sampled: Vec<(u32, f32)> = work.into_iter().map(|w| w.2).collect();
+        if let Some(dev) = &mut self.device_sampler {
+            let ids: Vec<u32> = sampled.iter().map(|s| s.0).collect();
+            dev.observe(&ids)?;
+        }
         for (slot, &r) in self.active.iter().enumerate() {
             let row = &mut self.rows[r];
             let (tok, lp) = sampled[slot];
@@ -393,6 +435,8 @@ impl<'m> DecodeBatch<'m> {
         }
         self.stats.generated_tokens += self.active.len();
         self.stats.sample_time += t0.elapsed();
+        // These logits are spent; the next ones come from the forward pass below.
+        self.device_logits = None;
         self.retain_slots(&keep)?;
         if self.active.is_empty() {
             self.leave_stepper();
@@ -410,7 +454,12 @@ impl<'m> DecodeBatch<'m> {
                     self.decoder.forward_last(&ids, &mut self.cache)?
                 }
             };
-            self.logits = logits.to_vec2::<f32>()?;
+            if self.device_sampler.is_some() {
+                self.device_logits = Some(logits);
+                self.logits = vec![Vec::new(); self.active.len()];
+            } else {
+                self.logits = logits.to_vec2::<f32>()?;
+            }
             self.stats.decode_steps += 1;
             self.stats.decode_time += t1.elapsed();
             self.stats.peak_kv_bytes = self.stats.peak_kv_bytes.max(self.cache.bytes_in_use());
@@ -424,6 +473,14 @@ impl<'m> DecodeBatch<'m> {
         }
         self.cache.retain_rows(slots)?;
         self.active = slots.iter().map(|&s| self.active[s]).collect();
+        if let Some(dev) = &mut self.device_sampler {
+            dev.retain_rows(slots)?;
+        }
+        if let Some(l) = &self.device_logits {
+            let idx: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
+            let idx = Tensor::from_vec(idx, slots.len(), l.device())?;
+            self.device_logits = Some(l.index_select(&idx, 0)?);
+        }
         let mut logits = std::mem::take(&mut self.logits);
         self.logits = slots
             .iter()

@@ -27,6 +27,10 @@ pub struct SamplingParams {
     pub seed: u64,
     /// A grammar every row's output must match (JSON schema, regex, Lark); `None` = free text.
     pub constraint: Option<Constraint>,
+    /// Sample on the model's device ([`DeviceSampler`](crate::device_sampling::DeviceSampler)):
+    /// only token ids and log-probabilities come back to the host each step. Ignored for a
+    /// constrained batch, whose masks are computed on the host.
+    pub on_device: bool,
 }
 
 impl Default for SamplingParams {
@@ -41,6 +45,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             seed: 0,
             constraint: None,
+            on_device: false,
         }
     }
 }
@@ -250,7 +255,7 @@ impl Sampler {
             // Every weight underflowed: the most likely token is the only one left.
             return argmax(logits);
         }
-        let total: f32 = cands.iter().map(|c| c.1).sum();
+        let total = cands.iter().map(|c| f64::from(c.1)).sum::<f64>() as f32;
         let by_prob = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         let n = cands.len();
         let mut keep = if p.top_k > 0 { p.top_k.min(n) } else { n };

@@ -122,6 +122,7 @@ fn device_draws_match_the_host_sampler() {
                             presence_penalty,
                             seed: combo * 1000,
                             constraint: None,
+                            on_device: false,
                         };
                         // A vocabulary that is not a multiple of the prefix sum's block.
                         compare(&params, 3000, 4, 12, combo, &mut t);
@@ -188,4 +189,74 @@ fn the_full_vocabulary_and_pruned_rows_keep_their_state() {
         dev.observe(&chosen).unwrap();
     }
     assert!(same + 1 >= all, "{same} of {all} draws agree");
+}
+
+#[test]
+fn a_batch_sampled_on_the_device_generates_what_the_host_generates() {
+    use thresh_decoding::{DecodeBatch, StopConditions};
+    use thresh_models::{LoadOptions, load};
+    let p = thresh_models::testing::smollm2_gguf();
+    let m = load(p.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let prompt = m
+        .tokenizer
+        .encode("The three best things about autumn are", false)
+        .unwrap();
+    let stop = StopConditions {
+        max_tokens: 24,
+        ..Default::default()
+    };
+    for params in [
+        SamplingParams::greedy(),
+        SamplingParams {
+            temperature: 0.8,
+            top_p: 0.95,
+            seed: 3,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 50,
+            min_p: 0.02,
+            repetition_penalty: 1.2,
+            frequency_penalty: 0.3,
+            seed: 8,
+            ..Default::default()
+        },
+    ] {
+        let run = |on_device: bool| {
+            let params = SamplingParams {
+                on_device,
+                ..params.clone()
+            };
+            let mut b =
+                DecodeBatch::new(&m.decoder, &m.tokenizer, &prompt, 6, &params, &stop).unwrap();
+            for _ in 0..6 {
+                b.step().unwrap();
+            }
+            // Pruning mid-way moves the device state with the rows.
+            let drop: Vec<usize> = b
+                .active_rows()
+                .iter()
+                .copied()
+                .filter(|r| r % 3 == 0)
+                .collect();
+            b.prune(&drop).unwrap();
+            b.run_to_end().unwrap();
+            b.into_parts().0
+        };
+        let (host, device) = (run(false), run(true));
+        let same = host
+            .iter()
+            .zip(&device)
+            .filter(|(a, b)| a.tokens == b.tokens)
+            .count();
+        eprintln!("{params:?}: {same} of {} rows identical", host.len());
+        for (a, b) in host.iter().zip(&device) {
+            assert_eq!(a.tokens, b.tokens, "{params:?}");
+            assert_eq!(a.finish, b.finish);
+            for (x, y) in a.token_logprobs.iter().zip(&b.token_logprobs) {
+                assert!((x - y).abs() < 1e-3, "log-probabilities {x} and {y}");
+            }
+        }
+    }
 }

@@ -550,10 +550,10 @@ async fn every_error_status() {
     expect_error(&c, &chat, &json!({"prompt": "x"}), 400, Some("prompt")).await;
     // Fields not implemented are refused by name, not dropped (the answer would not parse).
     for (field, value) in [
-        ("response_format", json!({"type": "json_object"})),
+        ("logit_bias", json!({"42": 5})),
         (
-            "tools",
-            json!([{"type": "function", "function": {"name": "f"}}]),
+            "functions",
+            json!([{"name": "f", "parameters": {"type": "object"}}]),
         ),
     ] {
         let mut body = json!({"messages": [{"role": "user", "content": "x"}]});

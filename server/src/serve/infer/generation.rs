@@ -48,7 +48,7 @@ fn run_strategy(
         tokenizer: &policy.tokenizer,
         prompt_ids: &job.prompt_ids,
         reward_prompt: job.reward_prompt.clone(),
-        sampling: req.sampling.clone(),
+        sampling: sampling_for(policy, &req.sampling),
         stop: req.stop.clone(),
         top_k: req.n,
         // Kept internally for the pruned-token count; returned only when asked for.
@@ -62,6 +62,19 @@ fn run_strategy(
     };
     let out: StrategyOutput = strategy.run(&input, reward)?;
     strategy_output(out, &policy.tokenizer, job)
+}
+
+/// The request's sampling, drawn on the policy's device when that is an accelerator (only
+/// token ids and log-probabilities cross back each step); on the CPU the host sampler is
+/// faster.
+fn sampling_for(
+    policy: &thresh_models::LoadedModel,
+    sampling: &thresh_decoding::SamplingParams,
+) -> thresh_decoding::SamplingParams {
+    thresh_decoding::SamplingParams {
+        on_device: !policy.decoder.device().is_cpu(),
+        ..sampling.clone()
+    }
 }
 
 /// Plain sampling of `n` rows; streams each row's new text (holding back what could still
@@ -82,7 +95,7 @@ fn plain(
         &policy.tokenizer,
         &job.prompt_ids,
         req.n,
-        &req.sampling,
+        &sampling_for(policy, &req.sampling),
         &req.stop,
         Some(&models.prefix),
     )?;

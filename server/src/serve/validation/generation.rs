@@ -253,6 +253,7 @@ pub(super) fn sampling(body: &GenerationBody) -> Result<SamplingParams, ApiError
             None => rand::random(),
         },
         constraint: None,
+        on_device: false,
     })
 }
 
