@@ -287,11 +287,38 @@ async fn tool_calls_name_a_declared_function_with_valid_arguments() {
     let ask = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
     for strategy in ["none", "best_of_n", "speculative_rejection"] {
         for seed in 0..2 {
+            // One call per answer, so the grammar closes the list and the answer ends.
             let body = json!({"messages": ask, "tools": weather_tools(), "tool_choice": "required",
-                "max_tokens": 96, "seed": seed, "alignment": {"strategy": strategy, "candidates": 4}});
+                "parallel_tool_calls": false, "max_tokens": 96, "seed": seed,
+                "alignment": {"strategy": strategy, "candidates": 4}});
             let (status, _, v) = post(&c, &chat, &body).await;
             assert_eq!(status, 200, "{v}");
             assert_calls(&v, None);
+            assert_eq!(
+                v["choices"][0]["message"]["tool_calls"]
+                    .as_array()
+                    .map(Vec::len),
+                Some(1),
+                "{v}"
+            );
+        }
+    }
+    // Parallel calls: a small model may repeat calls until max_tokens; whatever ends in time is valid.
+    for seed in 0..2 {
+        let body = json!({"messages": ask, "tools": weather_tools(), "tool_choice": "required",
+            "max_tokens": 96, "seed": seed});
+        let (status, _, v) = post(&c, &chat, &body).await;
+        assert_eq!(status, 200, "{v}");
+        match v["choices"][0]["finish_reason"].as_str().unwrap() {
+            "tool_calls" => assert_calls(&v, None),
+            other => {
+                assert_eq!(other, "length", "{v}");
+                let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+                assert!(
+                    text.starts_with("{\"tool_calls\": [{\"name\": \"get_"),
+                    "{v}"
+                );
+            }
         }
     }
     // A named function is the one called, once.
@@ -329,7 +356,7 @@ async fn tool_calls_name_a_declared_function_with_valid_arguments() {
     );
     // Streamed: the calls in one delta, then finish_reason tool_calls.
     let body = json!({"messages": ask, "tools": weather_tools(), "tool_choice": "required",
-        "max_tokens": 96, "seed": 0, "stream": true});
+        "parallel_tool_calls": false, "max_tokens": 96, "seed": 0, "stream": true});
     let (status, events) = post_stream(&c, &chat, &body).await;
     assert_eq!(status, 200);
     let events = data_events(&events);
