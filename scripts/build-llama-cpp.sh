@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's llama-batched-bench, llama-bench and llama-server from the llama.cpp
-# source vendored in the PyPI sdist of llama-cpp-python, for the baseline in BENCHMARKS.md.
+# source vendored in the PyPI sdist of llama-cpp-python, for the baseline in BENCHMARKS.md and the
+# tests of thresh in front of llama-server (server/tests/remote_llama_cpp.rs).
 # cmake and ninja come from pip. Output: $LLAMA_CPP_DIR (default target/llama.cpp)/bin.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

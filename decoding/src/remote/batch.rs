@@ -111,37 +111,20 @@ impl<'a> RemoteBatch<'a> {
         let mut out = Vec::with_capacity(self.active.len());
         let active = self.active.clone();
         for chunk in active.chunks(MAX_IN_FLIGHT) {
-            let answers: Vec<Result<CompletionAnswer>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|&r| {
-                        let this = &*self;
-                        s.spawn(move || {
-                            let mut prompt = this.prompt.to_vec();
-                            prompt.extend_from_slice(&this.rows[r].tokens);
-                            let sampling = SamplingParams {
-                                seed: this
-                                    .sampling
-                                    .seed
-                                    .wrapping_add(r as u64)
-                                    .wrapping_add((this.generated as u64) << 32),
-                                ..this.sampling.clone()
-                            };
-                            this.policy
-                                .complete(&this.request(&prompt, 1, want, &sampling))
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(DecodeError::InvalidParameter(
-                                "a remote policy request panicked".into(),
-                            ))
-                        })
-                    })
-                    .collect()
+            let this = &*self;
+            let answers = super::in_parallel(chunk, |&r| {
+                let mut prompt = this.prompt.to_vec();
+                prompt.extend_from_slice(&this.rows[r].tokens);
+                let sampling = SamplingParams {
+                    seed: this
+                        .sampling
+                        .seed
+                        .wrapping_add(r as u64)
+                        .wrapping_add((this.generated as u64) << 32),
+                    ..this.sampling.clone()
+                };
+                this.policy
+                    .complete(&this.request(&prompt, 1, want, &sampling))
             });
             for (&r, answer) in chunk.iter().zip(answers) {
                 let mut answer = answer?;

@@ -1,6 +1,7 @@
 //! A policy served elsewhere: any OpenAI-compatible `/v1/completions` that takes token-id
-//! prompts and answers with token ids (vLLM's `return_token_ids`; thresh itself), so thresh's
-//! strategies can run over an inference fleet.
+//! prompts and answers with token ids (vLLM's `return_token_ids`; thresh itself), or llama.cpp's
+//! `llama-server` through its native `/completion` (the [`Engine`] is told apart by its
+//! `GET /v1/models`), so thresh's strategies can run over an inference fleet.
 //!
 //! [`RemotePolicy`] is the client; [`RemoteBatch`] is a [`RowBatch`](crate::strategy::RowBatch)
 //! whose rows grow one round at a time: the first round asks for every row in one request
@@ -33,8 +34,13 @@
 //!            "usage": {"prompt_tokens", "completion_tokens",
 //!                      "prompt_tokens_details": {"cached_tokens"}?}}
 //! ```
+//!
+//! llama-server's dialect is described in `llama_cpp.rs`: a request for more rows
+//! than it has slots is split into requests of at most that many, sent together.
+//! Replicas of one policy run one engine: the first one probed speaks for the fleet.
 
 mod batch;
+mod llama_cpp;
 mod wire;
 
 use std::sync::Mutex;
@@ -79,12 +85,26 @@ struct Replica {
     down_until: Mutex<Option<Instant>>,
 }
 
+/// Which dialect a policy server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// OpenAI completions with vLLM's `return_token_ids` (vLLM, thresh).
+    OpenAi,
+    /// llama.cpp's `llama-server`, through its native `/completion`.
+    LlamaCpp {
+        /// Its parallel slots (`-np`): the most completions one request may ask for.
+        slots: usize,
+    },
+}
+
 /// An OpenAI-compatible completions server holding the policy, or several replicas of it.
 pub struct RemotePolicy {
     replicas: Vec<Replica>,
     model: Option<String>,
     api_key: Option<ApiKey>,
     agent: ureq::Agent,
+    /// The fleet's engine, once a probe has told.
+    engine: Mutex<Option<Engine>>,
 }
 
 /// One completions request: continuations of one token-id prompt.
@@ -107,6 +127,27 @@ pub struct CompletionRequest<'a> {
     /// Which replica to prefer: requests with the same key go to the same one (a hash of the
     /// request's original prompt, [`affinity`]).
     pub affinity: u64,
+}
+
+/// `call` on each of `items`, each on its own thread, the results in order.
+fn in_parallel<I: Sync, T: Send>(
+    items: &[I],
+    call: impl Fn(&I) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    std::thread::scope(|s| {
+        let call = &call;
+        let handles: Vec<_> = items.iter().map(|i| s.spawn(move || call(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(DecodeError::InvalidParameter(
+                        "a remote policy request panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    })
 }
 
 /// The affinity key of a prompt: requests continuing it (its rows, every round) share it.
@@ -137,8 +178,11 @@ pub struct RemoteChoice {
 pub struct ServerInfo {
     /// The first model it lists.
     pub model: String,
-    /// Its context, where it says (vLLM's and thresh's `max_model_len`).
+    /// Its context, where it says (vLLM's and thresh's `max_model_len`, llama-server's
+    /// per-slot `n_ctx`).
     pub max_model_len: Option<usize>,
+    /// The dialect it speaks.
+    pub engine: Engine,
 }
 
 /// A completions answer.
@@ -182,6 +226,7 @@ impl RemotePolicy {
             model: None,
             api_key: None,
             agent: wire::agent(DEFAULT_TIMEOUT),
+            engine: Mutex::new(None),
         })
     }
 
@@ -306,14 +351,31 @@ impl RemotePolicy {
     /// Asks the servers for their models (`GET .../v1/models`): whether one is up, the model
     /// to name (the one set with [`RemotePolicy::with_model`] must be listed) and its context.
     pub fn probe(&self) -> Result<ServerInfo> {
-        self.with_replicas(0, |url| {
+        let info = self.with_replicas(0, |url| {
             wire::models(
                 &self.agent,
                 url,
                 self.api_key.as_ref(),
                 self.model.as_deref(),
             )
-        })
+        })?;
+        self.learn(&info);
+        Ok(info)
+    }
+
+    /// Remembers the engine a probe found.
+    fn learn(&self, info: &ServerInfo) {
+        if let Ok(mut e) = self.engine.lock() {
+            *e = Some(info.engine);
+        }
+    }
+
+    /// The fleet's engine: the last probe's, or a probe's now.
+    pub fn engine(&self) -> Result<Engine> {
+        if let Some(e) = self.engine.lock().ok().and_then(|e| *e) {
+            return Ok(e);
+        }
+        Ok(self.probe()?.engine)
     }
 
     /// [`RemotePolicy::probe`], waiting up to `wait` while no replica is up yet (refused,
@@ -331,7 +393,10 @@ impl RemotePolicy {
                 )
             };
             match self.try_replicas(0, call) {
-                Ok(info) => return Ok(info),
+                Ok(info) => {
+                    self.learn(&info);
+                    return Ok(info);
+                }
                 Err(f) if f.replicas_down && Instant::now() < deadline => {
                     tracing::info!(url = f.url, "waiting for the policy server: {}", f.message);
                     std::thread::sleep(Duration::from_secs(1).min(wait));
@@ -341,11 +406,60 @@ impl RemotePolicy {
         }
     }
 
-    /// Sends one completions request (to another replica when the first fails).
+    /// Sends one completions request (to another replica when the first fails); to
+    /// llama-server, as requests of at most its slots, sent together.
     pub fn complete(&self, req: &CompletionRequest<'_>) -> Result<CompletionAnswer> {
-        let body = wire::body(req, self.model.as_deref());
-        self.with_replicas(req.affinity, |url| {
-            wire::post(&self.agent, url, self.api_key.as_ref(), &body, req.n)
+        let engine = self.engine()?;
+        let slots = match engine {
+            Engine::OpenAi => {
+                let body = wire::body(req, self.model.as_deref());
+                return self.send(engine, &body, req.n, req.affinity);
+            }
+            Engine::LlamaCpp { slots } => slots,
+        };
+        if req.min_tokens > 0 {
+            return Err(DecodeError::InvalidParameter(
+                "min_tokens: the policy server (llama-server) has no minimum length".into(),
+            ));
+        }
+        let seed = llama_cpp::seed32(req.sampling.seed, req.n);
+        let chunks: Vec<(usize, usize)> = (0..req.n)
+            .step_by(slots.max(1))
+            .map(|o| (o, slots.min(req.n - o)))
+            .collect();
+        let send = |&(offset, n): &(usize, usize)| {
+            let body = llama_cpp::body(req, n, seed.wrapping_add(offset as u32));
+            self.send(engine, &body, n, req.affinity)
+        };
+        let answers = if chunks.len() == 1 {
+            vec![send(&chunks[0])]
+        } else {
+            in_parallel(&chunks, send)
+        };
+        let mut all = CompletionAnswer {
+            choices: Vec::with_capacity(req.n),
+            prompt_tokens: 0,
+            cached_tokens: 0,
+        };
+        for answer in answers {
+            let answer = answer?;
+            all.choices.extend(answer.choices);
+            all.prompt_tokens += answer.prompt_tokens;
+            all.cached_tokens += answer.cached_tokens;
+        }
+        Ok(all)
+    }
+
+    /// POSTs `body` for `n` continuations to the replicas in `affinity`'s order.
+    fn send(
+        &self,
+        engine: Engine,
+        body: &serde_json::Value,
+        n: usize,
+        affinity: u64,
+    ) -> Result<CompletionAnswer> {
+        self.with_replicas(affinity, |url| {
+            wire::post(&self.agent, url, self.api_key.as_ref(), engine, body, n)
         })
     }
 }

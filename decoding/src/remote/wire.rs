@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use thresh_reward::ApiKey;
 
-use super::{CompletionAnswer, CompletionRequest, RemoteChoice, ServerInfo};
+use super::{CompletionAnswer, CompletionRequest, Engine, RemoteChoice, ServerInfo, llama_cpp};
 
 /// Largest response body read (bytes).
 const MAX_BODY: u64 = 64 << 20;
@@ -122,22 +122,48 @@ fn read(mut response: ureq::http::Response<ureq::Body>) -> Result<String, Failur
     }
 }
 
-/// POSTs one completions request to `url`.
+/// The server's root (`http://host:port`) of the completions endpoint `url`.
+fn root(url: &str) -> &str {
+    let url = url.trim_end_matches("/completions");
+    url.strip_suffix("/v1").unwrap_or(url)
+}
+
+/// POSTs one completions request for `n` continuations to the replica whose completions
+/// endpoint is `url`, in `engine`'s dialect.
 pub(super) fn post(
     agent: &ureq::Agent,
     url: &str,
     key: Option<&ApiKey>,
+    engine: Engine,
     body: &Value,
     n: usize,
 ) -> Result<CompletionAnswer, Failure> {
+    let target = match engine {
+        Engine::OpenAi => url.to_string(),
+        Engine::LlamaCpp { .. } => format!("{}/completion", root(url)),
+    };
     let request = agent
-        .post(url)
+        .post(&target)
         .header("content-type", "application/json")
         .header("accept", "application/json");
     let response = with_key(request, key)
         .send(body.to_string())
         .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;
-    parse(&read(response)?, n).map_err(Failure::Request)
+    let text = read(response)?;
+    match engine {
+        Engine::OpenAi => parse(&text, n),
+        Engine::LlamaCpp { .. } => llama_cpp::parse(&text, n),
+    }
+    .map_err(Failure::Request)
+}
+
+/// `GET url` as JSON.
+fn get_json(agent: &ureq::Agent, url: &str, key: Option<&ApiKey>) -> Result<Value, Failure> {
+    let response = with_key(agent.get(url).header("accept", "application/json"), key)
+        .call()
+        .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;
+    let text = read(response)?;
+    serde_json::from_str(&text).map_err(|e| Failure::Request(format!("GET {url}: {e}")))
 }
 
 /// `GET .../v1/models` of the completions endpoint `url`: the model named `want` (or the
@@ -148,13 +174,11 @@ pub(super) fn models(
     key: Option<&ApiKey>,
     want: Option<&str>,
 ) -> Result<ServerInfo, Failure> {
-    let url = format!("{}/models", url.trim_end_matches("/completions"));
-    let response = with_key(agent.get(&url).header("accept", "application/json"), key)
-        .call()
-        .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;
-    let text = read(response)?;
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| Failure::Request(format!("GET {url}: {e}")))?;
+    let v = get_json(
+        agent,
+        &format!("{}/models", url.trim_end_matches("/completions")),
+        key,
+    )?;
     let models = v["data"].as_array().cloned().unwrap_or_default();
     let pick = match want {
         Some(name) => models.iter().find(|m| m["id"].as_str() == Some(name)),
@@ -167,9 +191,22 @@ pub(super) fn models(
             None => "the server lists no model".into(),
         }));
     };
+    let (engine, max_model_len) = if m["owned_by"].as_str() == Some("llamacpp") {
+        // llama-server: its slots bound `n`, and each slot has `meta.n_ctx` of context.
+        let props = get_json(agent, &format!("{}/props", root(url)), key)?;
+        (
+            Engine::LlamaCpp {
+                slots: llama_cpp::slots(&props),
+            },
+            m["meta"]["n_ctx"].as_u64(),
+        )
+    } else {
+        (Engine::OpenAi, m["max_model_len"].as_u64())
+    };
     Ok(ServerInfo {
         model: m["id"].as_str().unwrap_or_default().to_string(),
-        max_model_len: m["max_model_len"].as_u64().map(|x| x as usize),
+        max_model_len: max_model_len.map(|x| x as usize),
+        engine,
     })
 }
 

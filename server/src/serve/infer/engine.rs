@@ -160,7 +160,7 @@ fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyMo
     }
     let own = files.config.max_position_embeddings;
     let context = server.max_model_len.map_or(own, |m| m.min(own));
-    tracing::info!(url, model = %server.model, context, "remote policy");
+    tracing::info!(url, model = %server.model, context, engine = ?server.engine, "remote policy");
     Ok((
         RemotePolicyModel {
             client,
