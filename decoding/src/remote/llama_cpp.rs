@@ -21,7 +21,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CompletionAnswer, CompletionRequest, RemoteChoice};
+use super::{CompletionAnswer, CompletionRequest, RemoteChoice, wire};
 
 /// llama-server's "random seed" value, never sent.
 const RANDOM_SEED: u32 = u32::MAX;
@@ -68,19 +68,13 @@ fn choice(c: &Value) -> Result<RemoteChoice, String> {
         "the answer has no `tokens`: llama-server must be recent enough to take \
          `return_tokens`",
     )?;
-    let mut token_ids = ids
-        .iter()
-        .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
-        .collect::<Option<Vec<u32>>>()
-        .ok_or("`tokens` holds something that is not a token id")?;
-    let probs = c["completion_probabilities"].as_array();
-    let mut token_logprobs: Vec<f32> = match probs {
-        Some(p) if p.len() == token_ids.len() => p
-            .iter()
-            .map(|x| x["logprob"].as_f64().unwrap_or(0.0) as f32)
-            .collect(),
-        _ => vec![0.0; token_ids.len()],
-    };
+    let mut token_ids =
+        wire::token_ids(ids).ok_or("`tokens` holds something that is not a token id")?;
+    let mut token_logprobs = wire::logprobs(
+        c["completion_probabilities"].as_array(),
+        token_ids.len(),
+        |x| x["logprob"].as_f64(),
+    );
     let stop_type = c["stop_type"].as_str().unwrap_or("limit");
     if stop_type == "eos" {
         // llama-server returns the end-of-generation token; thresh's rows leave it out.

@@ -210,6 +210,26 @@ pub(super) fn models(
     })
 }
 
+/// The token ids of a JSON list; `None` when one of them is not a token id.
+pub(super) fn token_ids(list: &[Value]) -> Option<Vec<u32>> {
+    list.iter()
+        .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+        .collect()
+}
+
+/// The log-probability `read` finds in each entry of `list`, where it has one entry per token
+/// (`n`); zeros where the server sent none.
+pub(super) fn logprobs(
+    list: Option<&Vec<Value>>,
+    n: usize,
+    read: impl Fn(&Value) -> Option<f64>,
+) -> Vec<f32> {
+    match list {
+        Some(l) if l.len() == n => l.iter().map(|x| read(x).unwrap_or(0.0) as f32).collect(),
+        _ => vec![0.0; n],
+    }
+}
+
 /// Reads a completions answer with `n` choices.
 pub(super) fn parse(text: &str, n: usize) -> Result<CompletionAnswer, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -222,17 +242,13 @@ pub(super) fn parse(text: &str, n: usize) -> Result<CompletionAnswer, String> {
             "the answer has no `token_ids`: the server must support vLLM's return_token_ids \
              (vLLM 0.10.2 or later, or thresh)",
         )?;
-        let token_ids = ids
-            .iter()
-            .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
-            .collect::<Option<Vec<u32>>>()
-            .ok_or("`token_ids` holds something that is not a token id")?;
-        let token_logprobs = match c["logprobs"]["token_logprobs"].as_array() {
-            Some(l) if l.len() == token_ids.len() => {
-                l.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()
-            }
-            _ => vec![0.0; token_ids.len()],
-        };
+        let token_ids =
+            token_ids(ids).ok_or("`token_ids` holds something that is not a token id")?;
+        let token_logprobs = logprobs(
+            c["logprobs"]["token_logprobs"].as_array(),
+            token_ids.len(),
+            Value::as_f64,
+        );
         let index = c["index"].as_u64().map_or(i, |x| x as usize);
         choices.push((
             index,
