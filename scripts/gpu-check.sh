@@ -3,7 +3,7 @@
 #
 #   bash scripts/gpu-check.sh prepare        # here, without a GPU: build and stage the payload
 #   bash scripts/gpu-check.sh stash          # there: keep what this call carried (.gpu/stage*)
-#   bash scripts/gpu-check.sh run OUT        # there: logits parity, throughput, strategies
+#   bash scripts/gpu-check.sh run OUT        # there: throughput, trainer, strategies, parity
 #
 # `prepare` builds the release binary with `--features cuda` (CUDA 13.0 from PyPI wheels,
 # scripts/cuda-toolkit.sh), strips and compresses it, and packs it with the demo models into
@@ -13,13 +13,20 @@
 # machine supplies the driver and the CUDA 13 libraries (cuBLAS, cuRAND, NVRTC, cudart),
 # which `run` finds wherever they are installed (system toolkit or Python wheels).
 #
-# `run` writes gpu-check.json, gpu-check.md and the log to OUT and finishes in a few minutes
-# on an H100 (section timings are printed).
+# `run` writes three parts to OUT, each in its own folder as soon as it finishes, so a run cut
+# short keeps what it measured: decode/ (throughput at batch 1 to 1024 with the host and the
+# device sampler, and the sampler's share of a step), trainer/ (a few LoRA SFT and DPO steps of
+# thresh-train on the GPU: tokens/s and peak device memory) and strategies/ (Speculative
+# Rejection against Best-of-N up to N = 4096 in the paper's relative-compute metric, merged
+# requests, CPU/GPU logits parity). GPU_CHECK_PARTS="decode trainer" runs only those parts;
+# GPU_CHECK_ARGS adds flags to every `thresh gpu-check` call. About 7 minutes on an H100.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 STASH="${THRESH_GPU_STASH:-/root/thresh-gpu}"
 STAGE_BYTES=$((58 * 1024 * 1024))
+# The device `run` measures; GPU_CHECK_DEVICE=cpu dry-runs the script with CPU binaries.
+DEVICE="${GPU_CHECK_DEVICE:-cuda:0}"
 
 prepare() {
   bash scripts/fetch-models.sh
@@ -29,10 +36,13 @@ prepare() {
   # The binary runs on another machine's CPU: build it for x86-64-v3 (AVX2, FMA) rather than
   # this host's native target (.cargo/config.toml), in a target folder of its own.
   RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR="$ROOT/target/portable" \
-    cargo build --release -p thresh-server --features cuda
+    cargo build --release -p thresh-server -p thresh-trainer --features cuda
   rm -rf .gpu && mkdir -p .gpu/pack
-  strip -o .gpu/pack/thresh target/portable/release/thresh
-  xz -T0 -6 .gpu/pack/thresh
+  local bin
+  for bin in thresh thresh-train; do
+    strip -o ".gpu/pack/$bin" "target/portable/release/$bin"
+    xz -T0 -6 ".gpu/pack/$bin"
+  done
   local models="${THRESH_MODELS:-$ROOT/models}"
   mkdir -p .gpu/pack/minilm
   cp "$models"/all-minilm-l6-v2/{config.json,tokenizer.json,tokenizer_config.json,special_tokens_map.json} .gpu/pack/minilm/
@@ -91,18 +101,55 @@ run() {
     fi
     rm -rf "$work" && mkdir -p "$work"
     cat "$STASH"/piece.* | tar -C "$work" -xf -
-    xz -d "$work/thresh.xz"
-    chmod +x "$work/thresh"
+    xz -d "$work/thresh.xz" "$work/thresh-train.xz"
+    chmod +x "$work/thresh" "$work/thresh-train"
   fi
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv | tee "$out/nvidia-smi.csv"
   export LD_LIBRARY_PATH="$(find_cuda_libs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   ldd "$work/thresh" | grep -E "cuda|cublas|curand|nvrtc|not found" || true
-  local t0=$SECONDS
-  "$work/thresh" gpu-check --device cuda:0 \
+  local t0=$SECONDS part
+  for part in ${GPU_CHECK_PARTS:-decode trainer strategies}; do
+    case "$part" in
+      # A failing part is reported and the next one still runs.
+      decode) check "$work" "$out/decode" --sections throughput || echo "gpu-check: decode failed" ;;
+      trainer) trainer "$work" "$out/trainer" ;;
+      strategies)
+        check "$work" "$out/strategies" --sections quality,merged,parity --n-prompts 4 ||
+          echo "gpu-check: strategies failed"
+        ;;
+      *) echo "gpu-check: unknown part $part (decode, trainer, strategies)" >&2 ;;
+    esac
+    echo "gpu-check: $part done at $((SECONDS - t0)) s" | tee -a "$out/gpu-check.log"
+  done
+}
+
+# One `thresh gpu-check` call writing to its own folder.
+check() {
+  local work="$1" dir="$2"
+  shift 2
+  mkdir -p "$dir"
+  # shellcheck disable=SC2086
+  "$work/thresh" gpu-check --device "$DEVICE" \
     --policy "$work/SmolLM2-135M-Instruct.Q4_1.gguf" --reward "$work/minilm" \
-    --prompts bench/data/instructions.jsonl --out "$out" ${GPU_CHECK_ARGS:-} 2>&1 | tee "$out/gpu-check.log"
-  echo "gpu-check: done in $((SECONDS - t0)) s" | tee -a "$out/gpu-check.log"
+    --prompts bench/data/instructions.jsonl --out "$dir" "$@" ${GPU_CHECK_ARGS:-} 2>&1 | tee "$dir/gpu-check.log"
+}
+
+# A few LoRA SFT and DPO steps of thresh-train on the GPU: its summary (tokens/s, peak device
+# memory as the driver reports it) and metrics come back; the trained models stay behind.
+trainer() {
+  local work="$1" dir="$2" cmd
+  mkdir -p "$dir"
+  for cmd in sft dpo; do
+    rm -rf "$STASH/train/$cmd"
+    "$work/thresh-train" "$cmd" --model "$work/SmolLM2-135M-Instruct.Q4_1.gguf" \
+      --data data/demo/pairs.jsonl --out "$STASH/train/$cmd" --lora-rank 8 \
+      --max-steps "${GPU_CHECK_TRAIN_STEPS:-10}" --batch-size 8 --checkpoint-every 0 \
+      --no-progress --device "$DEVICE" >"$dir/$cmd.json" 2>"$dir/$cmd.log" ||
+      echo "gpu-check: thresh-train $cmd failed (see $dir/$cmd.log)" | tee -a "$dir/$cmd.log"
+    cp "$STASH/train/$cmd/metrics.jsonl" "$dir/$cmd-metrics.jsonl" 2>/dev/null || true
+    echo "thresh-train $cmd:" && cat "$dir/$cmd.json"
+  done
 }
 
 case "${1:-}" in

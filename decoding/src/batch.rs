@@ -150,6 +150,8 @@ pub struct DecodeBatch<'m> {
     /// Runs the decode steps instead of the decoder, while `entered`.
     stepper: Option<&'m dyn Stepper>,
     entered: bool,
+    /// Waits for the device after each forward pass ([`DecodeBatch::set_timing_sync`]).
+    timing_sync: bool,
 }
 
 impl<'m> DecodeBatch<'m> {
@@ -263,7 +265,17 @@ impl<'m> DecodeBatch<'m> {
             cancel: None,
             stepper: None,
             entered: false,
+            timing_sync: false,
         })
+    }
+
+    /// Waits for the device at the end of each forward pass, so that
+    /// [`BatchStats::decode_time`] and [`BatchStats::sample_time`] split a step truthfully
+    /// when sampling on an asynchronous device (without it, the forward pass's kernels
+    /// finish inside the sampler's copy of the ids and count as sampling). It costs the
+    /// overlap of the two, so it is for measurements, not for serving.
+    pub fn set_timing_sync(&mut self, on: bool) {
+        self.timing_sync = on;
     }
 
     /// Stops the batch at its next step when `flag` becomes true.
@@ -455,6 +467,9 @@ impl<'m> DecodeBatch<'m> {
                 }
             };
             if self.device_sampler.is_some() {
+                if self.timing_sync {
+                    logits.device().synchronize()?;
+                }
                 self.device_logits = Some(logits);
                 self.logits = vec![Vec::new(); self.active.len()];
             } else {

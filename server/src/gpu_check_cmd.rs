@@ -1,6 +1,6 @@
 //! `thresh gpu-check`: the prepared device check for an NVIDIA GPU (scripts/gpu-check.sh).
 //!
-//! Three sections, each written to `--out` as soon as it finishes, so that a run cut short
+//! Four sections, each written to `--out` as soon as it finishes, so that a run cut short
 //! still reports what it measured:
 //! 1. logits parity between the CPU (f32) and the GPU (f32 and bf16) on SmolLM2, plus how far
 //!    pruning rows moves the survivors' logits on the GPU;
@@ -8,7 +8,7 @@
 //! 3. Best-of-N against Speculative Rejection on the strategies benchmark's prompts, with the
 //!    KV budget taken from free GPU memory as in the paper, reporting the improvement score
 //!    against compute;
-//! 4. `merged` (not in the default set): continuous batching, R concurrent Best-of-N requests
+//! 4. `merged`: continuous batching, R concurrent Best-of-N requests
 //!    with shared decoder passes against the same requests one after another
 //!    ([`crate::gpu_check_merged`]).
 
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use thresh_decoding::strategy::{
     Rejection, Schedule, SpeculativeParams, Strategy, StrategyInput, StrategyOutput,
 };
-use thresh_decoding::{SamplingParams, StopConditions, generate};
+use thresh_decoding::{DecodeBatch, SamplingParams, StopConditions, generate};
 use thresh_models::device::{describe, memory_info};
 use thresh_models::{
     ChatMessage, DType, Device, LoadOptions, LoadedModel, Tensor, load, parse_device,
@@ -58,9 +58,12 @@ pub struct GpuCheckArgs {
     /// New tokens per answer in the quality section.
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
-    /// Largest initial batch (N0) of Speculative Rejection and largest N of Best-of-N.
+    /// Largest initial batch (N0) of Speculative Rejection and largest batch of Best-of-N.
     #[arg(long, default_value_t = 1024)]
     max_batch: usize,
+    /// Largest N of Best-of-N (past --max-batch, several batches counted as several devices).
+    #[arg(long, default_value_t = 4096)]
+    max_n: usize,
     /// Share of free GPU memory given to the KV cache when sizing the budget.
     #[arg(long, default_value_t = 0.5)]
     kv_memory_fraction: f64,
@@ -68,7 +71,7 @@ pub struct GpuCheckArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "parity,throughput,quality"
+        default_value = "parity,throughput,quality,merged"
     )]
     sections: Vec<String>,
     /// Concurrency levels of the merged section.
@@ -336,6 +339,53 @@ fn parity(
     )
 }
 
+/// One decode of `b` rows: (tokens/s, ms per step, forward %, sampling %, peak KV bytes).
+fn decode_once(
+    m: &LoadedModel,
+    prompt: &[u32],
+    b: usize,
+    params: &SamplingParams,
+    stop: &StopConditions,
+    timing_sync: bool,
+) -> Result<[f64; 5]> {
+    let t = Instant::now();
+    let mut batch = DecodeBatch::new(&m.decoder, &m.tokenizer, prompt, b, params, stop)?;
+    batch.set_timing_sync(timing_sync);
+    batch.run_to_end()?;
+    let wall = t.elapsed().as_secs_f64();
+    let (_, s) = batch.into_parts();
+    let decode = (wall - s.prefill_time.as_secs_f64()).max(1e-9);
+    Ok([
+        s.generated_tokens as f64 / decode,
+        decode * 1e3 / s.decode_steps.max(1) as f64,
+        100.0 * s.decode_time.as_secs_f64() / decode,
+        100.0 * s.sample_time.as_secs_f64() / decode,
+        s.peak_kv_bytes as f64,
+    ])
+}
+
+/// Medians of three decodes, each field on its own.
+fn decode_median(
+    m: &LoadedModel,
+    prompt: &[u32],
+    b: usize,
+    params: &SamplingParams,
+    stop: &StopConditions,
+) -> Result<[f64; 5]> {
+    let runs: Vec<[f64; 5]> = (0..3u64)
+        .map(|rep| {
+            let p = SamplingParams {
+                seed: rep,
+                ..params.clone()
+            };
+            decode_once(m, prompt, b, &p, stop, false)
+        })
+        .collect::<Result<_>>()?;
+    Ok(std::array::from_fn(|i| {
+        median(runs.iter().map(|r| r[i]).collect())
+    }))
+}
+
 fn throughput(m: &LoadedModel, args: &GpuCheckArgs, report: &mut Report) -> Result<()> {
     let text = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined movable metal type, oil-based ink and a wooden screw press. Within decades, printed books spread across Europe and changed how people learned, argued and prayed. Pamphlets carried news and dissent faster than any scribe could copy them, and the price of a book fell so far that";
     let mut prompt = m.tokenizer.encode(text, false)?;
@@ -345,50 +395,57 @@ fn throughput(m: &LoadedModel, args: &GpuCheckArgs, report: &mut Report) -> Resu
         ignore_eos: true,
         ..Default::default()
     };
-    let params = SamplingParams {
+    let host = SamplingParams {
         temperature: 0.8,
         top_p: 0.95,
         ..Default::default()
     };
+    let device = SamplingParams {
+        on_device: true,
+        ..host.clone()
+    };
     // Warm-up: the first launches load kernels and grow the allocator.
-    generate(&m.decoder, &m.tokenizer, &prompt, 2, &params, &stop)?;
+    for p in [&host, &device] {
+        generate(&m.decoder, &m.tokenizer, &prompt, 2, p, &stop)?;
+    }
     let mut md = format!(
         "## 2. Decode throughput ({}-token prompt prefilled once and forked, {} new tokens per row, \
-         EOS ignored, top-p 0.95; median of 3)\n\n\
-         | batch | decode tok/s | ms/step | forward+transfer % | sampling % | KV GiB |\n\
-         |---:|---:|---:|---:|---:|---:|\n",
+         EOS ignored, temperature 0.8, top-p 0.95; medians of 3 runs per sampler)\n\n\
+         Host sampler: the logits are copied to the host each step and sampled there. Device \
+         sampler: sampled on the device, only ids and log-probabilities come back. Its step \
+         shares come from a fourth run that waits for the device after each forward pass \
+         (without that wait the forward kernels finish inside the sampler's copy).\n\n\
+         | batch | host tok/s | host sampling % | device tok/s | device / host | device ms/step | \
+         device forward % | device sampling % | KV GiB |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         prompt.len(),
         args.decode_tokens
     );
     let mut rows = Vec::new();
     for &b in &args.batches {
-        let (mut tps, mut step, mut fwd, mut smp, mut kv) = (vec![], vec![], vec![], vec![], 0);
-        for rep in 0..3u64 {
-            let p = SamplingParams {
-                seed: rep,
-                ..params.clone()
-            };
-            let t = Instant::now();
-            let g = generate(&m.decoder, &m.tokenizer, &prompt, b, &p, &stop)?;
-            let wall = t.elapsed().as_secs_f64();
-            let s = &g.stats;
-            let decode = wall - s.prefill_time.as_secs_f64();
-            tps.push(s.generated_tokens as f64 / decode);
-            step.push(decode * 1e3 / args.decode_tokens as f64);
-            fwd.push(100.0 * s.decode_time.as_secs_f64() / decode);
-            smp.push(100.0 * s.sample_time.as_secs_f64() / decode);
-            kv = s.peak_kv_bytes;
-        }
-        let (tps, step, fwd, smp) = (median(tps), median(step), median(fwd), median(smp));
-        let kv_gib = kv as f64 / (1u64 << 30) as f64;
+        let h = decode_median(m, &prompt, b, &host, &stop)?;
+        let d = decode_median(m, &prompt, b, &device, &stop)?;
+        let shares = decode_once(m, &prompt, b, &device, &stop, true)?;
+        let kv_gib = d[4] / (1u64 << 30) as f64;
+        let ratio = d[0] / h[0];
         md.push_str(&format!(
-            "| {b} | {tps:.0} | {step:.1} | {fwd:.0} | {smp:.0} | {kv_gib:.2} |\n"
+            "| {b} | {:.0} | {:.0} | {:.0} | {ratio:.2} | {:.1} | {:.0} | {:.0} | {kv_gib:.2} |\n",
+            h[0], h[3], d[0], d[1], shares[2], shares[3]
         ));
-        rows.push(
-            json!({"batch": b, "decode_tokens_per_s": tps, "ms_per_step": step,
-                         "forward_pct": fwd, "sampling_pct": smp, "peak_kv_bytes": kv}),
+        rows.push(json!({
+            "batch": b,
+            "host": {"decode_tokens_per_s": h[0], "ms_per_step": h[1], "forward_pct": h[2],
+                     "sampling_pct": h[3]},
+            "device": {"decode_tokens_per_s": d[0], "ms_per_step": d[1],
+                       "forward_pct": shares[2], "sampling_pct": shares[3],
+                       "synced_tokens_per_s": shares[0]},
+            "device_over_host": ratio,
+            "peak_kv_bytes": d[4],
+        }));
+        println!(
+            "batch {b}: host {:.0} tok/s, device {:.0} tok/s ({ratio:.2}x), device sampling {:.0}%",
+            h[0], d[0], shares[3]
         );
-        println!("batch {b}: {tps:.0} tok/s");
     }
     report.section("throughput", json!(rows), md)
 }
@@ -419,10 +476,11 @@ fn quality(
         0 => usize::MAX,
         f => (f as f64 * args.kv_memory_fraction / per_token as f64) as usize,
     };
-    let n0 = 64usize.min(args.max_batch);
-    let ns: Vec<usize> = [n0, 4 * n0, 16 * n0]
-        .into_iter()
-        .filter(|&n| n <= args.max_batch)
+    let n0 = 64usize.min(args.max_batch).max(1);
+    // Best-of-N at n0, 4 n0, 16 n0, ... up to --max-n; beyond one batch of --max-batch rows
+    // it runs as several batches, counted as that many devices (the paper's compute metric).
+    let ns: Vec<usize> = std::iter::successors(Some(n0), |n| Some(n * 4))
+        .take_while(|&n| n <= args.max_n.max(n0))
         .collect();
     let alphas = [0.5f32, 0.8];
     let n = prompts.len().min(args.n_prompts).max(1);
@@ -446,6 +504,7 @@ fn quality(
             temperature: 1.0,
             top_k: 50,
             seed: 1000 * pi as u64,
+            on_device: !device.is_cpu(),
             ..Default::default()
         };
         let input = StrategyInput::new(
@@ -458,26 +517,42 @@ fn quality(
         );
         let mut base = None;
         for (k, &bn) in ns.iter().enumerate() {
-            let t = Instant::now();
-            let o = Strategy::BestOfN { candidates: bn }.run(&input, &reward)?;
-            let wall = t.elapsed().as_secs_f64();
+            let (mut best, mut wall, mut spent, mut scores) = (f32::MIN, 0f64, 0f64, Vec::new());
+            // One batch of at most --max-batch rows per device. Row r samples with seed + r,
+            // so the batches draw exactly the rows one batch of bn would.
+            for start in (0..bn).step_by(args.max_batch.max(1)) {
+                let rows = args.max_batch.min(bn - start);
+                let chunk = StrategyInput {
+                    sampling: SamplingParams {
+                        seed: input.sampling.seed + start as u64,
+                        ..input.sampling.clone()
+                    },
+                    ..input.clone()
+                };
+                let t = Instant::now();
+                let o = Strategy::BestOfN { candidates: rows }.run(&chunk, &reward)?;
+                wall += t.elapsed().as_secs_f64();
+                spent += cost(&o);
+                best = best.max(o.best[0].score);
+                if k == 0 {
+                    scores.extend(
+                        o.candidates
+                            .context("candidates")?
+                            .iter()
+                            .map(|c| c.score as f64),
+                    );
+                }
+            }
             if k == 0 {
-                let scores: Vec<f64> = o
-                    .candidates
-                    .as_ref()
-                    .context("candidates")?
-                    .iter()
-                    .map(|c| c.score as f64)
-                    .collect();
                 let max = scores.iter().cloned().fold(f64::MIN, f64::max);
                 let min = scores.iter().cloned().fold(f64::MAX, f64::min);
-                base = Some((max, min, wall, cost(&o)));
+                base = Some((max, min, wall, spent));
                 n0_time += wall;
             }
             let (bmax, bmin, bt, bc) = base.context("baseline")?;
-            acc[k].1 += improvement(o.best[0].score, bmax, bmin);
+            acc[k].1 += improvement(best, bmax, bmin);
             acc[k].2 += wall / bt;
-            acc[k].3 += cost(&o) / bc;
+            acc[k].3 += spent / bc;
         }
         let (bmax, bmin, bt, bc) = base.context("baseline")?;
         // The paper's rule: the budget is what free memory holds; N0 is what fits of it. For a
@@ -506,16 +581,26 @@ fn quality(
     let np = n as f64;
     let mut md = format!(
         "## 3. Reward against compute ({n} prompts, {} new tokens at most, temperature 1, top-k 50, \
-         MiniLM relevance reward on the GPU)\n\n\
-         KV budget from free memory: {:.1} GiB x {} = {memory_budget} tokens at {per_token} bytes \
+         MiniLM relevance reward on {})\n\n\
+         KV budget from free memory: {:.1} GiB x {} = {} tokens at {per_token} bytes \
          per token; used per prompt: min(that, N0 x (prompt + {})) = {budget_used} tokens for the \
          last prompt. Baseline Best-of-{n0}: {:.2} s per prompt.\n\n\
-         | method | improvement score | wall time / Bo{n0} | tokens / Bo{n0} |\n|---|---:|---:|---:|\n",
+         Best-of-N past one batch of {} rows runs as several batches, each counted as one \
+         device: its relative compute is the devices' summed time (the paper's metric). \
+         Sampling on the device where it is not the CPU.\n\n\
+         | method | improvement score | compute (device time) / Bo{n0} | tokens / Bo{n0} |\n|---|---:|---:|---:|\n",
         args.max_tokens,
+        describe(device),
         free as f64 / (1u64 << 30) as f64,
         args.kv_memory_fraction,
+        if free == 0 {
+            "no memory figure, so unbounded".to_string()
+        } else {
+            memory_budget.to_string()
+        },
         args.max_tokens / 4,
         n0_time / np,
+        args.max_batch,
     );
     let mut rows = Vec::new();
     for (label, s, t, c) in &acc {

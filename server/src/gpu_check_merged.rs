@@ -47,6 +47,7 @@ fn request(
             temperature: 1.0,
             top_k: 50,
             seed: 7000 + i as u64,
+            on_device: !m.decoder.device().is_cpu(),
             ..Default::default()
         },
         stop: StopConditions {

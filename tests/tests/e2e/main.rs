@@ -10,5 +10,6 @@ mod bench_load;
 mod collect;
 mod drain;
 mod generate_score;
+mod gpu_check;
 mod serve_config;
 mod train_then_serve;

@@ -164,6 +164,7 @@ fn summarise(s: &RunSummary, saved: Option<PathBuf>) -> serde_json::Value {
         "seconds": s.seconds,
         "tokens_per_second": if s.seconds > 0.0 { s.tokens as f64 / s.seconds } else { 0.0 },
         "peak_rss_bytes": train::metrics::peak_rss_bytes(),
+        "peak_device_bytes": s.peak_device_bytes,
         "last": s.last,
         "model": saved,
     })

@@ -119,6 +119,9 @@ pub struct RunSummary {
     pub seconds: f64,
     /// Last step's metrics.
     pub last: BTreeMap<String, f64>,
+    /// Most device memory in use at the end of any optimiser step (gradients and optimiser
+    /// state still held), as the driver reports it for the whole device; `None` on the CPU.
+    pub peak_device_bytes: Option<u64>,
 }
 
 /// Trains `model` on `objective` for `cfg.max_steps` optimiser steps (resuming if asked).
@@ -170,6 +173,7 @@ pub fn train(
     let mut tokens = 0usize;
     let mut last = BTreeMap::new();
     let vars = model.vars();
+    let mut peak_device: Option<u64> = None;
     while step < cfg.max_steps {
         let lr = cfg.schedule.lr_at(step);
         let mut acc: Vec<Tensor> = vars
@@ -204,6 +208,11 @@ pub fn train(
             None => crate::optim::global_norm(&acc)?,
         };
         opt.apply(vars, &acc, lr)?;
+        // Sampled with the step's gradients and the optimiser state still held.
+        if let Some((free, total)) = thresh_models::device::memory_info(model.device())? {
+            let used = total.saturating_sub(free) as u64;
+            peak_device = Some(peak_device.map_or(used, |p| p.max(used)));
+        }
         step += 1;
         tokens += step_tokens;
         let mut row: BTreeMap<String, f64> = sums
@@ -245,5 +254,6 @@ pub fn train(
         tokens,
         seconds: start.elapsed().as_secs_f64(),
         last,
+        peak_device_bytes: peak_device,
     })
 }
