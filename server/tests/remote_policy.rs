@@ -1,6 +1,6 @@
 //! thresh's strategies over a remote policy (`thresh_decoding::remote`), against a real
-//! `thresh serve` on loopback: Best-of-N chooses exactly what the backend's own Best-of-N
-//! chooses, and Speculative Rejection prunes, round by round, exactly the rows a reference
+//! `thresh serve` on loopback: Best-of-N, Soft Best-of-N and rejection sampling choose exactly
+//! what the backend's own strategy chooses, and Speculative Rejection prunes, round by round, exactly the rows a reference
 //! computation picks from the candidates' partial scores, with exact token accounting.
 
 mod common;
@@ -17,78 +17,122 @@ use thresh_models::LoadOptions;
 use thresh_reward::{Prompt, RewardInput};
 
 #[tokio::test]
-async fn best_of_n_over_a_remote_thresh_chooses_what_the_backend_chooses() {
+async fn best_of_n_soft_and_rejection_over_a_remote_thresh_choose_what_the_backend_chooses() {
     let m = tiny_models(256);
     let server = start_ready(tiny_config(&m)).await;
     let c = client();
     let policy = thresh_models::load(&m.policy.to_string_lossy(), &LoadOptions::default()).unwrap();
     let prompt = policy.tokenizer.encode("hello there", true).unwrap();
-    let (status, _, own) = post(
-        &c,
-        &url(&server, "/v1/completions"),
-        &json!({"prompt": prompt, "max_tokens": 8, "seed": 7, "return_token_ids": true,
-                "alignment": {"strategy": "best_of_n", "candidates": 4,
-                              "return_candidates": true}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{own}");
-    let base = url(&server, "/v1");
-    let (policy_dir, reward_dir) = (m.policy.clone(), m.reward.clone());
-    let remote = tokio::task::spawn_blocking(move || {
-        let policy =
-            thresh_models::load(&policy_dir.to_string_lossy(), &LoadOptions::default()).unwrap();
-        let reward = thresh_reward::load(&reward_dir, None, &Default::default()).unwrap();
-        let backend = RemotePolicy::new(&base).unwrap();
-        let input = RemoteInput {
-            policy: &backend,
-            tokenizer: &policy.tokenizer,
-            prompt_ids: &prompt,
-            // A token-id prompt is scored as its decoded text, as the backend does.
-            reward_prompt: Prompt::Text(policy.tokenizer.decode(&prompt, true).unwrap()),
-            sampling: SamplingParams {
-                seed: 7,
-                ..Default::default()
+    // A threshold no answer of the tiny reward reaches: every batch of rejection sampling is
+    // drawn, so the seeds of its later batches (seed + 4, seed + 8) are checked too.
+    let cases = [
+        (
+            json!({"strategy": "best_of_n", "candidates": 4}),
+            Strategy::BestOfN { candidates: 4 },
+            4,
+        ),
+        (
+            json!({"strategy": "soft_best_of_n", "candidates": 4, "lambda": 0.05}),
+            Strategy::SoftBestOfN {
+                candidates: 4,
+                lambda: 0.05,
             },
-            stop: StopConditions {
-                max_tokens: 8,
-                ..Default::default()
+            4,
+        ),
+        (
+            json!({"strategy": "rejection_sampling", "candidates": 4, "threshold": 1000.0,
+                   "max_tries": 3}),
+            Strategy::Rejection {
+                candidates: 4,
+                threshold: 1000.0,
+                max_tries: 3,
             },
-            top_k: 1,
-            return_candidates: true,
-            cancel: None,
-        };
-        Strategy::BestOfN { candidates: 4 }
-            .run_remote(&input, reward.as_ref())
+            12,
+        ),
+    ];
+    for (alignment, strategy, drawn) in cases {
+        let mut alignment = alignment;
+        alignment["return_candidates"] = json!(true);
+        let (status, _, own) = post(
+            &c,
+            &url(&server, "/v1/completions"),
+            &json!({"prompt": prompt, "max_tokens": 8, "seed": 7, "return_token_ids": true,
+                    "alignment": alignment}),
+        )
+        .await;
+        assert_eq!(status, 200, "{own}");
+        let base = url(&server, "/v1");
+        let (policy_dir, reward_dir, ids) = (m.policy.clone(), m.reward.clone(), prompt.clone());
+        let name = strategy.name();
+        let remote = tokio::task::spawn_blocking(move || {
+            let policy =
+                thresh_models::load(&policy_dir.to_string_lossy(), &LoadOptions::default())
+                    .unwrap();
+            let reward = thresh_reward::load(&reward_dir, None, &Default::default()).unwrap();
+            let backend = RemotePolicy::new(&base).unwrap();
+            let input = RemoteInput {
+                policy: &backend,
+                tokenizer: &policy.tokenizer,
+                prompt_ids: &ids,
+                // A token-id prompt is scored as its decoded text, as the backend does.
+                reward_prompt: Prompt::Text(policy.tokenizer.decode(&ids, true).unwrap()),
+                sampling: SamplingParams {
+                    seed: 7,
+                    ..Default::default()
+                },
+                stop: StopConditions {
+                    max_tokens: 8,
+                    ..Default::default()
+                },
+                top_k: 1,
+                return_candidates: true,
+                cancel: None,
+            };
+            strategy.run_remote(&input, reward.as_ref()).unwrap()
+        })
+        .await
+        .unwrap();
+        let chosen: Vec<u64> = own["choices"][0]["token_ids"]
+            .as_array()
             .unwrap()
-    })
-    .await
-    .unwrap();
-    let chosen: Vec<u64> = own["choices"][0]["token_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect();
-    let best = &remote.best[0];
-    assert_eq!(
-        best.tokens.iter().map(|&t| t as u64).collect::<Vec<_>>(),
-        chosen,
-        "the same answer as the backend's own Best-of-N"
-    );
-    assert_eq!(best.text, own["choices"][0]["text"].as_str().unwrap());
-    let theirs = own["alignment"]["candidates"].as_array().unwrap();
-    let ours = remote.candidates.unwrap();
-    assert_eq!(ours.len(), 4);
-    for (o, t) in ours.iter().zip(theirs) {
-        assert_eq!(o.text, t["text"].as_str().unwrap(), "candidate {}", o.row);
-        let reward = t["reward"].as_f64().unwrap() as f32;
-        assert!((o.score - reward).abs() < 1e-5, "{} vs {reward}", o.score);
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        let best = &remote.best[0];
+        assert_eq!(
+            best.tokens.iter().map(|&t| t as u64).collect::<Vec<_>>(),
+            chosen,
+            "{name}: the same answer as the backend's own"
+        );
+        assert_eq!(
+            best.text,
+            own["choices"][0]["text"].as_str().unwrap(),
+            "{name}"
+        );
+        let theirs = own["alignment"]["candidates"].as_array().unwrap();
+        let ours = remote.candidates.unwrap();
+        assert_eq!(ours.len(), drawn, "{name}");
+        assert_eq!(theirs.len(), drawn, "{name}: {own}");
+        for (o, t) in ours.iter().zip(theirs) {
+            assert_eq!(
+                o.text,
+                t["text"].as_str().unwrap(),
+                "{name}: candidate {}",
+                o.row
+            );
+            let reward = t["reward"].as_f64().unwrap() as f32;
+            assert!(
+                (o.score - reward).abs() < 1e-5,
+                "{name}: {} vs {reward}",
+                o.score
+            );
+        }
+        assert_eq!(
+            remote.stats.policy_tokens as u64,
+            own["alignment"]["stats"]["policy_tokens"].as_u64().unwrap(),
+            "{name}: the same policy tokens"
+        );
     }
-    assert_eq!(
-        remote.stats.policy_tokens as u64,
-        own["alignment"]["stats"]["policy_tokens"].as_u64().unwrap(),
-        "the same policy tokens"
-    );
     server.shutdown();
     server.wait().await.unwrap();
 }
@@ -198,15 +242,26 @@ async fn a_gateway_over_a_remote_thresh_answers_as_the_backend_does() {
     let c = client();
     let at = |s: &thresh_server::serve::Server| url(s, "/v1/completions");
 
-    // Plain sampling and Best-of-N: the same answers either way.
+    // Plain sampling, Best-of-N, Soft Best-of-N and rejection sampling: the same answers
+    // either way.
     for body in [
         json!({"prompt": "hello", "max_tokens": 8, "n": 2, "seed": 5}),
         json!({"prompt": "hello", "max_tokens": 8, "seed": 5,
                "alignment": {"strategy": "best_of_n", "candidates": 4}}),
+        json!({"prompt": "hello", "max_tokens": 8, "seed": 5,
+               "alignment": {"strategy": "soft_best_of_n", "candidates": 4, "lambda": 0.5}}),
+        json!({"prompt": "hello", "max_tokens": 8, "seed": 5,
+               "alignment": {"strategy": "rejection_sampling", "candidates": 2,
+                             "threshold": 1000.0, "max_tries": 2}}),
     ] {
         let (s1, _, direct) = post(&c, &at(&backend), &body).await;
         let (s2, _, through) = post(&c, &at(&gateway), &body).await;
         assert_eq!((s1, s2), (200, 200), "{direct} {through}");
+        assert_eq!(
+            direct["alignment"]["stats"]["policy_tokens"],
+            through["alignment"]["stats"]["policy_tokens"],
+            "{body}"
+        );
         for i in 0..direct["choices"].as_array().unwrap().len() {
             assert_eq!(
                 direct["choices"][i]["text"], through["choices"][i]["text"],

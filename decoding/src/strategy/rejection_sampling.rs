@@ -15,6 +15,24 @@ pub fn rejection_sampling(
     threshold: f32,
     max_tries: usize,
 ) -> Result<StrategyOutput> {
+    tries(batch, threshold, max_tries, input.top_k, |offset| {
+        let mut inp = input.clone();
+        inp.sampling.seed = input.sampling.seed.wrapping_add(offset);
+        inp.top_k = batch;
+        best_of_n(&inp, reward, batch)
+    })
+}
+
+/// The loop of [`rejection_sampling`] over any source of batches: `draw(offset)` returns the
+/// Best-of-`batch` of rows seeded from `seed + offset` with every row ranked in `best`.
+/// Rows are renumbered across batches, and the stats are summed.
+pub(crate) fn tries(
+    batch: usize,
+    threshold: f32,
+    max_tries: usize,
+    top_k: usize,
+    mut draw: impl FnMut(u64) -> Result<StrategyOutput>,
+) -> Result<StrategyOutput> {
     if max_tries == 0 {
         return Err(DecodeError::InvalidParameter(
             "max_tries must be at least 1".into(),
@@ -22,10 +40,7 @@ pub fn rejection_sampling(
     }
     let mut out: Option<StrategyOutput> = None;
     for t in 0..max_tries {
-        let mut inp = input.clone();
-        inp.sampling.seed = input.sampling.seed.wrapping_add((t * batch) as u64);
-        inp.top_k = batch;
-        let mut o = best_of_n(&inp, reward, batch)?;
+        let mut o = draw((t * batch) as u64)?;
         for c in o.best.iter_mut().chain(o.candidates.iter_mut().flatten()) {
             c.row += t * batch;
         }
@@ -57,6 +72,6 @@ pub fn rejection_sampling(
         }
     }
     let mut out = out.ok_or_else(|| DecodeError::InvalidParameter("no batch drawn".into()))?;
-    out.best.truncate(input.top_k);
+    out.best.truncate(top_k);
     Ok(out)
 }

@@ -16,11 +16,7 @@ pub fn soft_best_of_n(
     n: usize,
     lambda: f32,
 ) -> Result<StrategyOutput> {
-    if !(lambda.is_finite() && lambda > 0.0) {
-        return Err(DecodeError::InvalidParameter(format!(
-            "lambda must be positive, got {lambda}"
-        )));
-    }
+    check_lambda(lambda)?;
     let all = best_of_n(
         &StrategyInput {
             top_k: n,
@@ -30,6 +26,36 @@ pub fn soft_best_of_n(
         reward,
         n,
     )?;
+    Ok(soft_pick(
+        all,
+        input.sampling.seed,
+        lambda,
+        input.top_k,
+        input.return_candidates,
+    ))
+}
+
+/// Refuses a `lambda` that is not a positive number.
+pub(crate) fn check_lambda(lambda: f32) -> Result<()> {
+    if lambda.is_finite() && lambda > 0.0 {
+        Ok(())
+    } else {
+        Err(DecodeError::InvalidParameter(format!(
+            "lambda must be positive, got {lambda}"
+        )))
+    }
+}
+
+/// The soft draw over a Best-of-N output whose `best` ranks every candidate: one drawn with
+/// probability proportional to `exp(r / lambda)` from an RNG seeded by `seed`, first, then
+/// the others by score, `top_k` in all.
+pub(crate) fn soft_pick(
+    all: StrategyOutput,
+    seed: u64,
+    lambda: f32,
+    top_k: usize,
+    return_candidates: bool,
+) -> StrategyOutput {
     let ranked = all.best;
     let max = ranked
         .iter()
@@ -40,9 +66,9 @@ pub fn soft_best_of_n(
         .map(|c| (((c.score - max) / lambda) as f64).exp())
         .collect();
     let total: f64 = weights.iter().sum();
-    let mut rng = StdRng::seed_from_u64(input.sampling.seed ^ 0x5eed_50f7);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_50f7);
     let mut u = rng.random::<f64>() * total;
-    let mut pick = ranked.len() - 1;
+    let mut pick = ranked.len().saturating_sub(1);
     for (i, w) in weights.iter().enumerate() {
         u -= w;
         if u <= 0.0 {
@@ -50,7 +76,7 @@ pub fn soft_best_of_n(
             break;
         }
     }
-    let mut best = vec![ranked[pick].clone()];
+    let mut best: Vec<_> = ranked.get(pick).cloned().into_iter().collect();
     best.extend(
         ranked
             .iter()
@@ -58,14 +84,14 @@ pub fn soft_best_of_n(
             .filter(|(i, _)| *i != pick)
             .map(|(_, c)| c.clone()),
     );
-    best.truncate(input.top_k);
-    Ok(StrategyOutput {
+    best.truncate(top_k);
+    StrategyOutput {
         best,
-        candidates: if input.return_candidates {
+        candidates: if return_candidates {
             all.candidates
         } else {
             None
         },
         stats: all.stats,
-    })
+    }
 }
