@@ -21,7 +21,8 @@
 
 use serde_json::{Value, json};
 
-use super::{CompletionAnswer, CompletionRequest, RemoteChoice, wire};
+use super::fields::{logprobs, token_ids};
+use super::{CompletionAnswer, CompletionRequest, RemoteChoice};
 
 /// llama-server's "random seed" value, never sent.
 const RANDOM_SEED: u32 = u32::MAX;
@@ -68,9 +69,8 @@ fn choice(c: &Value) -> Result<RemoteChoice, String> {
         "the answer has no `tokens`: llama-server must be recent enough to take \
          `return_tokens`",
     )?;
-    let mut token_ids =
-        wire::token_ids(ids).ok_or("`tokens` holds something that is not a token id")?;
-    let mut token_logprobs = wire::logprobs(
+    let mut token_ids = token_ids(ids).ok_or("`tokens` holds something that is not a token id")?;
+    let mut token_logprobs = logprobs(
         c["completion_probabilities"].as_array(),
         token_ids.len(),
         |x| x["logprob"].as_f64(),

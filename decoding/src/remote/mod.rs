@@ -40,6 +40,7 @@
 //! Replicas of one policy run one engine: the first one probed speaks for the fleet.
 
 mod batch;
+mod fields;
 mod llama_cpp;
 mod wire;
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# A thresh gateway over llama.cpp's llama-server (BENCHMARKS.md, "A gateway over
+# llama-server"): the same plain requests straight to llama-server and through the gateway
+# (alternating runs), then the strategies sweep through the gateway. One run on this machine;
+# the gateway and llama-server share its cores.
+#   bash scripts/bench-gateway-llama.sh OUT_DIR     # RUNS=5 REQUESTS=48 by default
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="${1:?usage: bench-gateway-llama.sh OUT_DIR}"
+mkdir -p "$out"
+bash scripts/fetch-models.sh
+bash scripts/build-llama-cpp.sh
+cargo build --release -p thresh-server -p thresh-bench
+gguf=models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+llama_port="${LLAMA_PORT:-8403}" gateway_port="${GATEWAY_PORT:-8404}"
+# 8 slots of 2048 tokens; --no-repack keeps hosts with AMX from crashing (scripts/build-llama-cpp.sh).
+# --top-k 0 --min-p 0: the direct requests sample as the gateway's do (it sends thresh's
+# defaults, OpenAI's: no top-k, no min-p), not with llama-server's own top-k 40, min-p 0.05.
+target/llama.cpp/bin/llama-server -m "$gguf" -np 8 -c 16384 -t "$(nproc)" --no-repack \
+  --top-k 0 --min-p 0 \
+  --host 127.0.0.1 --port "$llama_port" >"$out/llama-server.log" 2>&1 &
+peer=$!
+target/release/thresh serve --port "$gateway_port" --policy "http://127.0.0.1:$llama_port" \
+  --policy-tokenizer "$gguf" --policy-startup-timeout 120 >"$out/gateway.log" 2>&1 &
+gateway=$!
+trap 'kill $peer $gateway 2>/dev/null || true' EXIT
+for _ in $(seq 1 240); do
+  curl -sf "http://127.0.0.1:$gateway_port/health" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -sf "http://127.0.0.1:$gateway_port/health" >/dev/null || {
+  echo "the gateway did not become ready; see $out/gateway.log" >&2
+  exit 1
+}
+for run in $(seq 1 "${RUNS:-5}"); do
+  for port in "$llama_port" "$gateway_port"; do
+    target/release/thresh-bench load --base-url "http://127.0.0.1:$port" \
+      --num-requests "${REQUESTS:-48}" --max-concurrency 8 --max-tokens 32 --warmup-requests 1 \
+      --seed "$run" --no-stream --no-progress --output "$out/ov-$port-$run.json" >/dev/null
+  done
+done
+target/release/thresh-bench quality --base-url "http://127.0.0.1:$gateway_port" --prompts 8 \
+  --n0 2 --multiples 1,4 --alphas 0.5,0.9 --sr-candidates 8 --max-tokens 64 --seed 1 \
+  --output "$out/quality.json"
+python3 - "$out" "$llama_port" "$gateway_port" <<'PY'
+import glob, json, statistics, sys
+out, direct, gw = sys.argv[1:]
+def runs(port):
+    files = sorted(glob.glob(f"{out}/ov-{port}-*.json"), key=lambda f: int(f.rsplit("-", 1)[1][:-5]))
+    return [json.load(open(f)) for f in files]
+d, g = runs(direct), runs(gw)
+rps = lambda r: r["throughput"]["requests_per_s"]
+p50 = lambda r: r["latency_ms"]["e2e"]["median"]
+print("direct  req/s", [round(rps(r), 2) for r in d], "p50 ms", [round(p50(r)) for r in d])
+print("gateway req/s", [round(rps(r), 2) for r in g], "p50 ms", [round(p50(r)) for r in g])
+print("median req/s direct %.2f gateway %.2f" % (statistics.median(map(rps, d)), statistics.median(map(rps, g))))
+print("median throughput ratio (gateway / direct, per run): %.3f" % statistics.median(rps(b) / rps(a) for a, b in zip(d, g)))
+print("median p50 difference (gateway - direct, per run): %.0f ms" % statistics.median(p50(b) - p50(a) for a, b in zip(d, g)))
+PY
