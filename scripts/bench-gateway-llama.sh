@@ -25,14 +25,7 @@ target/release/thresh serve --port "$gateway_port" --policy "http://127.0.0.1:$l
   --policy-tokenizer "$gguf" --policy-startup-timeout 120 >"$out/gateway.log" 2>&1 &
 gateway=$!
 trap 'kill $peer $gateway 2>/dev/null || true' EXIT
-for _ in $(seq 1 240); do
-  curl -sf "http://127.0.0.1:$gateway_port/health" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-curl -sf "http://127.0.0.1:$gateway_port/health" >/dev/null || {
-  echo "the gateway did not become ready; see $out/gateway.log" >&2
-  exit 1
-}
+bash scripts/wait-healthy.sh "http://127.0.0.1:$gateway_port/health" 120 "$out/gateway.log"
 for run in $(seq 1 "${RUNS:-5}"); do
   for port in "$llama_port" "$gateway_port"; do
     target/release/thresh-bench load --base-url "http://127.0.0.1:$port" \

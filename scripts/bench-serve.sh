@@ -16,11 +16,7 @@ target/llama.cpp/bin/llama-server -m "$gguf" -np 8 -c 16384 -t "$threads" \
   --host 127.0.0.1 --port "$port" >target/llama-server.log 2>&1 &
 peer=$!
 trap 'kill $peer 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  sleep 0.5
-done
-curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "llama-server did not start; see target/llama-server.log" >&2; exit 1; }
+bash scripts/wait-healthy.sh "http://127.0.0.1:$port/health" 60 target/llama-server.log
 if [ "${WITH_TRANSFORMERS:-0}" = 1 ]; then
   BENCH_TRANSFORMERS="$(bash scripts/transformers-env.sh)"
   export BENCH_TRANSFORMERS
