@@ -455,3 +455,61 @@ async fn a_gateway_started_before_its_backend_waits_for_it() {
         s.wait().await.unwrap();
     }
 }
+
+/// An OpenAI-compatible server of the kind thresh cannot drive: its `/v1/models` is fine, its
+/// completions lack what `lacks` names (`token_ids`: answers without token ids, as servers
+/// before vLLM's `return_token_ids`; `n`: one continuation whatever `n` asks).
+async fn limited_backend(lacks: &'static str) -> std::net::SocketAddr {
+    use axum::routing::{get, post};
+    let models = get(|| async {
+        axum::Json(json!({"object": "list", "data": [{"id": "limited", "object": "model"}]}))
+    });
+    let completions = post(
+        move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+            let n = body["n"].as_u64().unwrap_or(1) as usize;
+            let choices: Vec<_> = (0..if lacks == "n" { 1 } else { n })
+                .map(|i| {
+                    let mut c = json!({"index": i, "text": "a", "finish_reason": "length",
+                                   "token_ids": [97]});
+                    if lacks == "token_ids" {
+                        c.as_object_mut().unwrap().remove("token_ids");
+                    }
+                    c
+                })
+                .collect();
+            axum::Json(json!({"object": "text_completion", "choices": choices,
+                          "usage": {"prompt_tokens": 1, "completion_tokens": n}}))
+        },
+    );
+    let app = axum::Router::new()
+        .route("/v1/models", models)
+        .route("/v1/completions", completions);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn a_backend_lacking_a_capability_fails_the_start_naming_it() {
+    let m = tiny_models(256);
+    for (lacks, named) in [("token_ids", "return_token_ids"), ("n", "asked for 2")] {
+        let addr = limited_backend(lacks).await;
+        let cfg = gateway_config(&m, &format!("http://{addr}/v1"));
+        let server = thresh_server::serve::start(cfg).await.unwrap();
+        let t = std::time::Instant::now();
+        let e = loop {
+            if let Some(e) = server.load_error() {
+                break e;
+            }
+            assert!(t.elapsed().as_secs() < 60, "{lacks}: no load error");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(
+            e.contains("--policy") && e.contains("capability check") && e.contains(named),
+            "{lacks}: {e}"
+        );
+        server.shutdown();
+        server.wait().await.unwrap();
+    }
+}

@@ -407,6 +407,51 @@ impl RemotePolicy {
         }
     }
 
+    /// The start-up capability check: one completion of two continuations, one new token
+    /// each, from `prompt` sent as token ids, whose answer must carry two continuations with
+    /// their token ids. A server without token-id prompts, token ids in its answers or `n`
+    /// fails here, with the message naming what it lacks, rather than at the first request.
+    pub fn check_capabilities(&self, prompt: &[u32]) -> Result<()> {
+        let sampling = SamplingParams::default();
+        let answer = self
+            .complete(&CompletionRequest {
+                prompt,
+                n: 2,
+                max_tokens: 1,
+                sampling: &sampling,
+                stop: &[],
+                ignore_eos: false,
+                min_tokens: 0,
+                affinity: 0,
+            })
+            .map_err(|e| {
+                let what = "the capability check (a completion with a token-id prompt, n = 2, \
+                            token ids in the answer) failed";
+                match e {
+                    DecodeError::Remote { url, message } => DecodeError::Remote {
+                        url,
+                        message: format!("{what}: {message}"),
+                    },
+                    other => other,
+                }
+            })?;
+        match answer.choices.iter().find(|c| c.token_ids.len() > 1) {
+            Some(c) => Err(DecodeError::Remote {
+                url: self
+                    .replicas
+                    .first()
+                    .map(|r| r.url.clone())
+                    .unwrap_or_default(),
+                message: format!(
+                    "the capability check asked for 1 new token and got {}: the server \
+                     ignores max_tokens",
+                    c.token_ids.len()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Sends one completions request (to another replica when the first fails); to
     /// llama-server, as requests of at most its slots, sent together.
     pub fn complete(&self, req: &CompletionRequest<'_>) -> Result<CompletionAnswer> {

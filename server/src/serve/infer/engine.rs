@@ -135,7 +135,8 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
 }
 
 /// Connects to a remote policy server: its tokenizer files, a probe of `/v1/models` (up, the
-/// model served, its context), and the client.
+/// model served, its context), the capability check
+/// ([`thresh_decoding::remote::RemotePolicy::check_capabilities`]), and the client.
 fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyModel, String)> {
     let tokenizer_path = cfg
         .policy_tokenizer
@@ -158,6 +159,15 @@ fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyMo
     if cfg.policy_model.is_none() {
         client = client.with_model(server.model.clone());
     }
+    let probe = files
+        .tokenizer
+        .encode("Hello", false)
+        .ok()
+        .filter(|ids| !ids.is_empty())
+        .unwrap_or_else(|| files.tokenizer.eos_ids().iter().take(1).copied().collect());
+    client
+        .check_capabilities(&probe)
+        .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?;
     let own = files.config.max_position_embeddings;
     let context = server.max_model_len.map_or(own, |m| m.min(own));
     tracing::info!(url, model = %server.model, context, engine = ?server.engine, "remote policy");
