@@ -331,14 +331,7 @@ async fn a_gateway_whose_backend_is_down_fails_to_start_naming_it() {
     let mut cfg = gateway_config(&m, &backend);
     cfg.policy_startup_timeout = std::time::Duration::from_secs(2);
     let server = thresh_server::serve::start(cfg).await.unwrap();
-    let t = std::time::Instant::now();
-    let e = loop {
-        if let Some(e) = server.load_error() {
-            break e;
-        }
-        assert!(t.elapsed().as_secs() < 60, "no load error");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let e = load_error(&server).await;
     assert!(
         e.contains(&addr.to_string()) && e.contains("--policy"),
         "{e}"
@@ -497,19 +490,24 @@ async fn a_backend_lacking_a_capability_fails_the_start_naming_it() {
         let addr = limited_backend(lacks).await;
         let cfg = gateway_config(&m, &format!("http://{addr}/v1"));
         let server = thresh_server::serve::start(cfg).await.unwrap();
-        let t = std::time::Instant::now();
-        let e = loop {
-            if let Some(e) = server.load_error() {
-                break e;
-            }
-            assert!(t.elapsed().as_secs() < 60, "{lacks}: no load error");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let e = load_error(&server).await;
         assert!(
             e.contains("--policy") && e.contains("capability check") && e.contains(named),
             "{lacks}: {e}"
         );
         server.shutdown();
         server.wait().await.unwrap();
+    }
+}
+
+/// The error that stopped `server`'s start (it must stop within a minute).
+async fn load_error(server: &thresh_server::serve::Server) -> String {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(e) = server.load_error() {
+            return e;
+        }
+        assert!(t.elapsed().as_secs() < 60, "no load error");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
