@@ -31,6 +31,11 @@ pub struct SamplingParams {
     /// only token ids and log-probabilities come back to the host each step. Ignored for a
     /// constrained batch, whose masks are computed on the host.
     pub on_device: bool,
+    /// Whether the sampled tokens' log-probabilities are wanted. Rows decoded here always
+    /// carry them (they cost nothing); a remote policy asks its server for them only when
+    /// set (llama-server computes them with a softmax over the vocabulary, about 4% of its
+    /// decode), and its rows carry zeros otherwise.
+    pub token_logprobs: bool,
 }
 
 impl Default for SamplingParams {
@@ -46,6 +51,7 @@ impl Default for SamplingParams {
             seed: 0,
             constraint: None,
             on_device: false,
+            token_logprobs: true,
         }
     }
 }

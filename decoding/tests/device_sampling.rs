@@ -123,6 +123,7 @@ fn device_draws_match_the_host_sampler() {
                             seed: combo * 1000,
                             constraint: None,
                             on_device: false,
+                            token_logprobs: true,
                         };
                         // A vocabulary that is not a multiple of the prefix sum's block.
                         compare(&params, 3000, 4, 12, combo, &mut t);

@@ -5,8 +5,9 @@
 //! ```text
 //! request:  {"prompt": [ids], "n": k (<= the server's slots), "n_predict", "seed": u32,
 //!            "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-//!            "frequency_penalty", "presence_penalty", "ignore_eos", "stop", "n_probs": 1,
-//!            "return_tokens": true, "cache_prompt": true}
+//!            "frequency_penalty", "presence_penalty", "ignore_eos", "stop",
+//!            "n_probs": 1 (0 when no log-probabilities are wanted), "return_tokens": true,
+//!            "cache_prompt": true}
 //! response: one object (k = 1) or a list of k, by "index":
 //!           {"index", "tokens": [ids], "stop_type": "eos"|"word"|"limit"|"none",
 //!            "tokens_evaluated", "timings": {"cache_n"},
@@ -56,7 +57,7 @@ pub(super) fn body(req: &CompletionRequest<'_>, n: usize, seed: u32) -> Value {
         "presence_penalty": s.presence_penalty,
         "ignore_eos": req.ignore_eos,
         "stop": req.stop,
-        "n_probs": 1,
+        "n_probs": usize::from(s.token_logprobs),
         "return_tokens": true,
         "cache_prompt": true,
         "stream": false,
@@ -181,6 +182,22 @@ mod tests {
         assert_eq!(b["stop"], json!(["\n\n"]));
         assert_eq!(b["return_tokens"], true);
         assert_eq!(b["ignore_eos"], true);
+        assert_eq!(b["n_probs"], 1, "log-probabilities by default");
+        let quiet = SamplingParams {
+            token_logprobs: false,
+            ..sampling.clone()
+        };
+        let req = CompletionRequest {
+            prompt: &[1, 2],
+            n: 1,
+            max_tokens: 8,
+            sampling: &quiet,
+            stop: &stop,
+            ignore_eos: false,
+            min_tokens: 0,
+            affinity: 0,
+        };
+        assert_eq!(body(&req, 1, 11)["n_probs"], 0, "not asked when not wanted");
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! request:  {"prompt": [ids], "n", "max_tokens", "temperature", "top_p", "seed", "stop"?,
 //!            "top_k"?, "min_p"?, "repetition_penalty"?, "frequency_penalty"?,
 //!            "presence_penalty"?, "ignore_eos"?, "min_tokens"?, "model"?,
-//!            "logprobs": 0, "return_token_ids": true}
+//!            "logprobs": 0 (when log-probabilities are wanted), "return_token_ids": true}
 //! response: {"choices": [{"index", "token_ids": [ids], "finish_reason",
 //!            "logprobs": {"token_logprobs": [f32]}?}],
 //!            "usage": {"prompt_tokens", "completion_tokens",
@@ -609,5 +609,27 @@ mod tests {
         assert_eq!(b["model"], "m");
         assert_eq!(b["return_token_ids"], true);
         assert!(b.get("stop").is_none() && b.get("min_p").is_none());
+        assert_eq!(b["logprobs"], 0, "log-probabilities by default");
+        let quiet = SamplingParams {
+            token_logprobs: false,
+            ..sampling.clone()
+        };
+        let b = wire::body(
+            &CompletionRequest {
+                prompt: &[1, 2],
+                n: 1,
+                max_tokens: 8,
+                sampling: &quiet,
+                stop: &[],
+                ignore_eos: false,
+                min_tokens: 0,
+                affinity: 0,
+            },
+            None,
+        );
+        assert!(
+            b.get("logprobs").is_none(),
+            "not asked when not wanted: {b}"
+        );
     }
 }

@@ -60,11 +60,12 @@ pub(super) fn body(req: &CompletionRequest<'_>, model: Option<&str>) -> Value {
         "top_p": s.top_p,
         // The server reads the seed as a signed 64-bit integer and back.
         "seed": s.seed as i64,
-        "logprobs": 0,
         "return_token_ids": true,
     });
     let optional = [
         ("model", model.map(|m| json!(m))),
+        // The sampled tokens' log-probabilities, only when they are wanted.
+        ("logprobs", s.token_logprobs.then(|| json!(0))),
         ("stop", (!req.stop.is_empty()).then(|| json!(req.stop))),
         ("top_k", (s.top_k > 0).then(|| json!(s.top_k))),
         ("min_p", (s.min_p > 0.0).then(|| json!(s.min_p))),

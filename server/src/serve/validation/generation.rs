@@ -44,10 +44,11 @@ pub fn validate_generation(
         body.max_completion_tokens,
         limits.tokens.max_tokens_limit,
     )?;
-    let sampling = sampling(&body)?;
+    let mut sampling = sampling(&body)?;
     let stop = stop_strings(body.stop)?;
     let n = n(body.n, limits.max_n)?;
     let logprobs = logprobs(body.logprobs.as_ref(), body.top_logprobs)?;
+    sampling.token_logprobs = logprobs;
     if body.echo == Some(true) {
         return Err(bad("echo", "echo is not supported by this server"));
     }
@@ -254,6 +255,7 @@ pub(super) fn sampling(body: &GenerationBody) -> Result<SamplingParams, ApiError
         },
         constraint: None,
         on_device: false,
+        token_logprobs: true,
     })
 }
 
