@@ -786,6 +786,8 @@ fn a_body_with_only_a_prompt_gets_every_default() {
         sampling,
         SamplingParams {
             seed: sampling.seed,
+            // No `logprobs` in the body: a remote policy is not asked for them.
+            token_logprobs: false,
             ..SamplingParams::default()
         }
     );
