@@ -412,7 +412,11 @@ impl RemotePolicy {
     /// their token ids. A server without token-id prompts, token ids in its answers or `n`
     /// fails here, with the message naming what it lacks, rather than at the first request.
     pub fn check_capabilities(&self, prompt: &[u32]) -> Result<()> {
-        let sampling = SamplingParams::default();
+        // Log-probabilities are not among the capabilities needed: not asked for.
+        let sampling = SamplingParams {
+            token_logprobs: false,
+            ..SamplingParams::default()
+        };
         let answer = self
             .complete(&CompletionRequest {
                 prompt,
