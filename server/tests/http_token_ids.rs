@@ -64,7 +64,7 @@ async fn token_ids_come_back_and_continuing_from_them_is_exact() {
     joined.extend(ids(&rest["choices"][0]["token_ids"]));
     assert_eq!(joined, whole_ids, "continuing from token ids is exact");
 
-    // Aligned answers carry their ids too; streaming them is refused.
+    // Aligned answers carry their ids too.
     let (status, _, v) = post(
         &c,
         &u,
@@ -74,14 +74,63 @@ async fn token_ids_come_back_and_continuing_from_them_is_exact() {
     .await;
     assert_eq!(status, 200, "{v}");
     assert!(ids(&v["choices"][0]["token_ids"]).len() <= 4, "{v}");
-    let (status, _, v) = post(
-        &c,
-        &u,
-        &json!({"prompt": "hello", "stream": true, "return_token_ids": true}),
-    )
-    .await;
-    assert_eq!(status, 400, "{v}");
-    assert_eq!(v["error"]["param"], "return_token_ids");
+
+    // Streamed, as vLLM streams them: each chunk's ids are the new ones, and they add up to
+    // the whole answer's; the first chunk of each answer carries the prompt's.
+    let body = json!({"prompt": "hello", "max_tokens": 6, "n": 2, "seed": 3,
+                      "ignore_eos": true, "return_token_ids": true});
+    let (_, _, whole) = post(&c, &u, &body).await;
+    for aligned in [false, true] {
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        if aligned {
+            streamed["n"] = json!(1);
+            streamed["alignment"] = json!({"strategy": "best_of_n", "candidates": 3});
+        }
+        let (status, events) = common::post_stream(&c, &u, &streamed).await;
+        assert_eq!(status, 200);
+        let (_, _, want) = post(&c, &u, &{
+            let mut b = streamed.clone();
+            b["stream"] = json!(false);
+            b
+        })
+        .await;
+        let n = if aligned { 1 } else { 2 };
+        for i in 0..n {
+            let chunks: Vec<Value> = common::data_events(&events)
+                .into_iter()
+                .filter_map(|e| {
+                    e["choices"]
+                        .as_array()
+                        .and_then(|cs| cs.iter().find(|c| c["index"] == i).cloned())
+                })
+                .collect();
+            assert_eq!(ids(&chunks[0]["prompt_token_ids"]), prompt_ids);
+            assert!(
+                chunks[1..]
+                    .iter()
+                    .all(|c| c.get("prompt_token_ids").is_none())
+            );
+            let joined: Vec<u64> = chunks
+                .iter()
+                .filter(|c| c.get("token_ids").is_some())
+                .flat_map(|c| ids(&c["token_ids"]))
+                .collect();
+            assert_eq!(
+                joined,
+                ids(&want["choices"][i]["token_ids"]),
+                "{aligned} {i}"
+            );
+            let with_ids = chunks
+                .iter()
+                .filter(|c| c.get("token_ids").is_some())
+                .count();
+            if !aligned {
+                assert_eq!(joined, ids(&whole["choices"][i]["token_ids"]));
+                assert!(with_ids > 1, "token by token: {chunks:?}");
+            }
+        }
+    }
     server.shutdown();
     server.wait().await.unwrap();
 }

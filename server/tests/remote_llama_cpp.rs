@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client, post, start_ready, url};
-use serde_json::json;
+use serde_json::{Value, json};
 use thresh_decoding::SamplingParams;
 use thresh_decoding::error::DecodeError;
 use thresh_decoding::remote::{CompletionRequest, Engine, RemotePolicy};
@@ -217,6 +217,38 @@ async fn a_gateway_runs_its_strategies_over_a_llama_server() {
     assert_eq!(v["choices"].as_array().unwrap().len(), 3, "{v}");
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{v}");
     assert!(v["choices"][0]["logprobs"].is_null(), "none unasked: {v}");
+
+    // Streamed, token by token as llama-server streams them, to the same answers.
+    let body = json!({"prompt": "The kitchen", "max_tokens": 10, "n": 2, "seed": 4,
+                      "ignore_eos": true, "return_token_ids": true});
+    let (status, _, whole) = post(&c, &at, &body).await;
+    assert_eq!(status, 200, "{whole}");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (status, events) = common::post_stream(&c, &at, &streamed).await;
+    assert_eq!(status, 200);
+    let events = common::data_events(&events);
+    for i in 0..2 {
+        let chunks: Vec<&Value> = events
+            .iter()
+            .filter_map(|e| e["choices"].as_array()?.iter().find(|c| c["index"] == i))
+            .collect();
+        let texts: Vec<&str> = chunks.iter().filter_map(|c| c["text"].as_str()).collect();
+        assert!(
+            texts.iter().filter(|t| !t.is_empty()).count() > 1,
+            "{texts:?}"
+        );
+        assert_eq!(
+            texts.concat(),
+            whole["choices"][i]["text"].as_str().unwrap()
+        );
+        let joined: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["token_ids"].as_array())
+            .flatten()
+            .collect();
+        assert_eq!(json!(joined), whole["choices"][i]["token_ids"], "{i}");
+    }
 
     // Log-probabilities when asked (llama-server's n_probs), one per token.
     let (status, _, v) = post(

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use thresh_models::Tokenizer;
 
-use super::{CompletionAnswer, CompletionRequest, RemotePolicy};
+use super::{CompletionAnswer, CompletionRequest, RemoteChoice, RemotePolicy, StreamDelta};
 use crate::batch::{BatchStats, FinishReason, Row, StopConditions};
 use crate::detok::cut_at_stop;
 use crate::error::{DecodeError, Result};
@@ -100,7 +100,7 @@ impl<'a> RemoteBatch<'a> {
     }
 
     /// Asks for `want` more tokens of every active row: `(row, answer choice)` pairs.
-    fn fetch(&mut self, want: usize) -> Result<Vec<(usize, super::RemoteChoice)>> {
+    fn fetch(&mut self, want: usize) -> Result<Vec<(usize, RemoteChoice)>> {
         if self.generated == 0 && self.active.len() == self.rows.len() {
             // Every row starts from the prompt: one request for all of them.
             let req = self.request(self.prompt, self.active.len(), want, &self.sampling);
@@ -133,6 +133,114 @@ impl<'a> RemoteBatch<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// Adds a round's continuations (`want` tokens asked of each) to their rows and ends the
+    /// rows they finish; the batch now stands at `cap` tokens. The rows it finished.
+    fn absorb(
+        &mut self,
+        answers: Vec<(usize, RemoteChoice)>,
+        want: usize,
+        cap: usize,
+    ) -> Result<Vec<usize>> {
+        let mut finished = Vec::new();
+        for (r, choice) in answers {
+            self.stats.generated_tokens += choice.token_ids.len();
+            let short = choice.token_ids.len() < want;
+            let row = &mut self.rows[r];
+            let before = row.text.len();
+            row.tokens.extend_from_slice(&choice.token_ids);
+            row.token_logprobs.extend_from_slice(&choice.token_logprobs);
+            row.logprob_sum = row.token_logprobs.iter().sum();
+            row.text = self.tokenizer.decode(&row.tokens, true)?;
+            if let Some(matched) = cut_at_stop(&mut row.text, before, &self.stop.stop) {
+                row.finish = Some(FinishReason::StopString(matched));
+            } else if choice.finish_reason == "stop" {
+                row.finish = Some(FinishReason::Eos);
+                // The server sampled the EOS token too; a local batch counts it as well.
+                self.stats.generated_tokens += 1;
+            } else if row.tokens.len() >= self.stop.max_tokens || short {
+                // The cap, or the server's context ended it early.
+                row.finish = Some(FinishReason::Length);
+            }
+            if row.finish.is_some() {
+                finished.push(r);
+            }
+        }
+        if want == 0 {
+            for &r in &self.active {
+                self.rows[r].finish = Some(FinishReason::Length);
+                finished.push(r);
+            }
+        }
+        self.active.retain(|r| !finished.contains(r));
+        self.generated = cap;
+        self.stats.decode_steps += 1;
+        Ok(finished)
+    }
+
+    /// Generates every row to its end in one streamed request, as [`RowBatch::advance`]
+    /// with no limit would in one round: `on_rows` sees the rows each time new tokens come
+    /// (their text decoded so far, less an unfinished character at its end; a row whose
+    /// server said it ended, or whose text reached a stop string, marked finished and cut
+    /// there), then the batch holds the rows `advance` would have left. `on_rows` returning
+    /// `false` cancels the request. Only for a batch that has not begun.
+    pub fn run_streamed(
+        &mut self,
+        on_rows: &mut (dyn FnMut(&[Row]) -> bool + Send),
+    ) -> Result<Vec<usize>> {
+        if self.generated > 0 || self.active.len() != self.rows.len() {
+            return Err(DecodeError::InvalidParameter(
+                "a streamed remote batch runs from its start, in one round".into(),
+            ));
+        }
+        if self.cancelled() {
+            return Err(DecodeError::Cancelled);
+        }
+        let want = self.stop.max_tokens;
+        let mut seen = self.rows.clone();
+        let mut failed = None;
+        let (tokenizer, stop, cancel) = (self.tokenizer, &self.stop.stop, self.cancel.clone());
+        let mut sink = |d: StreamDelta<'_>| {
+            if cancel.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+                return false;
+            }
+            let Some(row) = seen.get_mut(d.index) else {
+                return true;
+            };
+            if row.finish.is_none() {
+                row.tokens.extend_from_slice(d.token_ids);
+                row.token_logprobs.extend_from_slice(d.token_logprobs);
+                let before = row.text.len();
+                match tokenizer.decode(&row.tokens, true) {
+                    Ok(text) => row.text = text.trim_end_matches('\u{FFFD}').to_string(),
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                if let Some(matched) = cut_at_stop(&mut row.text, before, stop) {
+                    row.finish = Some(FinishReason::StopString(matched));
+                } else if let Some(reason) = d.finish_reason {
+                    row.text = tokenizer.decode(&row.tokens, true).unwrap_or_default();
+                    row.finish = Some(if reason == "stop" {
+                        FinishReason::Eos
+                    } else {
+                        FinishReason::Length
+                    });
+                }
+            }
+            on_rows(&seen)
+        };
+        let req = self.request(self.prompt, self.rows.len(), want, &self.sampling);
+        let answer = self.policy.complete_streamed(&req, &mut sink);
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        let answer = answer?;
+        self.count(&answer);
+        let answers = (0..self.rows.len()).zip(answer.choices).collect();
+        self.absorb(answers, want, want)
     }
 
     fn count(&mut self, answer: &CompletionAnswer) {
@@ -172,40 +280,7 @@ impl RowBatch for RemoteBatch<'_> {
         } else {
             self.fetch(want)?
         };
-        let mut finished = Vec::new();
-        for (r, choice) in answers {
-            self.stats.generated_tokens += choice.token_ids.len();
-            let short = choice.token_ids.len() < want;
-            let row = &mut self.rows[r];
-            let before = row.text.len();
-            row.tokens.extend_from_slice(&choice.token_ids);
-            row.token_logprobs.extend_from_slice(&choice.token_logprobs);
-            row.logprob_sum = row.token_logprobs.iter().sum();
-            row.text = self.tokenizer.decode(&row.tokens, true)?;
-            if let Some(matched) = cut_at_stop(&mut row.text, before, &self.stop.stop) {
-                row.finish = Some(FinishReason::StopString(matched));
-            } else if choice.finish_reason == "stop" {
-                row.finish = Some(FinishReason::Eos);
-                // The server sampled the EOS token too; a local batch counts it as well.
-                self.stats.generated_tokens += 1;
-            } else if row.tokens.len() >= self.stop.max_tokens || short {
-                // The cap, or the server's context ended it early.
-                row.finish = Some(FinishReason::Length);
-            }
-            if row.finish.is_some() {
-                finished.push(r);
-            }
-        }
-        if want == 0 {
-            for &r in &self.active {
-                self.rows[r].finish = Some(FinishReason::Length);
-                finished.push(r);
-            }
-        }
-        self.active.retain(|r| !finished.contains(r));
-        self.generated = cap;
-        self.stats.decode_steps += 1;
-        Ok(finished)
+        self.absorb(answers, want, cap)
     }
 
     fn prune(&mut self, rows: &[usize]) -> Result<(usize, usize)> {

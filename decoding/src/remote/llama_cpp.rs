@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::fields::{logprobs, token_ids};
 use super::{CompletionAnswer, CompletionRequest, RemoteChoice};
+use crate::error::DecodeError;
 
 /// llama-server's "random seed" value, never sent.
 const RANDOM_SEED: u32 = u32::MAX;
@@ -64,6 +65,35 @@ pub(super) fn body(req: &CompletionRequest<'_>, n: usize, seed: u32) -> Value {
     })
 }
 
+/// The requests for `req` to a server with `slots` parallel slots: `(offset, n, body)`, each
+/// for at most `slots` completions, the first sampled with completion `offset`'s seed.
+pub(super) fn chunks(
+    req: &CompletionRequest<'_>,
+    slots: usize,
+) -> crate::error::Result<Vec<(usize, usize, Value)>> {
+    if req.min_tokens > 0 {
+        return Err(DecodeError::InvalidParameter(
+            "min_tokens: the policy server (llama-server) has no minimum length".into(),
+        ));
+    }
+    let seed = seed32(req.sampling.seed, req.n);
+    Ok((0..req.n)
+        .step_by(slots.max(1))
+        .map(|o| {
+            let n = slots.max(1).min(req.n - o);
+            (o, n, body(req, n, seed.wrapping_add(o as u32)))
+        })
+        .collect())
+}
+
+/// OpenAI's finish reason for llama-server's `stop_type`.
+pub(super) fn finish_reason(stop_type: &str) -> &'static str {
+    match stop_type {
+        "eos" | "word" => "stop",
+        _ => "length",
+    }
+}
+
 /// Reads one completion of a `/completion` answer.
 fn choice(c: &Value) -> Result<RemoteChoice, String> {
     let ids = c["tokens"].as_array().ok_or(
@@ -85,11 +115,7 @@ fn choice(c: &Value) -> Result<RemoteChoice, String> {
     Ok(RemoteChoice {
         token_ids,
         token_logprobs,
-        finish_reason: match stop_type {
-            "eos" | "word" => "stop",
-            _ => "length",
-        }
-        .to_string(),
+        finish_reason: finish_reason(stop_type).to_string(),
     })
 }
 

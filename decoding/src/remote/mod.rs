@@ -42,6 +42,7 @@
 mod batch;
 mod fields;
 mod llama_cpp;
+mod stream;
 mod wire;
 
 use std::sync::Mutex;
@@ -50,6 +51,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, histogram};
 
 pub use batch::RemoteBatch;
+pub use stream::{DeltaSink, StreamDelta};
 use thresh_reward::ApiKey;
 use wire::Failure;
 
@@ -149,6 +151,23 @@ fn in_parallel<I: Sync, T: Send>(
             })
             .collect()
     })
+}
+
+/// The answers of the requests one request was split into, as one answer for `n`
+/// continuations.
+fn merge(answers: Vec<Result<CompletionAnswer>>, n: usize) -> Result<CompletionAnswer> {
+    let mut all = CompletionAnswer {
+        choices: Vec::with_capacity(n),
+        prompt_tokens: 0,
+        cached_tokens: 0,
+    };
+    for answer in answers {
+        let answer = answer?;
+        all.choices.extend(answer.choices);
+        all.prompt_tokens += answer.prompt_tokens;
+        all.cached_tokens += answer.cached_tokens;
+    }
+    Ok(all)
 }
 
 /// The affinity key of a prompt: requests continuing it (its rows, every round) share it.
@@ -307,7 +326,7 @@ impl RemotePolicy {
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(Failure::Request(_)) => "refused",
-                Err(Failure::Replica(_)) => "failed",
+                Err(Failure::Replica(_) | Failure::Broken(_)) => "failed",
             };
             counter!("thresh_policy_replica_requests_total",
                 "replica" => url.clone(), "outcome" => outcome)
@@ -324,6 +343,16 @@ impl RemotePolicy {
                         url: url.clone(),
                         message,
                         replicas_down: false,
+                    });
+                }
+                Err(Failure::Broken(message)) => {
+                    // Part of the answer has been handed on: no other replica may redo it.
+                    tracing::warn!(url, %message, "policy replica failed mid-stream; left out for a while");
+                    self.mark(i, true);
+                    return Err(Failed {
+                        url: url.clone(),
+                        message,
+                        replicas_down: true,
                     });
                 }
                 Err(Failure::Replica(message)) => {
@@ -467,37 +496,16 @@ impl RemotePolicy {
             }
             Engine::LlamaCpp { slots } => slots,
         };
-        if req.min_tokens > 0 {
-            return Err(DecodeError::InvalidParameter(
-                "min_tokens: the policy server (llama-server) has no minimum length".into(),
-            ));
-        }
-        let seed = llama_cpp::seed32(req.sampling.seed, req.n);
-        let chunks: Vec<(usize, usize)> = (0..req.n)
-            .step_by(slots.max(1))
-            .map(|o| (o, slots.min(req.n - o)))
-            .collect();
-        let send = |&(offset, n): &(usize, usize)| {
-            let body = llama_cpp::body(req, n, seed.wrapping_add(offset as u32));
-            self.send(engine, &body, n, req.affinity)
+        let chunks = llama_cpp::chunks(req, slots)?;
+        let send = |(_, n, body): &(usize, usize, serde_json::Value)| {
+            self.send(engine, body, *n, req.affinity)
         };
         let answers = if chunks.len() == 1 {
             vec![send(&chunks[0])]
         } else {
             in_parallel(&chunks, send)
         };
-        let mut all = CompletionAnswer {
-            choices: Vec::with_capacity(req.n),
-            prompt_tokens: 0,
-            cached_tokens: 0,
-        };
-        for answer in answers {
-            let answer = answer?;
-            all.choices.extend(answer.choices);
-            all.prompt_tokens += answer.prompt_tokens;
-            all.cached_tokens += answer.cached_tokens;
-        }
-        Ok(all)
+        merge(answers, req.n)
     }
 
     /// POSTs `body` for `n` continuations to the replicas in `affinity`'s order.

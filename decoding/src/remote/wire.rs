@@ -19,6 +19,9 @@ pub(super) enum Failure {
     Replica(String),
     /// The request itself is refused or the answer is unusable: no replica will do better.
     Request(String),
+    /// The replica failed after part of a streamed answer was handed on: it is left out, but
+    /// the request cannot go to another one.
+    Broken(String),
 }
 
 /// The completions endpoint of `url` (`http(s)://host:port`, `.../v1` or the endpoint).
@@ -124,6 +127,55 @@ fn read(mut response: ureq::http::Response<ureq::Body>) -> Result<String, Failur
     }
 }
 
+/// Where a completions request in `engine`'s dialect goes, for the replica whose completions
+/// endpoint is `url`.
+fn target(url: &str, engine: Engine) -> String {
+    match engine {
+        Engine::OpenAi => url.to_string(),
+        Engine::LlamaCpp { .. } => format!("{}/completion", root(url)),
+    }
+}
+
+/// POSTs `body` (JSON) to `target`, accepting `accept`.
+fn post_json(
+    agent: &ureq::Agent,
+    target: &str,
+    key: Option<&ApiKey>,
+    accept: &str,
+    body: &Value,
+) -> Result<ureq::http::Response<ureq::Body>, Failure> {
+    let request = agent
+        .post(target)
+        .header("content-type", "application/json")
+        .header("accept", accept);
+    with_key(request, key)
+        .send(body.to_string())
+        .map_err(|e| Failure::Replica(format!("unreachable: {e}")))
+}
+
+/// POSTs a streamed completions request (`body` has `stream: true`) to the replica whose
+/// completions endpoint is `url`: the event stream's reader, once the status is 2xx.
+pub(super) fn open_stream(
+    agent: &ureq::Agent,
+    url: &str,
+    key: Option<&ApiKey>,
+    engine: Engine,
+    body: &Value,
+) -> Result<impl std::io::Read, Failure> {
+    let response = post_json(agent, &target(url, engine), key, "text/event-stream", body)?;
+    if !response.status().is_success() {
+        return Err(match read(response) {
+            Err(f) => f,
+            Ok(_) => Failure::Replica("the stream was refused".into()),
+        });
+    }
+    Ok(response
+        .into_body()
+        .into_with_config()
+        .limit(MAX_BODY)
+        .reader())
+}
+
 /// The server's root (`http://host:port`) of the completions endpoint `url`.
 fn root(url: &str) -> &str {
     let url = url.trim_end_matches("/completions");
@@ -140,17 +192,7 @@ pub(super) fn post(
     body: &Value,
     n: usize,
 ) -> Result<CompletionAnswer, Failure> {
-    let target = match engine {
-        Engine::OpenAi => url.to_string(),
-        Engine::LlamaCpp { .. } => format!("{}/completion", root(url)),
-    };
-    let request = agent
-        .post(&target)
-        .header("content-type", "application/json")
-        .header("accept", "application/json");
-    let response = with_key(request, key)
-        .send(body.to_string())
-        .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;
+    let response = post_json(agent, &target(url, engine), key, "application/json", body)?;
     let text = read(response)?;
     match engine {
         Engine::OpenAi => parse(&text, n),

@@ -2,7 +2,10 @@
 //! decoded; aligned requests send comment lines with progress while the candidates race,
 //! then the chosen answers as deltas. With `logprobs`, each chunk carries the
 //! log-probabilities of the tokens its text completes (the rule is in
-//! [`token_spans`](crate::serve::infer::token_spans)). Every stream ends with `data: [DONE]`. Dropping the
+//! [`token_spans`](crate::serve::infer::token_spans)). With `return_token_ids` (vLLM's
+//! shape), each chunk carries `token_ids`, the ids new since the answer's last chunk (a plain
+//! answer's as they are sampled, an aligned answer's all in its last chunk), and the first
+//! carries `prompt_token_ids`. Every stream ends with `data: [DONE]`. Dropping the
 //! stream (the client went away) cancels the job at its next decode step.
 
 use std::collections::VecDeque;
@@ -35,6 +38,8 @@ struct StreamState {
     started: Option<Instant>,
     /// Per answer: the summed token texts already streamed (completions' `text_offset`).
     offsets: Vec<usize>,
+    /// Per answer, with `return_token_ids`: the token ids already streamed.
+    ids_sent: Vec<usize>,
 }
 
 fn data(v: &serde_json::Value) -> SseEvent {
@@ -49,9 +54,33 @@ impl StreamState {
         }
     }
 
+    /// Adds the token ids of one answer's chunk `c` (vLLM's shape): `token_ids` (those new
+    /// since its last chunk), and `prompt_token_ids` in its first chunk that carries any.
+    fn with_ids(&mut self, c: &mut Value, index: usize, ids: &[u32]) {
+        let Some(prompt) = &self.ctx.prompt_token_ids else {
+            return;
+        };
+        if self.ids_sent.len() <= index {
+            self.ids_sent.resize(index + 1, usize::MAX);
+        }
+        if self.ids_sent[index] == usize::MAX {
+            c["prompt_token_ids"] = json!(prompt);
+            self.ids_sent[index] = 0;
+        }
+        c["token_ids"] = json!(ids);
+        self.ids_sent[index] += ids.len();
+    }
+
     /// A chunk with one answer's new text and, with `logprobs`, the tokens it completes.
-    fn text_chunk(&mut self, index: usize, text: &str, logprobs: Option<&[(String, f32)]>) {
+    fn text_chunk(
+        &mut self,
+        index: usize,
+        text: &str,
+        logprobs: Option<&[(String, f32)]>,
+        token_ids: Option<&[u32]>,
+    ) {
         let mut c = chunk_choice(&self.ctx, index, Some(text), false, None);
+        self.with_ids(&mut c, index, token_ids.unwrap_or(&[]));
         if let Some(lps) = logprobs {
             if self.offsets.len() <= index {
                 self.offsets.resize(index + 1, 0);
@@ -88,11 +117,12 @@ impl StreamState {
                 index,
                 text,
                 logprobs,
+                token_ids,
             } => {
                 self.first_token();
                 // Tool calls are known once an answer is whole: sent in `finish`.
                 if !self.ctx.tool_calls {
-                    self.text_chunk(index, &text, logprobs.as_deref());
+                    self.text_chunk(index, &text, logprobs.as_deref(), token_ids.as_deref());
                 }
             }
             Event::Done(result) => match *result {
@@ -112,7 +142,7 @@ impl StreamState {
                 let ends = c.token_ends.as_deref().unwrap_or(&[]);
                 for (piece, tokens) in word_pieces(&c.text, ends) {
                     let lps = c.logprobs.as_ref().map(|l| &l[tokens]);
-                    self.text_chunk(i, piece, lps);
+                    self.text_chunk(i, piece, lps, None);
                 }
             }
         }
@@ -136,7 +166,13 @@ impl StreamState {
         }
         let last = out.choices.len().saturating_sub(1);
         for (i, c) in out.choices.iter().enumerate() {
-            let ch = chunk_choice(&self.ctx, i, None, false, Some((reasons[i], c.score)));
+            let mut ch = chunk_choice(&self.ctx, i, None, false, Some((reasons[i], c.score)));
+            if let Some(ids) = &c.token_ids {
+                // The ids no chunk carried yet (all of an aligned answer's).
+                let sent = self.ids_sent.get(i).copied().filter(|&s| s != usize::MAX);
+                let rest = ids.get(sent.unwrap_or(0)..).unwrap_or(&[]);
+                self.with_ids(&mut ch, i, rest);
+            }
             let mut body = chunk(&self.ctx, vec![ch]);
             if i == last {
                 body["alignment"] = alignment_json(&self.ctx, &out);
@@ -163,6 +199,7 @@ pub fn stream_response(ctx: RespCtx, generation: Generation, timeout: Duration) 
         timeout_secs: timeout.as_secs(),
         started: None,
         offsets: Vec::new(),
+        ids_sent: Vec::new(),
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
         loop {

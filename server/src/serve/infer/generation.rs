@@ -10,10 +10,10 @@ use thresh_decoding::strategy::{StrategyInput, StrategyOutput};
 use thresh_decoding::{DecodeBatch, Stepper};
 use tokio::sync::mpsc;
 
+use super::deltas::Deltas;
 use super::error::InferError;
 use super::jobs::{Event, GenOutput, Models, Policy};
-use super::output::{plain_output, strategy_output, token_logprobs};
-use super::token_spans::TokenSpans;
+use super::output::{plain_output, strategy_output};
 use crate::serve::validation::{CorrectMode, Tokenized};
 
 pub(super) fn generate(
@@ -77,8 +77,7 @@ fn sampling_for(
     }
 }
 
-/// Plain sampling of `n` rows; streams each row's new text (holding back what could still
-/// turn out to start a stop string), and scores the answers when the request asks
+/// Plain sampling of `n` rows; streams each row's new text ([`Deltas`]), and scores the answers when the request asks
 /// (`alignment.score`, or the server's `--score-plain`).
 fn plain(
     models: &Models,
@@ -101,46 +100,11 @@ fn plain(
     )?;
     batch.set_cancel_flag(cancel.clone());
     batch.set_stepper(stepper);
-    let hold = req.stop.stop.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
-    let mut sent = vec![0usize; req.n];
-    // With streamed logprobs: which tokens each chunk of text completes.
-    let mut spans = vec![TokenSpans::new(); if req.logprobs { req.n } else { 0 }];
+    let mut deltas = Deltas::new(req);
     while !batch.is_done() {
         batch.step()?;
         if req.stream {
-            for (i, row) in batch.rows().iter().enumerate() {
-                let mut upto = if row.finish.is_some() {
-                    row.text.len()
-                } else {
-                    row.text.len().saturating_sub(hold)
-                };
-                while !row.text.is_char_boundary(upto) {
-                    upto -= 1;
-                }
-                let logprobs = match spans.get_mut(i) {
-                    Some(sp) => {
-                        sp.push(&policy.tokenizer, &row.tokens[sp.len()..])?;
-                        if row.finish.is_some() {
-                            sp.finish(&policy.tokenizer)?;
-                        }
-                        let r = sp.take_upto(upto);
-                        Some(token_logprobs(
-                            &policy.tokenizer,
-                            &row.tokens[r.clone()],
-                            &row.token_logprobs[r],
-                        ))
-                    }
-                    None => None,
-                };
-                if upto > sent[i] || logprobs.as_ref().is_some_and(|l| !l.is_empty()) {
-                    let _ = events.send(Event::Delta {
-                        index: i,
-                        text: row.text[sent[i]..upto.max(sent[i])].to_string(),
-                        logprobs,
-                    });
-                    sent[i] = upto.max(sent[i]);
-                }
-            }
+            deltas.emit(&policy.tokenizer, batch.rows(), events)?;
         }
     }
     let policy_time = t.elapsed();

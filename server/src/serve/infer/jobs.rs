@@ -38,6 +38,8 @@ pub enum Event {
         /// With `logprobs`: the tokens this text completes, each with its log-probability
         /// (see [`token_spans`](super::token_spans) for the rule).
         logprobs: Option<Vec<(String, f32)>>,
+        /// With `return_token_ids`: the ids generated since the answer's last delta.
+        token_ids: Option<Vec<u32>>,
     },
     /// The job ended.
     Done(Box<Result<GenOutput, ApiError>>),

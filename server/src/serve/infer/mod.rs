@@ -6,6 +6,7 @@
 //! [`validation`](super::validation) (the checked requests it runs), never HTTP.
 
 mod correction;
+mod deltas;
 mod engine;
 pub mod error;
 mod generation;

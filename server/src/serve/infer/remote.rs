@@ -1,7 +1,7 @@
 //! A generation job whose policy runs on another server (`--policy http://...`): the
 //! strategy runs here over a [`RemoteBatch`], the rows come from the server a round at a
 //! time, and the reward model and the aligner run where they are configured. Plain requests
-//! get their answers in one request; streamed, each answer arrives as one delta.
+//! get their answers in one request; streamed, token by token as the server streams them.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -12,9 +12,10 @@ use thresh_decoding::strategy::RowBatch;
 use thresh_decoding::strategy::remote::RemoteInput;
 use tokio::sync::mpsc;
 
+use super::deltas::Deltas;
 use super::error::InferError;
 use super::jobs::{Event, GenOutput, Models, RemotePolicyModel};
-use super::output::{plain_output, strategy_output, token_logprobs};
+use super::output::{plain_output, strategy_output};
 use crate::serve::validation::Tokenized;
 
 /// Runs the job's strategy (or plain sampling) over the remote policy.
@@ -38,20 +39,25 @@ pub(super) fn run(
             &req.stop,
             Some(cancel.clone()),
         )?;
-        batch.advance(None)?;
-        let (rows, bstats) = batch.finish();
         if req.stream {
-            for (i, row) in rows.iter().enumerate() {
-                let logprobs = req
-                    .logprobs
-                    .then(|| token_logprobs(tokenizer, &row.tokens, &row.token_logprobs));
-                let _ = events.send(Event::Delta {
-                    index: i,
-                    text: row.text.clone(),
-                    logprobs,
-                });
+            // Token by token, as the server streams them.
+            let mut deltas = Deltas::new(req);
+            let mut failed = None;
+            let ran = batch.run_streamed(&mut |rows| match deltas.emit(tokenizer, rows, events) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
             }
+            ran?;
+        } else {
+            batch.advance(None)?;
         }
+        let (rows, bstats) = batch.finish();
         return plain_output(models, tokenizer, job, rows, bstats, t.elapsed());
     };
     let input = RemoteInput {

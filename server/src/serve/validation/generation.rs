@@ -58,12 +58,6 @@ pub fn validate_generation(
     let stream = body.stream.unwrap_or(false);
     let correct = correct_mode(alignment.correct.as_ref(), stream)?;
     let return_token_ids = body.return_token_ids.unwrap_or(false);
-    if return_token_ids && stream {
-        return Err(bad(
-            "return_token_ids",
-            "return_token_ids is not streamed: send stream: false",
-        ));
-    }
     let strategy = alignment::strategy(
         &alignment,
         best_of,
