@@ -340,6 +340,17 @@ async fn a_gateway_whose_backend_is_down_fails_to_start_naming_it() {
     server.wait().await.unwrap();
 }
 
+/// `thresh_policy_replica_requests_total` of `replica` with `outcome` on a `/metrics` page.
+fn count_in(page: &str, replica: &str, outcome: &str) -> f64 {
+    let replica = format!("replica=\"{replica}/completions\"");
+    let outcome = format!("outcome=\"{outcome}\"");
+    page.lines()
+        .filter(|l| l.starts_with("thresh_policy_replica_requests_total{"))
+        .filter(|l| l.contains(&replica) && l.contains(&outcome))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+}
+
 #[tokio::test]
 async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
     let m = tiny_models(256);
@@ -347,7 +358,9 @@ async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
     let b = start_ready(tiny_config(&m)).await;
     let a_addr = a.addr();
     let fleet = format!("{},{}", url(&a, "/v1"), url(&b, "/v1"));
-    let gateway = start_ready(gateway_config(&m, &fleet)).await;
+    let mut cfg = gateway_config(&m, &fleet);
+    cfg.policy_health_interval = std::time::Duration::from_secs(1);
+    let gateway = start_ready(cfg).await;
     let c = client();
     let at = url(&gateway, "/v1/completions");
     let ask = |i: usize| {
@@ -383,15 +396,7 @@ async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
     // Per replica on the gateway's /metrics: every answer came from one of the two, and the
     // last request found both failing.
     let page = common::get_text(&c, &url(&gateway, "/metrics")).await;
-    let count = |replica: &str, outcome: &str| {
-        let replica = format!("replica=\"{replica}/completions\"");
-        let outcome = format!("outcome=\"{outcome}\"");
-        page.lines()
-            .filter(|l| l.starts_with("thresh_policy_replica_requests_total{"))
-            .filter(|l| l.contains(&replica) && l.contains(&outcome))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let count = |replica: &str, outcome: &str| count_in(&page, replica, outcome);
     let (ra, rb) = (
         format!("http://{a_addr}/v1"),
         fleet.split(',').nth(1).unwrap().to_string(),
@@ -401,11 +406,36 @@ async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
         count(&ra, "failed") >= 1.0 && count(&rb, "failed") >= 1.0,
         "{page}"
     );
-    // Replica a comes back on its address: once its time out is over, it serves again.
+    let up = |page: &str, replica: &str| {
+        let replica = format!("replica=\"{replica}/completions\"");
+        page.lines()
+            .find(|l| l.starts_with("thresh_policy_replica_up{") && l.contains(&replica))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(up(&page, &ra), Some(0.0), "left out: {page}");
+    // Replica a comes back on its address: the gateway's health checks (every second here)
+    // take it back before any request is sent to it, and it serves again.
     let mut cfg = tiny_config(&m);
     cfg.addr = a_addr;
     let a = start_ready(cfg).await;
-    tokio::time::sleep(thresh_decoding::remote::DOWN_FOR).await;
+    let t = std::time::Instant::now();
+    loop {
+        let page = common::get_text(&c, &url(&gateway, "/metrics")).await;
+        if up(&page, &ra) == Some(1.0) {
+            assert_eq!(
+                count(&ra, "ok"),
+                count_in(&page, &ra, "ok"),
+                "no request was sent"
+            );
+            break;
+        }
+        assert!(t.elapsed().as_secs() < 20, "never taken back: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        up(&common::get_text(&c, &url(&gateway, "/metrics")).await, &rb),
+        Some(0.0)
+    );
     let (status, _, v) = post(&c, &at, &ask(0)).await;
     assert_eq!(status, 200, "the replica is taken back: {v}");
     for s in [gateway, a] {

@@ -14,8 +14,12 @@
 //! `--policy http://a:8000/v1,http://b:8000/v1` names several servers of the same model. A
 //! request goes to the replica its prompt hashes to (so the rows of one prompt, every round,
 //! meet the same prefix cache); a replica that is unreachable or answers 429 or 5xx is left out
-//! for [`DOWN_FOR`] and the request goes to the next one; a 4xx fails the request, since no
-//! replica would answer it better. When every replica is down, they are all tried again.
+//! and the request goes to the next one; a 4xx fails the request, since no replica would
+//! answer it better. A replica left out comes back when an active health check
+//! ([`RemotePolicy::with_health_checks`]: `GET /v1/models` of each one left out, every few
+//! seconds) finds it answering, or, without health checks, after [`DOWN_FOR`]. When every
+//! replica is down, they are all tried again. `thresh_policy_replica_up{replica}` is 1 while
+//! a replica is in, 0 while it is left out.
 //!
 //! Every request to a replica is counted in `thresh_policy_replica_requests_total{replica,
 //! outcome}` (`ok`, `failed`: the replica's fault, `refused`: the request's) and timed in
@@ -41,14 +45,15 @@
 
 mod batch;
 mod fields;
+mod health;
 mod llama_cpp;
 mod stream;
 mod wire;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 
 pub use batch::RemoteBatch;
 pub use stream::{DeltaSink, StreamDelta};
@@ -84,8 +89,30 @@ impl Failed {
 struct Replica {
     /// Its completions endpoint.
     url: String,
-    /// Until when it is left out, after a failure.
-    down_until: Mutex<Option<Instant>>,
+    /// Since when it has been left out, after a failure (until a health check or, without
+    /// them, [`DOWN_FOR`] takes it back).
+    down_since: Mutex<Option<Instant>>,
+}
+
+impl Replica {
+    /// Marks it failed (`true`: left out from now) or answering, on
+    /// `thresh_policy_replica_up` too.
+    fn set_down(&self, down: bool) {
+        if let Ok(mut d) = self.down_since.lock() {
+            // A new failure starts its time out again.
+            *d = down.then(Instant::now);
+        }
+        gauge!("thresh_policy_replica_up", "replica" => self.url.clone()).set(if down {
+            0.0
+        } else {
+            1.0
+        });
+    }
+
+    /// Since when it has been down, if it is.
+    fn down(&self) -> Option<Instant> {
+        self.down_since.lock().ok().and_then(|d| *d)
+    }
 }
 
 /// Which dialect a policy server speaks.
@@ -102,7 +129,9 @@ pub enum Engine {
 
 /// An OpenAI-compatible completions server holding the policy, or several replicas of it.
 pub struct RemotePolicy {
-    replicas: Vec<Replica>,
+    replicas: Arc<[Replica]>,
+    /// Health checks run (`with_health_checks`): a failed replica waits for one to pass.
+    health_checked: bool,
     model: Option<String>,
     api_key: Option<ApiKey>,
     agent: ureq::Agent,
@@ -227,7 +256,7 @@ impl RemotePolicy {
                 wire::endpoint(u)
                     .map(|url| Replica {
                         url,
-                        down_until: Mutex::new(None),
+                        down_since: Mutex::new(None),
                     })
                     .map_err(|message| DecodeError::Remote {
                         url: u.trim().to_string(),
@@ -242,7 +271,8 @@ impl RemotePolicy {
             });
         }
         Ok(Self {
-            replicas,
+            replicas: replicas.into(),
+            health_checked: false,
             model: None,
             api_key: None,
             agent: wire::agent(DEFAULT_TIMEOUT),
@@ -280,24 +310,22 @@ impl RemotePolicy {
 
     /// The replicas to try for `affinity`, in order: the one it hashes to first, then the
     /// others; those left out after a failure go last (all are tried when all are down).
+    /// A failed replica is left out until a health check passes or, without health checks,
+    /// for [`DOWN_FOR`].
     fn order(&self, affinity: u64) -> Vec<usize> {
         let n = self.replicas.len();
         let start = (affinity % n as u64) as usize;
-        let now = Instant::now();
         let (up, down): (Vec<usize>, Vec<usize>) =
             (0..n).map(|i| (start + i) % n).partition(|&i| {
                 self.replicas[i]
-                    .down_until
-                    .lock()
-                    .map_or(true, |d| d.is_none_or(|t| t <= now))
+                    .down()
+                    .is_none_or(|t| !self.health_checked && t.elapsed() >= DOWN_FOR)
             });
         up.into_iter().chain(down).collect()
     }
 
     fn mark(&self, i: usize, failed: bool) {
-        if let Ok(mut d) = self.replicas[i].down_until.lock() {
-            *d = failed.then(|| Instant::now() + DOWN_FOR);
-        }
+        self.replicas[i].set_down(failed);
     }
 
     /// Runs `call` on the replicas in `order(affinity)` until one answers; a replica's

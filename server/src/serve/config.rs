@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// (refused, or still loading) before giving up (default 600).
     #[arg(long, env = "THRESH_POLICY_STARTUP_TIMEOUT")]
     pub policy_startup_timeout: Option<u64>,
+    /// With a remote policy: seconds between health checks (`GET /v1/models`) of the
+    /// replicas left out after a failure, each taken back once it answers (default 2; 0: no
+    /// checks, a failed replica is tried again after 5 s).
+    #[arg(long, env = "THRESH_POLICY_HEALTH_INTERVAL")]
+    pub policy_health_interval: Option<u64>,
     /// Reward model directory (default: the demo all-MiniLM-L6-v2 relevance reward).
     #[arg(long, env = "THRESH_REWARD")]
     pub reward: Option<PathBuf>,
@@ -180,6 +185,8 @@ pub struct ServeConfig {
     pub policy_api_key: Option<ApiKey>,
     /// How long to wait for a remote policy at start-up.
     pub policy_startup_timeout: Duration,
+    /// Between health checks of a remote policy's failed replicas (zero: none).
+    pub policy_health_interval: Duration,
     /// Reward head for sentence encoders.
     pub reward_head: Option<String>,
     /// Bearer token of a remote reward server.
@@ -240,6 +247,7 @@ impl ServeConfig {
             policy_model: None,
             policy_api_key: None,
             policy_startup_timeout: Duration::from_secs(600),
+            policy_health_interval: Duration::from_secs(2),
             aligner: None,
             aligner_template: None,
             device: Device::Cpu,
@@ -336,6 +344,10 @@ impl ServeArgs {
                 self.policy_startup_timeout.is_some(),
                 "--policy-startup-timeout",
             ),
+            (
+                self.policy_health_interval.is_some(),
+                "--policy-health-interval",
+            ),
         ] {
             if given && !remote_policy {
                 anyhow::bail!("{flag} is for a remote policy (--policy http://...)");
@@ -407,6 +419,9 @@ impl ServeArgs {
             policy_startup_timeout: self
                 .policy_startup_timeout
                 .map_or(d.policy_startup_timeout, Duration::from_secs),
+            policy_health_interval: self
+                .policy_health_interval
+                .map_or(d.policy_health_interval, Duration::from_secs),
             aligner: self.aligner,
             aligner_template: self.aligner_template,
             device,

@@ -168,6 +168,9 @@ fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyMo
     client
         .check_capabilities(&probe)
         .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?;
+    if !cfg.policy_health_interval.is_zero() {
+        client = client.with_health_checks(cfg.policy_health_interval);
+    }
     let own = files.config.max_position_embeddings;
     let context = server.max_model_len.map_or(own, |m| m.min(own));
     tracing::info!(url, model = %server.model, context, engine = ?server.engine, "remote policy");
