@@ -4,6 +4,8 @@
 # (alternating runs), then the strategies sweep through the gateway. One run on this machine;
 # the gateway and llama-server share its cores.
 #   bash scripts/bench-gateway-llama.sh OUT_DIR     # RUNS=5 REQUESTS=48 by default
+# STREAM=1: the plain requests are streamed (and time to first token compared); QUALITY=0
+# skips the strategies sweep.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -30,10 +32,11 @@ for run in $(seq 1 "${RUNS:-5}"); do
   for port in "$llama_port" "$gateway_port"; do
     target/release/thresh-bench load --base-url "http://127.0.0.1:$port" \
       --num-requests "${REQUESTS:-48}" --max-concurrency 8 --max-tokens 32 --warmup-requests 1 \
-      --seed "$run" --no-stream --no-progress --output "$out/ov-$port-$run.json" >/dev/null
+      --seed "$run" $([ "${STREAM:-0}" = 1 ] || echo --no-stream) --no-progress \
+      --output "$out/ov-$port-$run.json" >/dev/null
   done
 done
-target/release/thresh-bench quality --base-url "http://127.0.0.1:$gateway_port" --prompts 8 \
+[ "${QUALITY:-1}" = 1 ] && target/release/thresh-bench quality --base-url "http://127.0.0.1:$gateway_port" --prompts 8 \
   --n0 2 --multiples 1,4 --alphas 0.5,0.9 --sr-candidates 8 --max-tokens 64 --seed 1 \
   --output "$out/quality.json"
 python3 - "$out" "$llama_port" "$gateway_port" <<'PY'
@@ -50,4 +53,9 @@ print("gateway req/s", [round(rps(r), 2) for r in g], "p50 ms", [round(p50(r)) f
 print("median req/s direct %.2f gateway %.2f" % (statistics.median(map(rps, d)), statistics.median(map(rps, g))))
 print("median throughput ratio (gateway / direct, per run): %.3f" % statistics.median(rps(b) / rps(a) for a, b in zip(d, g)))
 print("median p50 difference (gateway - direct, per run): %.0f ms" % statistics.median(p50(b) - p50(a) for a, b in zip(d, g)))
+ttft = lambda r: r["latency_ms"]["ttft"]["median"]
+if all(ttft(r) is not None for r in d + g):
+    print("direct  TTFT p50 ms", [round(ttft(r)) for r in d])
+    print("gateway TTFT p50 ms", [round(ttft(r)) for r in g])
+    print("median TTFT p50 difference (gateway - direct, per run): %.0f ms" % statistics.median(ttft(b) - ttft(a) for a, b in zip(d, g)))
 PY

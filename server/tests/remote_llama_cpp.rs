@@ -119,16 +119,7 @@ fn a_llama_server_is_recognised_and_answers_in_token_ids() {
         thresh_models::load_tokenizer(&thresh_models::testing::smollm2_gguf().to_string_lossy())
             .unwrap();
     let tok = &files.tokenizer;
-    let chat = |q: &str| {
-        tok.encode(
-            &format!(
-                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by \
-                 Hugging Face<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
-            ),
-            false,
-        )
-        .unwrap()
-    };
+    let chat = |q: &str| common::smollm_chat_ids(tok, q);
 
     // More rows than slots: split into requests of at most SLOTS, the right seeds each.
     let prompt = chat("Write a short poem about the sea.");

@@ -20,8 +20,9 @@ const MAX_IN_FLIGHT: usize = 16;
 /// The first round asks for every row in one request (`n` rows with seed `s`); a later round
 /// sends one request per surviving row, its prompt the prompt plus the row's tokens, seeded
 /// with `s + row + (tokens generated << 32)` so that no two rounds of a row repeat a stream.
-/// Text is decoded locally from the ids (so a character split between rounds comes out
-/// whole) and stop strings are checked on the whole text, so one that spans two rounds ends
+/// An answer that ends on EOS may list the EOS token last (vLLM does; thresh and
+/// llama.cpp's dialect leave it out): the row leaves it out either way. Text is decoded
+/// locally from the ids (so a character split between rounds comes out whole) and stop strings are checked on the whole text, so one that spans two rounds ends
 /// its row too. Generated tokens count what the server sampled, an ending EOS included, as a
 /// local batch counts them. Prompt tokens count every token sent: a later round re-sends each
 /// row's prompt and generated tokens, of which the server's prefix cache serves what it holds
@@ -144,7 +145,19 @@ impl<'a> RemoteBatch<'a> {
         cap: usize,
     ) -> Result<Vec<usize>> {
         let mut finished = Vec::new();
-        for (r, choice) in answers {
+        for (r, mut choice) in answers {
+            if choice.finish_reason == "stop"
+                && !self.stop.ignore_eos
+                && choice
+                    .token_ids
+                    .last()
+                    .is_some_and(|&t| self.tokenizer.is_eos(t))
+            {
+                // vLLM lists the ending EOS token (thresh leaves it out); the rows do not
+                // hold it, and it is counted below as the one the server sampled.
+                choice.token_ids.pop();
+                choice.token_logprobs.truncate(choice.token_ids.len());
+            }
             self.stats.generated_tokens += choice.token_ids.len();
             let short = choice.token_ids.len() < want;
             let row = &mut self.rows[r];
@@ -201,6 +214,7 @@ impl<'a> RemoteBatch<'a> {
         let mut seen = self.rows.clone();
         let mut failed = None;
         let (tokenizer, stop, cancel) = (self.tokenizer, &self.stop.stop, self.cancel.clone());
+        let ignore_eos = self.stop.ignore_eos;
         let mut sink = |d: StreamDelta<'_>| {
             if cancel.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
                 return false;
@@ -209,8 +223,14 @@ impl<'a> RemoteBatch<'a> {
                 return true;
             };
             if row.finish.is_none() {
-                row.tokens.extend_from_slice(d.token_ids);
-                row.token_logprobs.extend_from_slice(d.token_logprobs);
+                for (&t, &lp) in d.token_ids.iter().zip(d.token_logprobs) {
+                    // Without ignore_eos an EOS token can only be the ending one, which
+                    // vLLM streams and the rows leave out (as `absorb` does).
+                    if ignore_eos || !tokenizer.is_eos(t) {
+                        row.tokens.push(t);
+                        row.token_logprobs.push(lp);
+                    }
+                }
                 let before = row.text.len();
                 match tokenizer.decode(&row.tokens, true) {
                     Ok(text) => row.text = text.trim_end_matches('\u{FFFD}').to_string(),

@@ -160,3 +160,16 @@ pub fn metric(page: &str, name: &str, filter: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The token ids of SmolLM2-Instruct's chat prompt for `question` (its default system
+/// prompt, the generation prompt), as `tok` encodes them.
+pub fn smollm_chat_ids(tok: &thresh_models::Tokenizer, question: &str) -> Vec<u32> {
+    tok.encode(
+        &format!(
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by \
+             Hugging Face<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        ),
+        false,
+    )
+    .expect("the chat prompt encodes")
+}
