@@ -28,34 +28,8 @@ target/release/thresh serve --port "$gateway_port" --policy "http://127.0.0.1:$l
 gateway=$!
 trap 'kill $peer $gateway 2>/dev/null || true' EXIT
 bash scripts/wait-healthy.sh "http://127.0.0.1:$gateway_port/health" 120 "$out/gateway.log"
-for run in $(seq 1 "${RUNS:-5}"); do
-  for port in "$llama_port" "$gateway_port"; do
-    target/release/thresh-bench load --base-url "http://127.0.0.1:$port" \
-      --num-requests "${REQUESTS:-48}" --max-concurrency 8 --max-tokens 32 --warmup-requests 1 \
-      --seed "$run" $([ "${STREAM:-0}" = 1 ] || echo --no-stream) --no-progress \
-      --output "$out/ov-$port-$run.json" >/dev/null
-  done
-done
+bash scripts/bench-gateway-overhead.sh "$out" "$llama_port" "$gateway_port"
 [ "${QUALITY:-1}" = 1 ] && target/release/thresh-bench quality --base-url "http://127.0.0.1:$gateway_port" --prompts 8 \
   --n0 2 --multiples 1,4 --alphas 0.5,0.9 --sr-candidates 8 --max-tokens 64 --seed 1 \
   --output "$out/quality.json"
-python3 - "$out" "$llama_port" "$gateway_port" <<'PY'
-import glob, json, statistics, sys
-out, direct, gw = sys.argv[1:]
-def runs(port):
-    files = sorted(glob.glob(f"{out}/ov-{port}-*.json"), key=lambda f: int(f.rsplit("-", 1)[1][:-5]))
-    return [json.load(open(f)) for f in files]
-d, g = runs(direct), runs(gw)
-rps = lambda r: r["throughput"]["requests_per_s"]
-p50 = lambda r: r["latency_ms"]["e2e"]["median"]
-print("direct  req/s", [round(rps(r), 2) for r in d], "p50 ms", [round(p50(r)) for r in d])
-print("gateway req/s", [round(rps(r), 2) for r in g], "p50 ms", [round(p50(r)) for r in g])
-print("median req/s direct %.2f gateway %.2f" % (statistics.median(map(rps, d)), statistics.median(map(rps, g))))
-print("median throughput ratio (gateway / direct, per run): %.3f" % statistics.median(rps(b) / rps(a) for a, b in zip(d, g)))
-print("median p50 difference (gateway - direct, per run): %.0f ms" % statistics.median(p50(b) - p50(a) for a, b in zip(d, g)))
-ttft = lambda r: r["latency_ms"]["ttft"]["median"]
-if all(ttft(r) is not None for r in d + g):
-    print("direct  TTFT p50 ms", [round(ttft(r)) for r in d])
-    print("gateway TTFT p50 ms", [round(ttft(r)) for r in g])
-    print("median TTFT p50 difference (gateway - direct, per run): %.0f ms" % statistics.median(ttft(b) - ttft(a) for a, b in zip(d, g)))
-PY
+true

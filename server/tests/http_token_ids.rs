@@ -3,16 +3,8 @@
 
 mod common;
 
-use common::{client, post, start_ready, tiny_config, tiny_models, url};
+use common::{client, ids, post, start_ready, tiny_config, tiny_models, url};
 use serde_json::{Value, json};
-
-fn ids(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect()
-}
 
 #[tokio::test]
 async fn token_ids_come_back_and_continuing_from_them_is_exact() {

@@ -242,23 +242,7 @@ async fn a_gateway_runs_its_strategies_over_a_llama_server() {
     }
 
     // Log-probabilities when asked (llama-server's n_probs), one per token.
-    let (status, _, v) = post(
-        &c,
-        &at,
-        &json!({"prompt": "The kitchen", "max_tokens": 6, "seed": 1, "logprobs": 0,
-                "ignore_eos": true}),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    let lps = v["choices"][0]["logprobs"]["token_logprobs"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{v}"));
-    assert_eq!(lps.len(), 6, "{v}");
-    assert!(
-        lps.iter().all(|l| l.as_f64().is_some_and(|l| l <= 0.0))
-            && lps.iter().any(|l| l.as_f64().is_some_and(|l| l < 0.0)),
-        "real log-probabilities: {v}"
-    );
+    common::assert_logprobs_when_asked(&c, &at).await;
 
     // Best-of-N: every candidate to the end, one returned.
     let bon = json!({"messages": ask, "max_tokens": 24, "seed": 2, "ignore_eos": true,

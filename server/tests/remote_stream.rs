@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{client, data_events, post, post_stream, start_ready, tiny_config, tiny_models, url};
+use common::{
+    client, data_events, ids, post, post_stream, start_ready, tiny_config, tiny_models, url,
+};
 use serde_json::{Value, json};
 
 /// The chunks of answer `i` in a stream's data events.
@@ -17,14 +19,6 @@ fn chunks_of(events: &[Value], i: usize) -> Vec<Value> {
                 .as_array()
                 .and_then(|cs| cs.iter().find(|c| c["index"] == i).cloned())
         })
-        .collect()
-}
-
-fn ids(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|x| x.as_u64().unwrap())
         .collect()
 }
 

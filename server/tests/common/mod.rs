@@ -173,3 +173,34 @@ pub fn smollm_chat_ids(tok: &thresh_models::Tokenizer, question: &str) -> Vec<u3
     )
     .expect("the chat prompt encodes")
 }
+
+/// The integers of a JSON list of token ids.
+pub fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_u64().expect("a token id"))
+        .collect()
+}
+
+/// Asks the completions endpoint `at` for 6 tokens with `logprobs: 0` and checks that each
+/// comes with a real log-probability (all at most 0, some below).
+pub async fn assert_logprobs_when_asked(c: &reqwest::Client, at: &str) {
+    let (status, _, v) = post(
+        c,
+        at,
+        &serde_json::json!({"prompt": "The kitchen", "max_tokens": 6, "seed": 1,
+                            "logprobs": 0, "ignore_eos": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let lps = v["choices"][0]["logprobs"]["token_logprobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(lps.len(), 6, "{v}");
+    assert!(
+        lps.iter().all(|l| l.as_f64().is_some_and(|l| l <= 0.0))
+            && lps.iter().any(|l| l.as_f64().is_some_and(|l| l < 0.0)),
+        "real log-probabilities: {v}"
+    );
+}
