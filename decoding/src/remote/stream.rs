@@ -240,9 +240,8 @@ impl RemotePolicy {
             Engine::OpenAi => stream(0, req.n, wire::body(req, self.model.as_deref())),
             Engine::LlamaCpp { slots } => {
                 let chunks = llama_cpp::chunks(req, slots)?;
-                let answers = if chunks.len() == 1 {
-                    let (offset, n, body) = chunks.into_iter().next().unwrap_or_default();
-                    vec![stream(offset, n, body)]
+                let answers = if let [(offset, n, body)] = chunks.as_slice() {
+                    vec![stream(*offset, *n, body.clone())]
                 } else {
                     super::in_parallel(&chunks, |(offset, n, body)| {
                         stream(*offset, *n, body.clone())
