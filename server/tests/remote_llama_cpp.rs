@@ -4,6 +4,7 @@
 //! and Speculative Rejection over it with exact token accounting.
 
 mod common;
+mod remote_common;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -11,10 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client, post, start_ready, url};
+use remote_common::request;
 use serde_json::{Value, json};
 use thresh_decoding::SamplingParams;
 use thresh_decoding::error::DecodeError;
-use thresh_decoding::remote::{CompletionRequest, Engine, RemotePolicy};
+use thresh_decoding::remote::{Engine, RemotePolicy};
 use thresh_server::serve::ServeConfig;
 
 /// Slots the test server runs with (`-np`).
@@ -87,24 +89,6 @@ fn start_llama_server() -> LlamaServer {
             "llama-server did not come up"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn request<'a>(
-    prompt: &'a [u32],
-    n: usize,
-    max_tokens: usize,
-    sampling: &'a SamplingParams,
-) -> CompletionRequest<'a> {
-    CompletionRequest {
-        prompt,
-        n,
-        max_tokens,
-        sampling,
-        stop: &[],
-        ignore_eos: false,
-        min_tokens: 0,
-        affinity: 0,
     }
 }
 

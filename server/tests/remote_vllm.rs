@@ -17,6 +17,7 @@
 //! ids here are its).
 
 mod common;
+mod remote_common;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -24,9 +25,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use common::{client, post, post_stream, start_ready, url};
+use remote_common::request;
 use serde_json::{Value, json};
 use thresh_decoding::SamplingParams;
-use thresh_decoding::remote::{CompletionAnswer, CompletionRequest, Engine, RemotePolicy};
+use thresh_decoding::remote::{CompletionAnswer, Engine, RemotePolicy};
 use thresh_server::serve::{ServeConfig, Server};
 
 /// The server's `/v1` URL, or `None` (and a line saying the test is skipped).
@@ -55,24 +57,6 @@ fn policy_tokenizer() -> PathBuf {
         dir
     } else {
         thresh_models::testing::smollm2_gguf()
-    }
-}
-
-fn request<'a>(
-    prompt: &'a [u32],
-    n: usize,
-    max_tokens: usize,
-    sampling: &'a SamplingParams,
-) -> CompletionRequest<'a> {
-    CompletionRequest {
-        prompt,
-        n,
-        max_tokens,
-        sampling,
-        stop: &[],
-        ignore_eos: false,
-        min_tokens: 0,
-        affinity: 0,
     }
 }
 

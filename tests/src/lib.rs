@@ -7,7 +7,8 @@
 //!   `RUST_BACKTRACE`, no proxies, and `THRESH_MODELS` pointing nowhere, so nothing falls back
 //!   to the demo models by accident.
 //! - [`run`] runs a command to its end under a deadline; [`Daemon`] starts `thresh serve`,
-//!   reads the port from its `thresh listening on http://ADDR` line and stops it with SIGTERM.
+//!   reads the port from its `thresh listening on http://ADDR` line and stops it with SIGTERM
+//!   (or kills it with SIGKILL).
 //!   Both kill their child when dropped, so a failing test leaves no process behind.
 //! - [`Http`] is a blocking JSON client over reqwest; [`tiny_policy`], [`tiny_reward`] and
 //!   [`write_pairs`] write tiny random models and toy data on the fly.
@@ -352,6 +353,13 @@ impl Daemon {
             panic!("the daemon did not exit within 60 s of SIGTERM; log:\n{log}");
         };
         (status, log)
+    }
+
+    /// Kills the daemon at once (SIGKILL: no drain, connections dropped mid-answer), reaps it
+    /// and returns its log.
+    pub fn kill(mut self) -> String {
+        self.child.kill();
+        self.log()
     }
 }
 

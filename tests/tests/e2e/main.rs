@@ -9,6 +9,7 @@ mod bad_input;
 mod bench_load;
 mod collect;
 mod drain;
+mod fleet;
 mod generate_score;
 mod gpu_check;
 mod serve_config;
