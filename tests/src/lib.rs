@@ -469,11 +469,17 @@ pub fn tiny_policy(dir: &Path, name: &str) -> PathBuf {
 
 /// `thresh serve --port 0 --policy POLICY --reward REWARD`, to add flags to.
 pub fn serve_command(policy: &Path, reward: &Path) -> Command {
+    serve_command_on(policy, reward, 0)
+}
+
+/// `thresh serve --port PORT --policy POLICY --reward REWARD` (a fixed port, to start a
+/// daemon again where clients know it), to add flags to.
+pub fn serve_command_on(policy: &Path, reward: &Path, port: u16) -> Command {
     let mut cmd = command(THRESH);
     cmd.args([
         "serve",
         "--port",
-        "0",
+        &port.to_string(),
         "--policy",
         s(policy),
         "--reward",

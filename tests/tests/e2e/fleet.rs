@@ -3,24 +3,14 @@
 //! redone on the other) or refused with a 502/503 in OpenAI's error shape; the dead replica
 //! is left out while it is down, and taken back by the health checks once it is up again.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use thresh_e2e::{
-    Daemon, Http, THRESH, Value, closed_port, command, json, s, tiny_policy, tiny_reward,
+    Daemon, Http, Value, closed_port, json, serve_command, serve_command_on, tiny_policy,
+    tiny_reward,
 };
-
-/// `thresh serve --port PORT --policy POLICY --reward REWARD` (a replica).
-fn replica(policy: &str, reward: &str, port: u16) -> Command {
-    let mut cmd = command(THRESH);
-    let port = port.to_string();
-    cmd.args([
-        "serve", "--port", &port, "--policy", policy, "--reward", reward,
-    ]);
-    cmd
-}
 
 /// `thresh_policy_replica_requests_total{replica=R/completions, outcome}` on a `/metrics` page.
 fn requests(page: &str, replica: &str, outcome: &str) -> f64 {
@@ -66,31 +56,23 @@ fn a_replica_killed_under_load_costs_no_hung_request_and_is_taken_back_when_up()
     let dir = tempfile::tempdir().unwrap();
     let policy = tiny_policy(dir.path(), "policy");
     let reward = tiny_reward(dir.path(), "reward");
-    let (policy, reward) = (s(&policy), s(&reward));
     let http = Http::new();
     let a_port = closed_port();
-    let mut a = Daemon::start(replica(policy, reward, a_port), &dir.path().join("a.log"));
-    let mut b = Daemon::start(replica(policy, reward, 0), &dir.path().join("b.log"));
+    let mut a = Daemon::start(
+        serve_command_on(&policy, &reward, a_port),
+        &dir.path().join("a.log"),
+    );
+    let mut b = Daemon::start(serve_command(&policy, &reward), &dir.path().join("b.log"));
     a.wait_healthy(&http);
     b.wait_healthy(&http);
     let (ra, rb) = (
         format!("{}/v1", a.base_url()),
         format!("{}/v1", b.base_url()),
     );
-    let mut gateway = command(THRESH);
-    gateway.args([
-        "serve",
-        "--port",
-        "0",
-        "--policy",
-        &format!("{ra},{rb}"),
-        "--policy-tokenizer",
-        policy,
-        "--reward",
-        reward,
-        "--policy-health-interval",
-        "1",
-    ]);
+    let fleet = std::path::PathBuf::from(format!("{ra},{rb}"));
+    let mut gateway = serve_command(&fleet, &reward);
+    gateway.args(["--policy-tokenizer"]).arg(&policy);
+    gateway.args(["--policy-health-interval", "1"]);
     let mut gateway = Daemon::start(gateway, &dir.path().join("gateway.log"));
     gateway.wait_healthy(&http);
     let at = gateway.url("/v1/completions");
@@ -184,7 +166,10 @@ fn a_replica_killed_under_load_costs_no_hung_request_and_is_taken_back_when_up()
     assert_eq!(requests(&page, &ra, "ok"), served_by_a, "{page}");
 
     // Replica a comes back on its port: the health checks take it back, and it serves again.
-    let mut a = Daemon::start(replica(policy, reward, a_port), &dir.path().join("a2.log"));
+    let mut a = Daemon::start(
+        serve_command_on(&policy, &reward, a_port),
+        &dir.path().join("a2.log"),
+    );
     a.wait_healthy(&http);
     let t = Instant::now();
     while up(&metrics(&http, &gateway), &ra) != Some(1.0) {
@@ -203,5 +188,4 @@ fn a_replica_killed_under_load_costs_no_hung_request_and_is_taken_back_when_up()
         requests(&page, &ra, "ok") > served_by_a,
         "replica a serves again:\n{page}"
     );
-    drop((a, b));
 }
