@@ -481,11 +481,12 @@ async fn a_gateway_started_before_its_backend_waits_for_it() {
 
 /// An OpenAI-compatible server of the kind thresh cannot drive: its `/v1/models` is fine, its
 /// completions lack what `lacks` names (`token_ids`: answers without token ids, as servers
-/// before vLLM's `return_token_ids`; `n`: one continuation whatever `n` asks).
-async fn limited_backend(lacks: &'static str) -> std::net::SocketAddr {
+/// before vLLM's `return_token_ids`; `n`: one continuation whatever `n` asks). It lists one
+/// model, `model`.
+async fn limited_backend(lacks: &'static str, model: &'static str) -> std::net::SocketAddr {
     use axum::routing::{get, post};
-    let models = get(|| async {
-        axum::Json(json!({"object": "list", "data": [{"id": "limited", "object": "model"}]}))
+    let models = get(move || async move {
+        axum::Json(json!({"object": "list", "data": [{"id": model, "object": "model"}]}))
     });
     let completions = post(
         move |axum::Json(body): axum::Json<serde_json::Value>| async move {
@@ -517,7 +518,7 @@ async fn limited_backend(lacks: &'static str) -> std::net::SocketAddr {
 async fn a_backend_lacking_a_capability_fails_the_start_naming_it() {
     let m = tiny_models(256);
     for (lacks, named) in [("token_ids", "return_token_ids"), ("n", "asked for 2")] {
-        let addr = limited_backend(lacks).await;
+        let addr = limited_backend(lacks, "limited").await;
         let cfg = gateway_config(&m, &format!("http://{addr}/v1"));
         let server = thresh_server::serve::start(cfg).await.unwrap();
         let e = load_error(&server).await;
@@ -527,6 +528,86 @@ async fn a_backend_lacking_a_capability_fails_the_start_naming_it() {
         );
         server.shutdown();
         server.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_with_one_replica_lacking_a_capability_fails_the_start_naming_that_replica() {
+    let m = tiny_models(256);
+    let good = start_ready(tiny_config(&m)).await;
+    let models = common::get_json(&client(), &url(&good, "/v1/models")).await;
+    let name: &'static str = models["data"][0]["id"].as_str().unwrap().to_string().leak();
+    // The good one first: the fleet's probe finds it, the check of each replica finds the
+    // other.
+    let bad = limited_backend("n", name).await;
+    let fleet = format!("{},http://{bad}/v1", url(&good, "/v1"));
+    let server = thresh_server::serve::start(gateway_config(&m, &fleet))
+        .await
+        .unwrap();
+    let e = load_error(&server).await;
+    assert!(
+        e.contains(&format!(
+            "policy server http://{bad}/v1/completions: the capability check"
+        )) && e.contains("asked for 2"),
+        "{e}"
+    );
+    // One that serves another model is named too.
+    let other = limited_backend("nothing", "another-model").await;
+    let fleet = format!("{},http://{other}/v1", url(&good, "/v1"));
+    let second = thresh_server::serve::start(gateway_config(&m, &fleet))
+        .await
+        .unwrap();
+    let e = load_error(&second).await;
+    assert!(
+        e.contains(&format!("policy server http://{other}/v1/completions"))
+            && e.contains(&format!("does not serve `{name}`")),
+        "{e}"
+    );
+    for s in [server, second, good] {
+        s.shutdown();
+        s.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_with_a_replica_down_at_start_up_serves_and_takes_it_in_once_it_is_up() {
+    let m = tiny_models(256);
+    let up = start_ready(tiny_config(&m)).await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let later = free.local_addr().unwrap();
+    drop(free);
+    let fleet = format!("{},http://{later}/v1", url(&up, "/v1"));
+    let mut cfg = gateway_config(&m, &fleet);
+    cfg.policy_health_interval = std::time::Duration::from_millis(200);
+    let gateway = start_ready(cfg).await;
+    let c = client();
+    let replica = format!("replica=\"http://{later}/v1/completions\"");
+    let at = url(&gateway, "/metrics");
+    let metrics = || common::get_text(&c, &at);
+    let page = metrics().await;
+    assert!(
+        page.contains(&replica)
+            && common::metric(&page, "thresh_policy_replica_up", &replica) == 0.0,
+        "left out while down: {page}"
+    );
+    let (status, _, v) = post(
+        &c,
+        &url(&gateway, "/v1/completions"),
+        &json!({"prompt": "hi", "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let mut cfg = tiny_config(&m);
+    cfg.addr = later;
+    let backend = start_ready(cfg).await;
+    let t = std::time::Instant::now();
+    while common::metric(&metrics().await, "thresh_policy_replica_up", &replica) != 1.0 {
+        assert!(t.elapsed().as_secs() < 30, "never taken in");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for s in [gateway, up, backend] {
+        s.shutdown();
+        s.wait().await.unwrap();
     }
 }
 

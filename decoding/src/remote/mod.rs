@@ -41,9 +41,11 @@
 //!
 //! llama-server's dialect is described in `llama_cpp.rs`: a request for more rows
 //! than it has slots is split into requests of at most that many, sent together.
-//! Replicas of one policy run one engine: the first one probed speaks for the fleet.
+//! Replicas of one policy run one engine and serve one model: the start-up check
+//! ([`RemotePolicy::check_fleet`]) asks each of them, and fails naming the one that differs.
 
 mod batch;
+mod capabilities;
 mod fields;
 mod health;
 mod llama_cpp;
@@ -461,55 +463,6 @@ impl RemotePolicy {
                 }
                 Err(f) => return Err(f.into_error()),
             }
-        }
-    }
-
-    /// The start-up capability check: one completion of two continuations, one new token
-    /// each, from `prompt` sent as token ids, whose answer must carry two continuations with
-    /// their token ids. A server without token-id prompts, token ids in its answers or `n`
-    /// fails here, with the message naming what it lacks, rather than at the first request.
-    pub fn check_capabilities(&self, prompt: &[u32]) -> Result<()> {
-        // Log-probabilities are not among the capabilities needed: not asked for.
-        let sampling = SamplingParams {
-            token_logprobs: false,
-            ..SamplingParams::default()
-        };
-        let answer = self
-            .complete(&CompletionRequest {
-                prompt,
-                n: 2,
-                max_tokens: 1,
-                sampling: &sampling,
-                stop: &[],
-                ignore_eos: false,
-                min_tokens: 0,
-                affinity: 0,
-            })
-            .map_err(|e| {
-                let what = "the capability check (a completion with a token-id prompt, n = 2, \
-                            token ids in the answer) failed";
-                match e {
-                    DecodeError::Remote { url, message } => DecodeError::Remote {
-                        url,
-                        message: format!("{what}: {message}"),
-                    },
-                    other => other,
-                }
-            })?;
-        match answer.choices.iter().find(|c| c.token_ids.len() > 1) {
-            Some(c) => Err(DecodeError::Remote {
-                url: self
-                    .replicas
-                    .first()
-                    .map(|r| r.url.clone())
-                    .unwrap_or_default(),
-                message: format!(
-                    "the capability check asked for 1 new token and got {}: the server \
-                     ignores max_tokens",
-                    c.token_ids.len()
-                ),
-            }),
-            None => Ok(()),
         }
     }
 

@@ -134,9 +134,10 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     ))
 }
 
-/// Connects to a remote policy server: its tokenizer files, a probe of `/v1/models` (up, the
-/// model served, its context), the capability check
-/// ([`thresh_decoding::remote::RemotePolicy::check_capabilities`]), and the client.
+/// Connects to a remote policy server (or fleet): its tokenizer files, a probe of
+/// `/v1/models` (up, the model served), the check of each replica
+/// ([`thresh_decoding::remote::RemotePolicy::check_fleet`]: model, engine, context,
+/// capabilities), and the client.
 fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyModel, String)> {
     let tokenizer_path = cfg
         .policy_tokenizer
@@ -165,8 +166,9 @@ fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyMo
         .ok()
         .filter(|ids| !ids.is_empty())
         .unwrap_or_else(|| files.tokenizer.eos_ids().iter().take(1).copied().collect());
-    client
-        .check_capabilities(&probe)
+    // Each replica now: it serves that model, on the same engine, with every capability.
+    let server = client
+        .check_fleet(&probe)
         .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?;
     if !cfg.policy_health_interval.is_zero() {
         client = client.with_health_checks(cfg.policy_health_interval);

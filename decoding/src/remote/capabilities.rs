@@ -1,0 +1,147 @@
+//! The start-up check of a fleet: each replica is probed (`GET /v1/models`: it serves the
+//! model, which engine it runs, its context) and asked for one small completion that needs
+//! every capability thresh relies on, so that a replica that cannot serve fails the start with
+//! its own URL in the message, rather than one request in N later.
+
+use std::sync::{Arc, Mutex};
+
+use super::{CompletionRequest, Engine, RemotePolicy, Replica, ServerInfo, wire};
+use crate::error::{DecodeError, Result};
+use crate::sampling::SamplingParams;
+
+/// How a dialect is named in messages.
+fn dialect(engine: Engine) -> &'static str {
+    match engine {
+        Engine::OpenAi => "OpenAI completions (vLLM, thresh)",
+        Engine::LlamaCpp { .. } => "llama-server's /completion",
+    }
+}
+
+impl RemotePolicy {
+    /// A client of replica `i` alone, with this one's model, key and timeout.
+    fn single(&self, i: usize) -> RemotePolicy {
+        let url = self.replicas[i].url.clone();
+        let replica = Replica {
+            url,
+            down_since: Mutex::new(None),
+        };
+        RemotePolicy {
+            replicas: Arc::from(vec![replica]),
+            health_checked: false,
+            model: self.model.clone(),
+            api_key: self.api_key.clone(),
+            agent: self.agent.clone(),
+            engine: Mutex::new(None),
+        }
+    }
+
+    /// The start-up check of every replica: its probe (it must list the model named, and run
+    /// the same engine as the others) and [`RemotePolicy::check_capabilities`]. A replica that
+    /// is down now is left out (health checks or [`super::DOWN_FOR`] take it back) and only
+    /// probed when it is; one that refuses, or lacks a capability, fails the check, the error
+    /// naming it. What the fleet offers: the model, the smallest context any replica has, and
+    /// the engine (of llama-servers, the fewest slots any has).
+    pub fn check_fleet(&self, prompt: &[u32]) -> Result<ServerInfo> {
+        let mut fleet: Option<(String, ServerInfo)> = None;
+        for i in 0..self.replicas.len() {
+            let one = self.single(i);
+            let url = one.url().to_string();
+            let info = match one.try_replicas(0, |u| {
+                wire::models(&one.agent, u, one.api_key.as_ref(), one.model.as_deref())
+            }) {
+                Ok(info) => info,
+                Err(f) if f.replicas_down => {
+                    tracing::warn!(
+                        url,
+                        message = f.message,
+                        "policy replica down at start-up; left out until it answers"
+                    );
+                    self.mark(i, true);
+                    continue;
+                }
+                Err(f) => return Err(f.into_error()),
+            };
+            one.learn(&info);
+            one.check_capabilities(prompt)?;
+            fleet = Some(match fleet {
+                None => (url, info),
+                Some((first, mut all)) => {
+                    all.engine = match (all.engine, info.engine) {
+                        (Engine::OpenAi, Engine::OpenAi) => Engine::OpenAi,
+                        (Engine::LlamaCpp { slots: a }, Engine::LlamaCpp { slots: b }) => {
+                            Engine::LlamaCpp { slots: a.min(b) }
+                        }
+                        (theirs, ours) => {
+                            return Err(DecodeError::Remote {
+                                url,
+                                message: format!(
+                                    "this replica speaks {} while {first} speaks {}: the \
+                                     replicas of one policy must run one engine",
+                                    dialect(ours),
+                                    dialect(theirs)
+                                ),
+                            });
+                        }
+                    };
+                    all.max_model_len = match (all.max_model_len, info.max_model_len) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    (first, all)
+                }
+            });
+        }
+        let (_, info) = fleet.ok_or_else(|| DecodeError::Remote {
+            url: self.urls().join(","),
+            message: "no replica answered the start-up check".into(),
+        })?;
+        self.learn(&info);
+        Ok(info)
+    }
+
+    /// The capability check: one completion of two continuations, one new token each, from
+    /// `prompt` sent as token ids, whose answer must carry two continuations with their token
+    /// ids. A server without token-id prompts, token ids in its answers or `n` fails here,
+    /// with the message naming what it lacks, rather than at the first request.
+    /// [`RemotePolicy::check_fleet`] runs it on each replica.
+    pub fn check_capabilities(&self, prompt: &[u32]) -> Result<()> {
+        // Log-probabilities are not among the capabilities needed: not asked for.
+        let sampling = SamplingParams {
+            token_logprobs: false,
+            ..SamplingParams::default()
+        };
+        let answer = self
+            .complete(&CompletionRequest {
+                prompt,
+                n: 2,
+                max_tokens: 1,
+                sampling: &sampling,
+                stop: &[],
+                ignore_eos: false,
+                min_tokens: 0,
+                affinity: 0,
+            })
+            .map_err(|e| {
+                let what = "the capability check (a completion with a token-id prompt, n = 2, \
+                            token ids in the answer) failed";
+                match e {
+                    DecodeError::Remote { url, message } => DecodeError::Remote {
+                        url,
+                        message: format!("{what}: {message}"),
+                    },
+                    other => other,
+                }
+            })?;
+        match answer.choices.iter().find(|c| c.token_ids.len() > 1) {
+            Some(c) => Err(DecodeError::Remote {
+                url: self.url().to_string(),
+                message: format!(
+                    "the capability check asked for 1 new token and got {}: the server \
+                     ignores max_tokens",
+                    c.token_ids.len()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+}
