@@ -1,11 +1,14 @@
 //! The corrector: renders (question, answer) through the Aligner template and generates the
-//! correction on the policy runtime.
+//! correction, on the local runtime or on a remote OpenAI-compatible server that runs the
+//! Aligner (token-id prompt and answer, as a remote policy is driven).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use thresh_decoding::{BatchStats, DecodeBatch, FinishReason, SamplingParams, StopConditions};
-use thresh_models::LoadedModel;
+use thresh_decoding::remote::{RemoteBatch, RemotePolicy};
+use thresh_decoding::strategy::RowBatch;
+use thresh_decoding::{BatchStats, DecodeBatch, FinishReason, Row, SamplingParams, StopConditions};
+use thresh_models::{LoadedModel, Tokenizer};
 use thresh_reward::Prompt;
 
 use crate::error::{AlignerError, Result};
@@ -59,16 +62,53 @@ pub struct Correction {
     pub stats: BatchStats,
 }
 
+/// Where the Aligner runs.
+enum Runtime {
+    /// Loaded here.
+    Local(Arc<LoadedModel>),
+    /// On a server, with its tokenizer here.
+    Remote(Box<Remote>),
+}
+
+/// An Aligner on a server.
+struct Remote {
+    client: RemotePolicy,
+    tokenizer: Tokenizer,
+    context: usize,
+}
+
 /// An Aligner corrector: a causal LM plus its prompt template.
 pub struct Corrector {
-    model: Arc<LoadedModel>,
+    runtime: Runtime,
     template: AlignerTemplate,
 }
 
 impl Corrector {
     /// A corrector from a loaded model and a template.
     pub fn new(model: Arc<LoadedModel>, template: AlignerTemplate) -> Self {
-        Self { model, template }
+        Self {
+            runtime: Runtime::Local(model),
+            template,
+        }
+    }
+
+    /// A corrector whose model runs on the server `client` drives (checked with
+    /// [`RemotePolicy::check_fleet`] beforehand), with the model's `tokenizer` and the
+    /// `context` the server allows.
+    pub fn remote(
+        client: RemotePolicy,
+        tokenizer: Tokenizer,
+        context: usize,
+        template: AlignerTemplate,
+    ) -> Self {
+        Self {
+            runtime: Runtime::Remote(Box::new(Remote {
+                client,
+                tokenizer,
+                context,
+            })),
+            template,
+        }
     }
 
     /// The template in use.
@@ -76,9 +116,28 @@ impl Corrector {
         &self.template
     }
 
-    /// The model.
-    pub fn model(&self) -> &LoadedModel {
-        &self.model
+    /// The model's context, in tokens.
+    pub fn context(&self) -> usize {
+        match &self.runtime {
+            Runtime::Local(m) => m.decoder.config().max_position_embeddings,
+            Runtime::Remote(r) => r.context,
+        }
+    }
+
+    /// The model, where it is loaded here (`None` for a remote one).
+    pub fn model(&self) -> Option<&LoadedModel> {
+        match &self.runtime {
+            Runtime::Local(m) => Some(m),
+            Runtime::Remote(_) => None,
+        }
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        match &self.runtime {
+            Runtime::Local(m) => &m.tokenizer,
+            Runtime::Remote(r) => &r.tokenizer,
+        }
     }
 
     /// Renders and tokenises one pair, checking it against the model's context.
@@ -95,8 +154,8 @@ impl Corrector {
             ));
         }
         let text = self.template.render(&question, &input.answer);
-        let ids = self.model.tokenizer.encode(&text, true)?;
-        let context = self.model.decoder.config().max_position_embeddings;
+        let ids = self.tokenizer().encode(&text, true)?;
+        let context = self.context();
         if ids.len() + max_tokens > context {
             return Err(AlignerError::InvalidInput(format!(
                 "question and answer take {} tokens; with max_tokens {max_tokens} that exceeds the \
@@ -127,19 +186,7 @@ impl Corrector {
             .collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(inputs.len());
         for ids in prompts {
-            let mut batch = DecodeBatch::new(
-                &self.model.decoder,
-                &self.model.tokenizer,
-                &ids,
-                1,
-                sampling,
-                stop,
-            )?;
-            if let Some(flag) = &cancel {
-                batch.set_cancel_flag(flag.clone());
-            }
-            batch.run_to_end()?;
-            let (rows, stats) = batch.into_parts();
+            let (rows, stats) = self.generate(&ids, sampling, stop, cancel.clone())?;
             let row = rows.into_iter().next().ok_or_else(|| {
                 AlignerError::InvalidInput("the corrector produced no output".into())
             })?;
@@ -152,5 +199,31 @@ impl Corrector {
             });
         }
         Ok(out)
+    }
+
+    /// One continuation of `ids`, here or on the server.
+    fn generate(
+        &self,
+        ids: &[u32],
+        sampling: &SamplingParams,
+        stop: &StopConditions,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<(Vec<Row>, BatchStats)> {
+        match &self.runtime {
+            Runtime::Local(m) => {
+                let mut batch = DecodeBatch::new(&m.decoder, &m.tokenizer, ids, 1, sampling, stop)?;
+                if let Some(flag) = cancel {
+                    batch.set_cancel_flag(flag);
+                }
+                batch.run_to_end()?;
+                Ok(batch.into_parts())
+            }
+            Runtime::Remote(r) => {
+                let mut batch =
+                    RemoteBatch::new(&r.client, &r.tokenizer, ids, 1, sampling, stop, cancel)?;
+                batch.advance(None)?;
+                Ok(batch.finish())
+            }
+        }
     }
 }

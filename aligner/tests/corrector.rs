@@ -55,7 +55,7 @@ fn tiny_llama_batch_equals_single_and_counts_tokens() {
     assert_eq!(both[1].completion_tokens, 12);
     // The prompt is the rendered template, byte-tokenised.
     let rendered = AlignerTemplate::Current.render("Is the sky green?", "Yes, always.");
-    let ids = c.model().tokenizer.encode(&rendered, true).unwrap();
+    let ids = c.tokenizer().encode(&rendered, true).unwrap();
     assert_eq!(both[0].prompt_tokens, ids.len());
     assert_eq!(c.prompt_ids(&a, 12).unwrap(), ids);
     // Another template renders another prompt.
@@ -71,7 +71,13 @@ fn tiny_gemma_corrector_runs_the_v1_template() {
     // Released Aligners are Llama-2 and Gemma based; Gemma runs on the same decoder.
     let dir = tempfile::tempdir().unwrap();
     let c = tiny_of(Family::Gemma, dir.path());
-    assert!(c.model().decoder.config().scale_embeddings);
+    assert!(
+        c.model()
+            .expect("loaded here")
+            .decoder
+            .config()
+            .scale_embeddings
+    );
     let c = Corrector::new(
         Arc::new(load(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap()),
         AlignerTemplate::V1,
@@ -82,8 +88,7 @@ fn tiny_gemma_corrector_runs_the_v1_template() {
         .unwrap();
     assert_eq!(out[0].completion_tokens, 6);
     let ids = c
-        .model()
-        .tokenizer
+        .tokenizer()
         .encode(&AlignerTemplate::V1.render("Is fire cold?", "Yes."), true)
         .unwrap();
     assert_eq!(out[0].prompt_tokens, ids.len());

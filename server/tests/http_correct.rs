@@ -34,6 +34,69 @@ async fn without_an_aligner_correct_is_503_and_says_how_to_load_one() {
 }
 
 #[tokio::test]
+async fn a_remote_corrector_corrects_as_the_same_model_in_process() {
+    let m = tiny_models(256);
+    // The backend serves the tiny policy; the gateway drives it as its Aligner.
+    let backend = start_ready(tiny_config(&m)).await;
+    let mut cfg = tiny_config(&m);
+    cfg.aligner = Some(url(&backend, "/v1").into());
+    cfg.aligner_tokenizer = Some(m.policy.clone());
+    cfg.aligner_template = Some("v1".into());
+    let gateway = start_ready(cfg).await;
+    let c = client();
+    let u = url(&gateway, "/correct");
+    let pairs = [("Is ice hot?", "Yes."), ("Name a colour.", "Seven.")];
+    let (status, _, v) = post(
+        &c,
+        &u,
+        &json!({"inputs": pairs.iter().map(|(q, a)| json!({"question": q, "answer": a}))
+                    .collect::<Vec<_>>(),
+                "max_tokens": 6, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["template"], "v1");
+    assert_eq!(v["model"], "tiny-policy", "the backend's model name");
+    let model = load(m.policy.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let local = Corrector::new(Arc::new(model), AlignerTemplate::V1);
+    let want = local
+        .correct(
+            &pairs
+                .iter()
+                .map(|(q, a)| CorrectionInput::new(*q, *a))
+                .collect::<Vec<_>>(),
+            &SamplingParams {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            &StopConditions {
+                max_tokens: 6,
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+    assert!(want.iter().all(|w| w.completion_tokens > 0), "{want:?}");
+    let got = v["corrections"].as_array().expect("corrections");
+    assert_eq!(got.len(), 2, "{v}");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g["correction"], json!(w.text), "{v}");
+    }
+    // The backend generated them: the gateway's client counts its answers from it (the
+    // capability check's, then one a pair).
+    let page = get_text(&c, &url(&gateway, "/metrics")).await;
+    let from = format!("replica=\"{}/completions\"", url(&backend, "/v1"));
+    assert!(
+        metric(&page, "thresh_policy_replica_requests_total", &from) >= 3.0,
+        "{page}"
+    );
+    for s in [gateway, backend] {
+        s.shutdown();
+        s.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn tiny_corrector_single_batch_and_errors() {
     let m = tiny_models(256);
     let mut cfg = tiny_config(&m);

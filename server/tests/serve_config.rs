@@ -259,3 +259,51 @@ fn a_remote_policy_needs_its_tokenizer_and_the_remote_flags_need_it() {
         );
     }
 }
+
+#[test]
+fn a_remote_aligner_needs_its_tokenizer_and_the_remote_aligner_flags_need_it() {
+    let (_dir, p, r) = tiny_paths();
+    let (p, r) = (p.to_string_lossy(), r.to_string_lossy());
+    let err = |args: &[&str]| parse(args).resolve().unwrap_err().to_string();
+    let at = "http://127.0.0.1:9/v1";
+    let e = err(&["--policy", &p, "--reward", &r, "--aligner", at]);
+    assert!(e.contains("--aligner-tokenizer") && e.contains(at), "{e}");
+    let cfg = parse(&[
+        "--policy",
+        &p,
+        "--reward",
+        &r,
+        "--aligner",
+        at,
+        "--aligner-tokenizer",
+        &p,
+        "--aligner-model",
+        "aligner-7b",
+    ])
+    .resolve()
+    .unwrap();
+    assert_eq!(cfg.aligner_model.as_deref(), Some("aligner-7b"));
+    for flag in ["--aligner-model", "--aligner-tokenizer"] {
+        // A local aligner (a path), or none at all.
+        for aligner in [&["--aligner", &p][..], &[]] {
+            let mut args = vec!["--policy", &p, "--reward", &r, flag, &p];
+            args.extend_from_slice(aligner);
+            let e = err(&args);
+            assert!(
+                e.contains(flag) && e.contains("remote aligner"),
+                "{flag}: {e}"
+            );
+        }
+    }
+    let e = err(&[
+        "--policy",
+        &p,
+        "--reward",
+        &r,
+        "--aligner",
+        at,
+        "--aligner-tokenizer",
+        "/no/such/dir",
+    ]);
+    assert!(e.contains("--aligner-tokenizer /no/such/dir"), "{e}");
+}

@@ -52,9 +52,18 @@ pub struct ServeArgs {
     /// Bearer token sent to a remote reward server (`--reward http://...`); never logged.
     #[arg(long, env = "THRESH_REWARD_API_KEY")]
     pub reward_api_key: Option<ApiKey>,
-    /// Aligner corrector model (HF directory or .gguf file), served on POST /correct.
+    /// Aligner corrector model (HF directory or .gguf file), served on POST /correct, or the
+    /// URL of an OpenAI-compatible server that runs it (`http://HOST:PORT[/v1]`: vLLM,
+    /// thresh) with `--aligner-tokenizer`.
     #[arg(long, env = "THRESH_ALIGNER")]
     pub aligner: Option<PathBuf>,
+    /// With a remote aligner: its tokenizer (a Hugging Face directory or .gguf file of the
+    /// same model; its weights are not loaded); its name also picks the template.
+    #[arg(long, env = "THRESH_ALIGNER_TOKENIZER")]
+    pub aligner_tokenizer: Option<PathBuf>,
+    /// With a remote aligner: the model to ask for (default: the server's first model).
+    #[arg(long, env = "THRESH_ALIGNER_MODEL")]
+    pub aligner_model: Option<String>,
     /// Aligner prompt template: v1, current, or a string with {question} and {answer}
     /// (default: detected from the aligner's path).
     #[arg(long, env = "THRESH_ALIGNER_TEMPLATE")]
@@ -191,8 +200,12 @@ pub struct ServeConfig {
     pub reward_head: Option<String>,
     /// Bearer token of a remote reward server.
     pub reward_api_key: Option<ApiKey>,
-    /// Aligner corrector path.
+    /// Aligner corrector path, or the URL of the server that runs it.
     pub aligner: Option<PathBuf>,
+    /// A remote aligner's tokenizer.
+    pub aligner_tokenizer: Option<PathBuf>,
+    /// A remote aligner's model name.
+    pub aligner_model: Option<String>,
     /// Aligner template name or string; detected from the path when absent.
     pub aligner_template: Option<String>,
     /// Where the models run.
@@ -249,6 +262,8 @@ impl ServeConfig {
             policy_startup_timeout: Duration::from_secs(600),
             policy_health_interval: Duration::from_secs(2),
             aligner: None,
+            aligner_tokenizer: None,
+            aligner_model: None,
             aligner_template: None,
             device: Device::Cpu,
             dtype: None,
@@ -361,6 +376,32 @@ impl ServeArgs {
                 t.display()
             );
         }
+        let remote_aligner = self.aligner.as_deref().and_then(thresh_reward::remote_url);
+        if let Some(url) = remote_aligner
+            && self.aligner_tokenizer.is_none()
+        {
+            anyhow::bail!(
+                "--aligner {url} is a server: give --aligner-tokenizer PATH (the aligner's \
+                 Hugging Face directory or .gguf file) so thresh can render and count its prompts"
+            );
+        }
+        let remote_aligner = remote_aligner.is_some();
+        for (given, flag) in [
+            (self.aligner_tokenizer.is_some(), "--aligner-tokenizer"),
+            (self.aligner_model.is_some(), "--aligner-model"),
+        ] {
+            if given && !remote_aligner {
+                anyhow::bail!("{flag} is for a remote aligner (--aligner http://...)");
+            }
+        }
+        if let Some(t) = &self.aligner_tokenizer
+            && !t.exists()
+        {
+            anyhow::bail!(
+                "--aligner-tokenizer {}: no such file or directory",
+                t.display()
+            );
+        }
         if self.reward_api_key.is_some() && thresh_reward::remote_url(&reward).is_none() {
             anyhow::bail!(
                 "--reward-api-key is for a remote reward server (--reward http://...), not {}",
@@ -423,6 +464,8 @@ impl ServeArgs {
                 .policy_health_interval
                 .map_or(d.policy_health_interval, Duration::from_secs),
             aligner: self.aligner,
+            aligner_tokenizer: self.aligner_tokenizer,
+            aligner_model: self.aligner_model,
             aligner_template: self.aligner_template,
             device,
             dtype,

@@ -18,7 +18,8 @@ use thresh_decoding::{StepMerger, Stepper};
 use thresh_models::LoadOptions;
 use tokio::sync::mpsc;
 
-use super::jobs::{Event, Job, LoadState, Models, Policy, RemotePolicyModel};
+use super::connect;
+use super::jobs::{Event, Job, LoadState, Models, Policy};
 use crate::serve::api::errors::ApiError;
 use crate::serve::config::ServeConfig;
 use crate::serve::metrics as m;
@@ -48,7 +49,7 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     let t = Instant::now();
     let (policy, policy_id) = match cfg.remote_policy() {
         Some(url) => {
-            let (remote, id) = remote_policy(cfg, url)?;
+            let (remote, id) = connect::remote_policy(cfg, url)?;
             (Policy::Remote(remote), id)
         }
         None => {
@@ -79,15 +80,34 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     let aligner = match &cfg.aligner {
         None => None,
         Some(path) => {
-            let template = match &cfg.aligner_template {
-                Some(t) => AlignerTemplate::parse(t)?,
-                None => AlignerTemplate::detect(path)?,
+            let template = match (&cfg.aligner_template, &cfg.aligner_tokenizer) {
+                (Some(t), _) => AlignerTemplate::parse(t)?,
+                // A remote aligner's template is told by its tokenizer's files.
+                (None, Some(tokenizer)) => AlignerTemplate::detect(tokenizer)?,
+                (None, None) => AlignerTemplate::detect(path)?,
             };
-            let model = thresh_models::load(&path.to_string_lossy(), &opts)
-                .map_err(|e| anyhow::anyhow!("loading the aligner {}: {e}", path.display()))?;
-            Some(Corrector::new(Arc::new(model), template))
+            match thresh_reward::remote_url(path) {
+                Some(url) => {
+                    let (remote, id) = connect::remote_aligner(cfg, url)?;
+                    let corrector = Corrector::remote(
+                        remote.client,
+                        remote.files.tokenizer,
+                        remote.context,
+                        template,
+                    );
+                    Some((corrector, id))
+                }
+                None => {
+                    let model =
+                        thresh_models::load(&path.to_string_lossy(), &opts).map_err(|e| {
+                            anyhow::anyhow!("loading the aligner {}: {e}", path.display())
+                        })?;
+                    Some((Corrector::new(Arc::new(model), template), model_id(path)))
+                }
+            }
         }
     };
+    let (aligner, aligner_id) = aligner.unzip();
     tracing::info!(
         policy = %cfg.policy.display(),
         reward = %cfg.reward.display(),
@@ -111,10 +131,8 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
     let info = ModelInfo {
         id: policy_id,
         reward_id: model_id(&cfg.reward),
-        aligner_id: cfg.aligner.as_deref().map(model_id),
-        aligner_context: aligner
-            .as_ref()
-            .map(|a| a.model().decoder.config().max_position_embeddings),
+        aligner_id,
+        aligner_context: aligner.as_ref().map(Corrector::context),
         aligner_template: aligner.as_ref().map(|a| a.template().name()),
         tokenizer,
         chat_template,
@@ -131,58 +149,6 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
             prefix: thresh_decoding::PrefixCache::new(cfg.prefix_cache_mb.saturating_mul(1 << 20)),
         },
         info,
-    ))
-}
-
-/// Connects to a remote policy server (or fleet): its tokenizer files, a probe of
-/// `/v1/models` (up, the model served), the check of each replica
-/// ([`thresh_decoding::remote::RemotePolicy::check_fleet`]: model, engine, context,
-/// capabilities), and the client.
-fn remote_policy(cfg: &ServeConfig, url: &str) -> anyhow::Result<(RemotePolicyModel, String)> {
-    let tokenizer_path = cfg
-        .policy_tokenizer
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("--policy {url} needs --policy-tokenizer"))?;
-    let files = thresh_models::load_tokenizer(&tokenizer_path.to_string_lossy())
-        .map_err(|e| anyhow::anyhow!("--policy-tokenizer {}: {e}", tokenizer_path.display()))?;
-    let mut client = thresh_decoding::remote::RemotePolicy::new(url)
-        .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?
-        .with_timeout(cfg.request_timeout);
-    if let Some(m) = &cfg.policy_model {
-        client = client.with_model(m.clone());
-    }
-    if let Some(k) = &cfg.policy_api_key {
-        client = client.with_api_key(k.clone());
-    }
-    let server = client
-        .probe_waiting(cfg.policy_startup_timeout)
-        .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?;
-    if cfg.policy_model.is_none() {
-        client = client.with_model(server.model.clone());
-    }
-    let probe = files
-        .tokenizer
-        .encode("Hello", false)
-        .ok()
-        .filter(|ids| !ids.is_empty())
-        .unwrap_or_else(|| files.tokenizer.eos_ids().iter().take(1).copied().collect());
-    // Each replica now: it serves that model, on the same engine, with every capability.
-    let server = client
-        .check_fleet(&probe)
-        .map_err(|e| anyhow::anyhow!("--policy {url}: {e}"))?;
-    if !cfg.policy_health_interval.is_zero() {
-        client = client.with_health_checks(cfg.policy_health_interval);
-    }
-    let own = files.config.max_position_embeddings;
-    let context = server.max_model_len.map_or(own, |m| m.min(own));
-    tracing::info!(url, model = %server.model, context, engine = ?server.engine, "remote policy");
-    Ok((
-        RemotePolicyModel {
-            client,
-            files,
-            context,
-        },
-        server.model,
     ))
 }
 

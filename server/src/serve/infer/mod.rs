@@ -5,6 +5,7 @@
 //! This layer imports [`api`](super::api) (the error type its replies carry) and
 //! [`validation`](super::validation) (the checked requests it runs), never HTTP.
 
+mod connect;
 mod correction;
 mod deltas;
 mod engine;
