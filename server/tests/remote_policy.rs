@@ -538,35 +538,36 @@ async fn a_fleet_with_one_replica_lacking_a_capability_fails_the_start_naming_th
     let models = common::get_json(&client(), &url(&good, "/v1/models")).await;
     let name: &'static str = models["data"][0]["id"].as_str().unwrap().to_string().leak();
     // The good one first: the fleet's probe finds it, the check of each replica finds the
-    // other.
-    let bad = limited_backend("n", name).await;
-    let fleet = format!("{},http://{bad}/v1", url(&good, "/v1"));
-    let server = thresh_server::serve::start(gateway_config(&m, &fleet))
-        .await
-        .unwrap();
-    let e = load_error(&server).await;
-    assert!(
-        e.contains(&format!(
-            "policy server http://{bad}/v1/completions: the capability check"
-        )) && e.contains("asked for 2"),
-        "{e}"
-    );
-    // One that serves another model is named too.
-    let other = limited_backend("nothing", "another-model").await;
-    let fleet = format!("{},http://{other}/v1", url(&good, "/v1"));
-    let second = thresh_server::serve::start(gateway_config(&m, &fleet))
-        .await
-        .unwrap();
-    let e = load_error(&second).await;
-    assert!(
-        e.contains(&format!("policy server http://{other}/v1/completions"))
-            && e.contains(&format!("does not serve `{name}`")),
-        "{e}"
-    );
-    for s in [server, second, good] {
-        s.shutdown();
-        s.wait().await.unwrap();
+    // other: one without `n`, then one that serves another model.
+    let cases = [
+        (
+            limited_backend("n", name).await,
+            "the capability check",
+            "asked for 2".to_string(),
+        ),
+        (
+            limited_backend("nothing", "another-model").await,
+            "the server does not serve",
+            format!("`{name}`"),
+        ),
+    ];
+    for (bad, what, detail) in cases {
+        let fleet = format!("{},http://{bad}/v1", url(&good, "/v1"));
+        let server = thresh_server::serve::start(gateway_config(&m, &fleet))
+            .await
+            .unwrap();
+        let e = load_error(&server).await;
+        assert!(
+            e.contains(&format!(
+                "policy server http://{bad}/v1/completions: {what}"
+            )) && e.contains(&detail),
+            "{e}"
+        );
+        server.shutdown();
+        server.wait().await.unwrap();
     }
+    good.shutdown();
+    good.wait().await.unwrap();
 }
 
 #[tokio::test]

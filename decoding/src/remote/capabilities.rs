@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{CompletionRequest, Engine, RemotePolicy, Replica, ServerInfo, wire};
+use super::{CompletionRequest, Engine, RemotePolicy, Replica, ServerInfo};
 use crate::error::{DecodeError, Result};
 use crate::sampling::SamplingParams;
 
@@ -46,9 +46,7 @@ impl RemotePolicy {
         for i in 0..self.replicas.len() {
             let one = self.single(i);
             let url = one.url().to_string();
-            let info = match one.try_replicas(0, |u| {
-                wire::models(&one.agent, u, one.api_key.as_ref(), one.model.as_deref())
-            }) {
+            let info = match one.try_replicas(0, |u| one.models(u)) {
                 Ok(info) => info,
                 Err(f) if f.replicas_down => {
                     tracing::warn!(

@@ -411,16 +411,19 @@ impl RemotePolicy {
     /// Asks the servers for their models (`GET .../v1/models`): whether one is up, the model
     /// to name (the one set with [`RemotePolicy::with_model`] must be listed) and its context.
     pub fn probe(&self) -> Result<ServerInfo> {
-        let info = self.with_replicas(0, |url| {
-            wire::models(
-                &self.agent,
-                url,
-                self.api_key.as_ref(),
-                self.model.as_deref(),
-            )
-        })?;
+        let info = self.with_replicas(0, |url| self.models(url))?;
         self.learn(&info);
         Ok(info)
+    }
+
+    /// `GET .../v1/models` of the replica at `url`, for the model named (or its first).
+    fn models(&self, url: &str) -> std::result::Result<ServerInfo, Failure> {
+        wire::models(
+            &self.agent,
+            url,
+            self.api_key.as_ref(),
+            self.model.as_deref(),
+        )
     }
 
     /// Remembers the engine a probe found.
@@ -444,15 +447,7 @@ impl RemotePolicy {
     pub fn probe_waiting(&self, wait: Duration) -> Result<ServerInfo> {
         let deadline = Instant::now() + wait;
         loop {
-            let call = |url: &str| {
-                wire::models(
-                    &self.agent,
-                    url,
-                    self.api_key.as_ref(),
-                    self.model.as_deref(),
-                )
-            };
-            match self.try_replicas(0, call) {
+            match self.try_replicas(0, |url| self.models(url)) {
                 Ok(info) => {
                     self.learn(&info);
                     return Ok(info);

@@ -321,6 +321,39 @@ pub fn parse_dtype(s: &str) -> anyhow::Result<Option<DType>> {
     }
 }
 
+/// Checks the flags of a model (`--policy`, `--aligner`) that may run on a server: one named
+/// by its `url` needs `--WHAT-tokenizer`, which must exist; that flag and each of `remote_only`
+/// that is given are only for one on a server.
+fn check_remote(
+    what: &str,
+    url: Option<&str>,
+    tokenizer: Option<&std::path::Path>,
+    remote_only: &[(bool, &str)],
+) -> anyhow::Result<()> {
+    let tokenizer_flag = format!("--{what}-tokenizer");
+    match (url, tokenizer) {
+        (Some(url), None) => anyhow::bail!(
+            "--{what} {url} is a server: give {tokenizer_flag} PATH (the model's Hugging Face \
+             directory or .gguf file) so thresh can render and count its prompts"
+        ),
+        (Some(_), Some(t)) if !t.exists() => {
+            anyhow::bail!(
+                "{tokenizer_flag} {}: no such file or directory",
+                t.display()
+            )
+        }
+        _ => {}
+    }
+    let given = std::iter::once((tokenizer.is_some(), tokenizer_flag.as_str()))
+        .chain(remote_only.iter().copied());
+    for (given, flag) in given {
+        if given && url.is_none() {
+            anyhow::bail!("{flag} is for a remote {what} (--{what} http://...)");
+        }
+    }
+    Ok(())
+}
+
 impl ServeArgs {
     /// Fills in the defaults and checks every value (the settings file is already among the
     /// flags: [`thresh_settings::expand`]).
@@ -343,65 +376,29 @@ impl ServeArgs {
                 anyhow::bail!("{flag} {}: no such file or directory", path.display());
             }
         }
-        let remote_policy = thresh_reward::remote_url(&policy).is_some();
-        if remote_policy && self.policy_tokenizer.is_none() {
-            anyhow::bail!(
-                "--policy {} is a server: give --policy-tokenizer PATH (the model's Hugging Face \
-                 directory or .gguf file) so thresh can render and count its prompts",
-                policy.display()
-            );
-        }
-        for (given, flag) in [
-            (self.policy_tokenizer.is_some(), "--policy-tokenizer"),
-            (self.policy_model.is_some(), "--policy-model"),
-            (self.policy_api_key.is_some(), "--policy-api-key"),
-            (
-                self.policy_startup_timeout.is_some(),
-                "--policy-startup-timeout",
-            ),
-            (
-                self.policy_health_interval.is_some(),
-                "--policy-health-interval",
-            ),
-        ] {
-            if given && !remote_policy {
-                anyhow::bail!("{flag} is for a remote policy (--policy http://...)");
-            }
-        }
-        if let Some(t) = &self.policy_tokenizer
-            && !t.exists()
-        {
-            anyhow::bail!(
-                "--policy-tokenizer {}: no such file or directory",
-                t.display()
-            );
-        }
-        let remote_aligner = self.aligner.as_deref().and_then(thresh_reward::remote_url);
-        if let Some(url) = remote_aligner
-            && self.aligner_tokenizer.is_none()
-        {
-            anyhow::bail!(
-                "--aligner {url} is a server: give --aligner-tokenizer PATH (the aligner's \
-                 Hugging Face directory or .gguf file) so thresh can render and count its prompts"
-            );
-        }
-        let remote_aligner = remote_aligner.is_some();
-        for (given, flag) in [
-            (self.aligner_tokenizer.is_some(), "--aligner-tokenizer"),
-            (self.aligner_model.is_some(), "--aligner-model"),
-        ] {
-            if given && !remote_aligner {
-                anyhow::bail!("{flag} is for a remote aligner (--aligner http://...)");
-            }
-        }
-        if let Some(t) = &self.aligner_tokenizer
-            && !t.exists()
-        {
-            anyhow::bail!(
-                "--aligner-tokenizer {}: no such file or directory",
-                t.display()
-            );
-        }
+        check_remote(
+            "policy",
+            thresh_reward::remote_url(&policy),
+            self.policy_tokenizer.as_deref(),
+            &[
+                (self.policy_model.is_some(), "--policy-model"),
+                (self.policy_api_key.is_some(), "--policy-api-key"),
+                (
+                    self.policy_startup_timeout.is_some(),
+                    "--policy-startup-timeout",
+                ),
+                (
+                    self.policy_health_interval.is_some(),
+                    "--policy-health-interval",
+                ),
+            ],
+        )?;
+        check_remote(
+            "aligner",
+            self.aligner.as_deref().and_then(thresh_reward::remote_url),
+            self.aligner_tokenizer.as_deref(),
+            &[(self.aligner_model.is_some(), "--aligner-model")],
+        )?;
         if self.reward_api_key.is_some() && thresh_reward::remote_url(&reward).is_none() {
             anyhow::bail!(
                 "--reward-api-key is for a remote reward server (--reward http://...), not {}",
