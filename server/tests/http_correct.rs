@@ -36,10 +36,14 @@ async fn without_an_aligner_correct_is_503_and_says_how_to_load_one() {
 #[tokio::test]
 async fn a_remote_corrector_corrects_as_the_same_model_in_process() {
     let m = tiny_models(256);
-    // The backend serves the tiny policy; the gateway drives it as its Aligner.
-    let backend = start_ready(tiny_config(&m)).await;
+    // The backend serves the tiny policy behind a key; the gateway drives it as its Aligner,
+    // sending that key.
+    let mut backend_cfg = tiny_config(&m);
+    backend_cfg.api_keys = vec!["aligner-key".into()];
+    let backend = start_ready(backend_cfg).await;
     let mut cfg = tiny_config(&m);
     cfg.aligner = Some(url(&backend, "/v1").into());
+    cfg.aligner_api_key = Some(thresh_reward::ApiKey::from("aligner-key".to_string()));
     cfg.aligner_tokenizer = Some(m.policy.clone());
     cfg.aligner_template = Some("v1".into());
     let gateway = start_ready(cfg).await;

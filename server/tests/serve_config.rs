@@ -283,7 +283,11 @@ fn a_remote_aligner_needs_its_tokenizer_and_the_remote_aligner_flags_need_it() {
     .resolve()
     .unwrap();
     assert_eq!(cfg.aligner_model.as_deref(), Some("aligner-7b"));
-    for flag in ["--aligner-model", "--aligner-tokenizer"] {
+    for flag in [
+        "--aligner-model",
+        "--aligner-tokenizer",
+        "--aligner-api-key",
+    ] {
         // A local aligner (a path), or none at all.
         for aligner in [&["--aligner", &p][..], &[]] {
             let mut args = vec!["--policy", &p, "--reward", &r, flag, &p];

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// With a remote aligner: the model to ask for (default: the server's first model).
     #[arg(long, env = "THRESH_ALIGNER_MODEL")]
     pub aligner_model: Option<String>,
+    /// With a remote aligner: the bearer token to send it; never logged.
+    #[arg(long, env = "THRESH_ALIGNER_API_KEY")]
+    pub aligner_api_key: Option<ApiKey>,
     /// Aligner prompt template: v1, current, or a string with {question} and {answer}
     /// (default: detected from the aligner's path).
     #[arg(long, env = "THRESH_ALIGNER_TEMPLATE")]
@@ -206,6 +209,8 @@ pub struct ServeConfig {
     pub aligner_tokenizer: Option<PathBuf>,
     /// A remote aligner's model name.
     pub aligner_model: Option<String>,
+    /// A remote aligner's bearer token.
+    pub aligner_api_key: Option<ApiKey>,
     /// Aligner template name or string; detected from the path when absent.
     pub aligner_template: Option<String>,
     /// Where the models run.
@@ -264,6 +269,7 @@ impl ServeConfig {
             aligner: None,
             aligner_tokenizer: None,
             aligner_model: None,
+            aligner_api_key: None,
             aligner_template: None,
             device: Device::Cpu,
             dtype: None,
@@ -397,7 +403,10 @@ impl ServeArgs {
             "aligner",
             self.aligner.as_deref().and_then(thresh_reward::remote_url),
             self.aligner_tokenizer.as_deref(),
-            &[(self.aligner_model.is_some(), "--aligner-model")],
+            &[
+                (self.aligner_model.is_some(), "--aligner-model"),
+                (self.aligner_api_key.is_some(), "--aligner-api-key"),
+            ],
         )?;
         if self.reward_api_key.is_some() && thresh_reward::remote_url(&reward).is_none() {
             anyhow::bail!(
@@ -463,6 +472,7 @@ impl ServeArgs {
             aligner: self.aligner,
             aligner_tokenizer: self.aligner_tokenizer,
             aligner_model: self.aligner_model,
+            aligner_api_key: self.aligner_api_key,
             aligner_template: self.aligner_template,
             device,
             dtype,

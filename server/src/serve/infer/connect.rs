@@ -107,7 +107,7 @@ pub(super) fn remote_aligner(
             url,
             tokenizer: ("--aligner-tokenizer", cfg.aligner_tokenizer.as_deref()),
             model: cfg.aligner_model.as_deref(),
-            api_key: None,
+            api_key: cfg.aligner_api_key.as_ref(),
         },
     )
 }
