@@ -72,7 +72,7 @@ enum Runtime {
 
 /// An Aligner on a server.
 struct Remote {
-    client: RemotePolicy,
+    client: Arc<RemotePolicy>,
     tokenizer: Tokenizer,
     context: usize,
 }
@@ -96,7 +96,7 @@ impl Corrector {
     /// [`RemotePolicy::check_fleet`] beforehand), with the model's `tokenizer` and the
     /// `context` the server allows.
     pub fn remote(
-        client: RemotePolicy,
+        client: Arc<RemotePolicy>,
         tokenizer: Tokenizer,
         context: usize,
         template: AlignerTemplate,

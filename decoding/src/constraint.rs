@@ -119,6 +119,7 @@ impl ConstraintCompiler {
         };
         let json = tokenizer
             .inner()
+            .ok_or_else(|| unsupported("the tokenizer runs on the policy's server, which does not hand over its vocabulary".into()))?
             .to_string(false)
             .map_err(|e| unsupported(e.to_string()))?;
         let json: serde_json::Value =

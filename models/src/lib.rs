@@ -34,7 +34,7 @@ pub use loader::{
     HfTokenizerTexts, LoadOptions, LoadedModel, TokenizerFiles, hf_tokenizer_from_texts, load,
     load_gguf, load_hf_dir, load_tokenizer, parse_quant, parse_weights,
 };
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{RemoteCodec, Tokenizer};
 pub use weights::WeightFile;
 
 pub use candle_core::quantized::GgmlDType;

@@ -17,10 +17,37 @@ const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p
 /// The Qwen2 pre-tokenizer split pattern (digits one by one).
 const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// A tokenizer that runs on another server (a policy server's `/tokenize` and
+/// `/detokenize`), for a remote policy whose tokenizer files thresh does not have.
+pub trait RemoteCodec: Send + Sync {
+    /// Token ids of `text` (with `add_special_tokens`, what the model expects around plain
+    /// text); special tokens written in `text` are read as such.
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>>;
+    /// Text of `ids`, special tokens included.
+    fn decode(&self, ids: &[u32]) -> Result<String>;
+    /// Where it runs, for messages.
+    fn describe(&self) -> String;
+}
+
+/// What does the tokenizing: a `tokenizers` tokenizer here, or a server.
+// One per model, used on every call: boxing the local one would only add a hop.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Codec {
+    Local(tokenizers::Tokenizer),
+    Remote {
+        codec: std::sync::Arc<dyn RemoteCodec>,
+        /// The special ids it knows, sorted: left out of text decoded without them.
+        special_ids: Vec<u32>,
+        /// Its vocabulary's size, where the server says.
+        vocab_size: Option<usize>,
+    },
+}
+
 /// A tokenizer with the special tokens generation needs.
 #[derive(Clone)]
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Codec,
     bos_token: Option<String>,
     eos_token: Option<String>,
     eos_ids: Vec<u32>,
@@ -28,7 +55,12 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs = match &self.inner {
+            Codec::Local(_) => "here".to_string(),
+            Codec::Remote { codec, .. } => codec.describe(),
+        };
         f.debug_struct("Tokenizer")
+            .field("runs", &runs)
             .field("vocab_size", &self.vocab_size())
             .field("bos_token", &self.bos_token)
             .field("eos_token", &self.eos_token)
@@ -55,7 +87,7 @@ impl Tokenizer {
         eos_ids.sort_unstable();
         eos_ids.dedup();
         Self {
-            inner,
+            inner: Codec::Local(inner),
             bos_token,
             eos_token,
             eos_ids,
@@ -219,31 +251,106 @@ impl Tokenizer {
         Ok(Self::new(inner, bos_token, eos_token, eos))
     }
 
+    /// A tokenizer whose encoding and decoding run on a server (`codec`). `bos_token` and
+    /// `eos_token` are the texts of its special tokens, as the server tells; their ids, and
+    /// those of `eos_ids` and `special_ids`, are left out of text decoded without special
+    /// tokens; `eos_token`'s and `eos_ids` end generation.
+    pub fn remote(
+        codec: std::sync::Arc<dyn RemoteCodec>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        mut eos_ids: Vec<u32>,
+        mut special_ids: Vec<u32>,
+        vocab_size: Option<usize>,
+    ) -> Result<Self> {
+        let single = |t: &str| -> Result<Option<u32>> {
+            let ids = codec.encode(t, false)?;
+            Ok((ids.len() == 1).then(|| ids[0]))
+        };
+        if let Some(id) = eos_token.as_deref().map(single).transpose()?.flatten() {
+            eos_ids.push(id);
+        }
+        if let Some(id) = bos_token.as_deref().map(single).transpose()?.flatten() {
+            special_ids.push(id);
+        }
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
+        special_ids.extend_from_slice(&eos_ids);
+        special_ids.sort_unstable();
+        special_ids.dedup();
+        Ok(Self {
+            inner: Codec::Remote {
+                codec,
+                special_ids,
+                vocab_size,
+            },
+            bos_token,
+            eos_token,
+            eos_ids,
+        })
+    }
+
     /// Token ids of `text`. With `add_special_tokens` the tokenizer's post-processor adds
     /// what the model expects around plain text (a BOS for Llama); rendered chat prompts
     /// already carry their special tokens and are encoded without.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        Ok(self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(tok_err)?
-            .get_ids()
-            .to_vec())
+        match &self.inner {
+            Codec::Local(t) => Ok(t
+                .encode(text, add_special_tokens)
+                .map_err(tok_err)?
+                .get_ids()
+                .to_vec()),
+            Codec::Remote { codec, .. } => codec.encode(text, add_special_tokens),
+        }
     }
 
-    /// Text of `ids`.
+    /// Text of `ids`. A remote tokenizer leaves out, without special tokens, the special
+    /// ids it was told of.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(tok_err)
+        match &self.inner {
+            Codec::Local(t) => t.decode(ids, skip_special_tokens).map_err(tok_err),
+            Codec::Remote {
+                codec, special_ids, ..
+            } => {
+                if ids.is_empty() {
+                    return Ok(String::new());
+                }
+                if !skip_special_tokens {
+                    return codec.decode(ids);
+                }
+                let kept: Vec<u32> = ids
+                    .iter()
+                    .copied()
+                    .filter(|i| special_ids.binary_search(i).is_err())
+                    .collect();
+                if kept.is_empty() {
+                    return Ok(String::new());
+                }
+                codec.decode(&kept)
+            }
+        }
     }
 
-    /// Id of a token's exact text, if it is in the vocabulary.
+    /// Id of a token's exact text, if it is in the vocabulary (remotely: if the server
+    /// reads the text as one token).
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        match &self.inner {
+            Codec::Local(t) => t.token_to_id(token),
+            Codec::Remote { codec, .. } => codec
+                .encode(token, false)
+                .ok()
+                .filter(|ids| ids.len() == 1)
+                .map(|ids| ids[0]),
+        }
     }
 
-    /// Number of ids, added tokens included.
+    /// Number of ids, added tokens included (0 for a remote tokenizer whose server does not
+    /// say).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.inner {
+            Codec::Local(t) => t.get_vocab_size(true),
+            Codec::Remote { vocab_size, .. } => vocab_size.unwrap_or(0),
+        }
     }
 
     /// Every id that ends generation.
@@ -266,9 +373,38 @@ impl Tokenizer {
         self.eos_token.as_deref()
     }
 
-    /// The underlying `tokenizers` tokenizer.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
+    /// The special tokens it knows, by id, with their text: a local tokenizer's special added
+    /// tokens; a remote one's that the server told of.
+    pub fn special_tokens(&self) -> Result<Vec<(u32, String)>> {
+        let mut all: Vec<(u32, String)> = match &self.inner {
+            Codec::Local(t) => t
+                .get_added_tokens_decoder()
+                .into_iter()
+                .filter(|(_, a)| a.special)
+                .map(|(id, a)| (id, a.content))
+                .collect(),
+            Codec::Remote {
+                codec, special_ids, ..
+            } => special_ids
+                .iter()
+                .map(|&id| Ok((id, codec.decode(&[id])?)))
+                .collect::<Result<_>>()?,
+        };
+        all.sort_unstable_by_key(|(id, _)| *id);
+        Ok(all)
+    }
+
+    /// Whether encoding and decoding run on a server.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.inner, Codec::Remote { .. })
+    }
+
+    /// The underlying `tokenizers` tokenizer, with its vocabulary; none for a remote one.
+    pub fn inner(&self) -> Option<&tokenizers::Tokenizer> {
+        match &self.inner {
+            Codec::Local(t) => Some(t),
+            Codec::Remote { .. } => None,
+        }
     }
 }
 

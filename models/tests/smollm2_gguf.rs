@@ -110,6 +110,7 @@ fn hf_directory_reads_tokenizer_config_and_generation_config() {
     spec.write(dir.path()).unwrap();
     gguf.tokenizer
         .inner()
+        .unwrap()
         .save(dir.path().join("tokenizer.json"), false)
         .unwrap();
     let template = gguf.chat_template.as_ref().unwrap().source().to_string();

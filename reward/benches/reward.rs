@@ -128,6 +128,7 @@ fn main() {
     .expect("smollm2");
     smol.tokenizer
         .inner()
+        .expect("a local tokenizer")
         .save(dir.path().join("tokenizer.json"), false)
         .expect("save tokenizer");
     let tc = serde_json::json!({

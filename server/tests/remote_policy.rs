@@ -4,8 +4,10 @@
 //! computation picks from the candidates' partial scores, with exact token accounting.
 
 mod common;
+mod gateway;
 
 use common::{client, post, start_ready, tiny_config, tiny_models, url};
+use gateway::{gateway_config, limited_backend, load_error};
 use serde_json::json;
 use thresh_decoding::remote::RemotePolicy;
 use thresh_decoding::strategy::remote::RemoteInput;
@@ -223,15 +225,6 @@ async fn speculative_rejection_over_a_remote_thresh_prunes_the_reference_rows() 
     .unwrap();
     server.shutdown();
     server.wait().await.unwrap();
-}
-
-/// A gateway: `thresh serve --policy http://backend/v1 --policy-tokenizer DIR`, with the
-/// reward model here.
-fn gateway_config(m: &common::TinyModels, backend: &str) -> thresh_server::serve::ServeConfig {
-    let mut cfg = tiny_config(m);
-    cfg.policy = std::path::PathBuf::from(backend);
-    cfg.policy_tokenizer = Some(m.policy.clone());
-    cfg
 }
 
 #[tokio::test]
@@ -479,41 +472,6 @@ async fn a_gateway_started_before_its_backend_waits_for_it() {
     }
 }
 
-/// An OpenAI-compatible server of the kind thresh cannot drive: its `/v1/models` is fine, its
-/// completions lack what `lacks` names (`token_ids`: answers without token ids, as servers
-/// before vLLM's `return_token_ids`; `n`: one continuation whatever `n` asks). It lists one
-/// model, `model`.
-async fn limited_backend(lacks: &'static str, model: &'static str) -> std::net::SocketAddr {
-    use axum::routing::{get, post};
-    let models = get(move || async move {
-        axum::Json(json!({"object": "list", "data": [{"id": model, "object": "model"}]}))
-    });
-    let completions = post(
-        move |axum::Json(body): axum::Json<serde_json::Value>| async move {
-            let n = body["n"].as_u64().unwrap_or(1) as usize;
-            let choices: Vec<_> = (0..if lacks == "n" { 1 } else { n })
-                .map(|i| {
-                    let mut c = json!({"index": i, "text": "a", "finish_reason": "length",
-                                   "token_ids": [97]});
-                    if lacks == "token_ids" {
-                        c.as_object_mut().unwrap().remove("token_ids");
-                    }
-                    c
-                })
-                .collect();
-            axum::Json(json!({"object": "text_completion", "choices": choices,
-                          "usage": {"prompt_tokens": 1, "completion_tokens": n}}))
-        },
-    );
-    let app = axum::Router::new()
-        .route("/v1/models", models)
-        .route("/v1/completions", completions);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 #[tokio::test]
 async fn a_backend_lacking_a_capability_fails_the_start_naming_it() {
     let m = tiny_models(256);
@@ -609,17 +567,5 @@ async fn a_fleet_with_a_replica_down_at_start_up_serves_and_takes_it_in_once_it_
     for s in [gateway, up, backend] {
         s.shutdown();
         s.wait().await.unwrap();
-    }
-}
-
-/// The error that stopped `server`'s start (it must stop within a minute).
-async fn load_error(server: &thresh_server::serve::Server) -> String {
-    let t = std::time::Instant::now();
-    loop {
-        if let Some(e) = server.load_error() {
-            return e;
-        }
-        assert!(t.elapsed().as_secs() < 60, "no load error");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -234,12 +234,24 @@ fn a_reward_api_key_needs_a_remote_reward() {
 }
 
 #[test]
-fn a_remote_policy_needs_its_tokenizer_and_the_remote_flags_need_it() {
+fn a_remote_policy_takes_a_tokenizer_and_the_remote_flags_need_a_remote_policy() {
     let (_dir, p, r) = tiny_paths();
     let (p, r) = (p.to_string_lossy(), r.to_string_lossy());
     let err = |args: &[&str]| parse(args).resolve().unwrap_err().to_string();
-    let e = err(&["--policy", "http://127.0.0.1:9/v1", "--reward", &r]);
-    assert!(e.contains("--policy-tokenizer"), "{e}");
+    // Without --policy-tokenizer, the server's own tokenizer is asked at start-up.
+    let cfg = parse(&["--policy", "http://127.0.0.1:9/v1", "--reward", &r])
+        .resolve()
+        .unwrap();
+    assert!(cfg.policy_tokenizer.is_none());
+    let e = err(&[
+        "--policy",
+        "http://127.0.0.1:9/v1",
+        "--policy-tokenizer",
+        "/no/such/dir",
+        "--reward",
+        &r,
+    ]);
+    assert!(e.contains("--policy-tokenizer /no/such/dir"), "{e}");
     let cfg = parse(&[
         "--policy",
         "http://127.0.0.1:9/v1",
@@ -267,7 +279,24 @@ fn a_remote_aligner_needs_its_tokenizer_and_the_remote_aligner_flags_need_it() {
     let err = |args: &[&str]| parse(args).resolve().unwrap_err().to_string();
     let at = "http://127.0.0.1:9/v1";
     let e = err(&["--policy", &p, "--reward", &r, "--aligner", at]);
-    assert!(e.contains("--aligner-tokenizer") && e.contains(at), "{e}");
+    assert!(
+        e.contains("--aligner-tokenizer") && e.contains("--aligner-template") && e.contains(at),
+        "{e}"
+    );
+    // With its template named, the server's own tokenizer is used.
+    let cfg = parse(&[
+        "--policy",
+        &p,
+        "--reward",
+        &r,
+        "--aligner",
+        at,
+        "--aligner-template",
+        "current",
+    ])
+    .resolve()
+    .unwrap();
+    assert!(cfg.aligner_tokenizer.is_none());
     let cfg = parse(&[
         "--policy",
         &p,

@@ -50,6 +50,7 @@ mod fields;
 mod health;
 mod llama_cpp;
 mod stream;
+mod tokenize;
 mod wire;
 
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,7 @@ use metrics::{counter, gauge, histogram};
 pub use batch::RemoteBatch;
 pub use stream::{DeltaSink, StreamDelta};
 use thresh_reward::ApiKey;
+pub use tokenize::{PolicyCodec, ServerTokenizer};
 use wire::Failure;
 
 use crate::error::{DecodeError, Result};

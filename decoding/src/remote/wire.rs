@@ -177,7 +177,7 @@ pub(super) fn open_stream(
 }
 
 /// The server's root (`http://host:port`) of the completions endpoint `url`.
-fn root(url: &str) -> &str {
+pub(super) fn root(url: &str) -> &str {
     let url = url.trim_end_matches("/completions");
     url.strip_suffix("/v1").unwrap_or(url)
 }
@@ -201,8 +201,23 @@ pub(super) fn post(
     .map_err(Failure::Request)
 }
 
+/// POSTs `body` to `url`: the answer, as JSON.
+pub(super) fn post_value(
+    agent: &ureq::Agent,
+    url: &str,
+    key: Option<&ApiKey>,
+    body: &Value,
+) -> Result<Value, Failure> {
+    let text = read(post_json(agent, url, key, "application/json", body)?)?;
+    serde_json::from_str(&text).map_err(|e| Failure::Request(format!("POST {url}: {e}")))
+}
+
 /// `GET url` as JSON.
-fn get_json(agent: &ureq::Agent, url: &str, key: Option<&ApiKey>) -> Result<Value, Failure> {
+pub(super) fn get_json(
+    agent: &ureq::Agent,
+    url: &str,
+    key: Option<&ApiKey>,
+) -> Result<Value, Failure> {
     let response = with_key(agent.get(url).header("accept", "application/json"), key)
         .call()
         .map_err(|e| Failure::Replica(format!("unreachable: {e}")))?;

@@ -328,8 +328,9 @@ pub fn parse_dtype(s: &str) -> anyhow::Result<Option<DType>> {
 }
 
 /// Checks the flags of a model (`--policy`, `--aligner`) that may run on a server: one named
-/// by its `url` needs `--WHAT-tokenizer`, which must exist; that flag and each of `remote_only`
-/// that is given are only for one on a server.
+/// by its `url` may have `--WHAT-tokenizer`, which must exist (without it, the server's own
+/// tokenizer is used); that flag and each of `remote_only` that is given are only for one on
+/// a server.
 fn check_remote(
     what: &str,
     url: Option<&str>,
@@ -338,10 +339,6 @@ fn check_remote(
 ) -> anyhow::Result<()> {
     let tokenizer_flag = format!("--{what}-tokenizer");
     match (url, tokenizer) {
-        (Some(url), None) => anyhow::bail!(
-            "--{what} {url} is a server: give {tokenizer_flag} PATH (the model's Hugging Face \
-             directory or .gguf file) so thresh can render and count its prompts"
-        ),
         (Some(_), Some(t)) if !t.exists() => {
             anyhow::bail!(
                 "{tokenizer_flag} {}: no such file or directory",
@@ -399,6 +396,16 @@ impl ServeArgs {
                 ),
             ],
         )?;
+        if let Some(url) = self.aligner.as_deref().and_then(thresh_reward::remote_url)
+            && self.aligner_tokenizer.is_none()
+            && self.aligner_template.is_none()
+        {
+            anyhow::bail!(
+                "--aligner {url} is a server: give --aligner-tokenizer PATH (the model's Hugging \
+                 Face directory or .gguf file) or --aligner-template NAME, so thresh knows its \
+                 prompt format"
+            );
+        }
         check_remote(
             "aligner",
             self.aligner.as_deref().and_then(thresh_reward::remote_url),

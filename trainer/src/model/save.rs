@@ -243,6 +243,7 @@ impl TrainModel {
         let tok_path = tmp.join("tokenizer.json");
         self.tokenizer
             .inner()
+            .ok_or_else(|| TrainError::Config("a remote tokenizer cannot be saved".into()))?
             .save(&tok_path, false)
             .map_err(|e| TrainError::Config(format!("{}: {e}", tok_path.display())))?;
         sync_file(&tok_path)?;

@@ -1,5 +1,5 @@
 //! The wire: OpenAI-style request bodies as they arrive ([`openai`]), the error body and its
-//! status codes ([`errors`]), and the OpenAPI document ([`openapi`]).
+//! status codes ([`errors`]), the OpenAPI document ([`openapi`]) and the tokenizer endpoints' bodies ([`tokenize`]).
 //!
 //! The bottom layer of the daemon: it imports nothing else from [`serve`](super).
 
@@ -8,3 +8,4 @@ pub mod errors;
 pub mod integers;
 pub mod openai;
 pub mod openapi;
+pub mod tokenize;

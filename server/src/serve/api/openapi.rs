@@ -90,7 +90,10 @@ fn metrics() {}
         correct,
         models,
         health,
-        metrics
+        metrics,
+        super::tokenize::tokenize,
+        super::tokenize::detokenize,
+        super::tokenize::tokenizer_info
     ),
     components(schemas(
         GenerationBody,
@@ -119,7 +122,9 @@ fn metrics() {}
         RawToolCall,
         RawFunctionCall,
         ErrorBody,
-        ErrorDetail
+        ErrorDetail,
+        super::tokenize::TokenizeBody,
+        super::tokenize::DetokenizeBody
     ))
 )]
 pub struct ApiDoc;
@@ -178,9 +183,7 @@ pub fn document(limits: DocLimits) -> Value {
         let props = &mut schema["properties"];
         props[keep] = match keep {
             "prompt" => json!({"$ref": "#/components/schemas/PromptInput"}),
-            _ => json!({"type": "array", "minItems": 1,
-                         "items": {"$ref": "#/components/schemas/RawMessage"},
-                         "contains": some_text_message()}),
+            _ => chat_messages(),
         };
         props["metadata"] = json!({"description": "Accepted and ignored."});
         props["store"] = json!({"description": "Accepted and ignored."});
@@ -188,6 +191,7 @@ pub fn document(limits: DocLimits) -> Value {
         schemas[name] = schema;
     }
     refine_parts(schemas, limits);
+    super::tokenize::refine(schemas, chat_messages(), limits.vocab_size);
     let name = &mut schemas["JsonSchemaInput"]["properties"]["name"];
     name["minLength"] = json!(1);
     name["maxLength"] = json!(64);
@@ -219,6 +223,13 @@ pub fn document(limits: DocLimits) -> Value {
         post["responses"]["200"]["content"]["text/event-stream"]["schema"] = event.clone();
     }
     doc
+}
+
+/// A conversation as the chat route takes it: messages, one of them with text.
+fn chat_messages() -> Value {
+    json!({"type": "array", "minItems": 1,
+           "items": {"$ref": "#/components/schemas/RawMessage"},
+           "contains": some_text_message()})
 }
 
 /// A message with text: string content, or a text part, with a non-space character (every
@@ -359,7 +370,7 @@ const ERRORS: [(u16, &str); 11] = [
 
 /// Which of [`ERRORS`] each POST route can answer (`/correct` does not check API keys and
 /// calls no remote server).
-const ROUTE_ERRORS: [(&str, &[u16]); 4] = [
+const ROUTE_ERRORS: [(&str, &[u16]); 6] = [
     (
         "/v1/completions",
         &[400, 401, 404, 405, 408, 413, 429, 500, 502, 503, 504],
@@ -373,6 +384,8 @@ const ROUTE_ERRORS: [(&str, &[u16]); 4] = [
         &[400, 401, 404, 405, 408, 413, 429, 502, 503, 504],
     ),
     ("/correct", &[400, 404, 405, 408, 413, 429, 503, 504]),
+    ("/tokenize", &[400, 404, 405, 408, 413, 502, 503, 504]),
+    ("/detokenize", &[400, 404, 405, 408, 413, 502, 503, 504]),
 ];
 
 /// Adds the error responses of every POST route from one table.

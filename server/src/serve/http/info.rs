@@ -116,7 +116,7 @@ pub async fn openapi(State(s): S) -> Response {
         max_n: s.cfg.max_n,
         kv_budget_tokens: s.cfg.kv_budget_tokens,
         max_tokens,
-        vocab_size: info.as_ref().map(|i| i.vocab_size),
+        vocab_size: info.as_ref().and_then(|i| i.vocab_size),
         aligner: info.as_ref().is_some_and(|i| i.aligner_id.is_some()),
     }))
     .into_response()

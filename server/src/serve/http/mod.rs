@@ -12,6 +12,7 @@ pub mod request;
 pub mod responses;
 pub mod rewards;
 pub mod sse;
+pub mod tokenize;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +59,9 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
+        "/tokenize" => "/tokenize",
+        "/detokenize" => "/detokenize",
+        "/tokenizer_info" => "/tokenizer_info",
         _ => "other",
     }
 }
@@ -155,6 +159,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/health", get(info::health))
         .route("/metrics", get(info::metrics))
         .route("/openapi.json", get(info::openapi))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
+        .route("/tokenizer_info", get(tokenize::tokenizer_info))
         .fallback(info::not_found)
         .method_not_allowed_fallback(info::method_not_allowed)
         .layer(CatchPanicLayer::custom(panic_response))

@@ -84,6 +84,7 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
                 (Some(t), _) => AlignerTemplate::parse(t)?,
                 // A remote aligner's template is told by its tokenizer's files.
                 (None, Some(tokenizer)) => AlignerTemplate::detect(tokenizer)?,
+                // (A remote aligner without either is refused by the configuration check.)
                 (None, None) => AlignerTemplate::detect(path)?,
             };
             match thresh_reward::remote_url(path) {
@@ -91,7 +92,7 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
                     let (remote, id) = connect::remote_aligner(cfg, url)?;
                     let corrector = Corrector::remote(
                         remote.client,
-                        remote.files.tokenizer,
+                        remote.tokenizer,
                         remote.context,
                         template,
                     );
@@ -119,13 +120,13 @@ fn load(cfg: &ServeConfig) -> anyhow::Result<(Models, ModelInfo)> {
             m.tokenizer.clone(),
             m.chat_template.clone(),
             m.decoder.config().max_position_embeddings,
-            m.decoder.config().vocab_size,
+            Some(m.decoder.config().vocab_size),
         ),
         Policy::Remote(r) => (
-            r.files.tokenizer.clone(),
-            r.files.chat_template.clone(),
+            r.tokenizer.clone(),
+            r.chat_template.clone(),
             r.context,
-            r.files.config.vocab_size,
+            r.vocab_size,
         ),
     };
     let info = ModelInfo {

@@ -147,9 +147,13 @@ pub struct LoadState {
 /// template thresh renders and counts its prompts with.
 pub struct RemotePolicyModel {
     /// The client.
-    pub client: thresh_decoding::remote::RemotePolicy,
-    /// The policy's tokenizer, chat template and configuration (`--policy-tokenizer`).
-    pub files: thresh_models::TokenizerFiles,
+    pub client: Arc<thresh_decoding::remote::RemotePolicy>,
+    /// The policy's tokenizer: from `--policy-tokenizer`'s files, or the server's own.
+    pub tokenizer: thresh_models::Tokenizer,
+    /// The policy's chat template, where it has one.
+    pub chat_template: Option<thresh_models::ChatTemplate>,
+    /// The vocabulary's size, where known.
+    pub vocab_size: Option<usize>,
     /// The context, in tokens: the server's `max_model_len` where it reports one.
     pub context: usize,
 }

@@ -27,7 +27,7 @@ pub(super) fn run(
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<GenOutput, InferError> {
     let req = &job.req;
-    let tokenizer = &remote.files.tokenizer;
+    let tokenizer = &remote.tokenizer;
     let Some(strategy) = &req.strategy else {
         let t = Instant::now();
         let mut batch = RemoteBatch::new(

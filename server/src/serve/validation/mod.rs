@@ -8,7 +8,7 @@
 pub mod alignment;
 pub mod correct;
 mod generation;
-mod messages;
+pub mod messages;
 pub mod model_info;
 mod params;
 mod rewards;

@@ -24,8 +24,9 @@ pub struct ModelInfo {
     pub chat_template: Option<ChatTemplate>,
     /// The policy's context in tokens.
     pub context: usize,
-    /// The policy's vocabulary size.
-    pub vocab_size: usize,
+    /// The policy's vocabulary size, where known (a remote policy's server may not say; it
+    /// checks the ids itself).
+    pub vocab_size: Option<usize>,
     /// Whether the policy is a remote server (which decodes without thresh's grammars).
     pub remote_policy: bool,
     /// The grammar compiler for the policy's vocabulary, built on the first structured request.

@@ -19,13 +19,12 @@ pub fn tokenize(req: GenRequest, info: &ModelInfo, limits: Limits) -> Result<Tok
             Prompt::Text(t.clone()),
         ),
         PromptSpec::Ids(ids) => {
-            if let Some(bad_id) = ids.iter().find(|&&i| i as usize >= info.vocab_size) {
+            if let Some(vocab) = info.vocab_size
+                && let Some(bad_id) = ids.iter().find(|&&i| i as usize >= vocab)
+            {
                 return Err(bad(
                     "prompt",
-                    format!(
-                        "token id {bad_id} is outside the vocabulary of {} ids",
-                        info.vocab_size
-                    ),
+                    format!("token id {bad_id} is outside the vocabulary of {vocab} ids"),
                 ));
             }
             let text = info.tokenizer.decode(ids, true).map_err(internal)?;
