@@ -117,11 +117,14 @@ cmd_serve() {
   export VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-0-$(($(nproc) - 1))}"
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
   # --enable-prompt-tokens-details: usage.prompt_tokens_details.cached_tokens, which thresh
-  # reports as cached_prompt_tokens (the prefix cache serving later rounds' prompts).
+  # reports as cached_prompt_tokens (the prefix cache serving later rounds' prompts);
+  # --enable-tokenizer-info-endpoint: the special tokens and chat template a gateway without
+  # the model's tokenizer files reads (thresh without --policy-tokenizer).
   # shellcheck disable=SC2086
   exec "$py" -m vllm.entrypoints.openai.api_server \
     --model "$model_dir" --dtype bfloat16 --max-model-len 2048 \
-    --host 127.0.0.1 --port "$port" --enable-prompt-tokens-details ${VLLM_SERVE_ARGS:-}
+    --host 127.0.0.1 --port "$port" --enable-prompt-tokens-details \
+    --enable-tokenizer-info-endpoint ${VLLM_SERVE_ARGS:-}
 }
 
 case "${1:-}" in

@@ -270,7 +270,42 @@ async fn a_gateway_runs_its_strategies_over_a_llama_server() {
             .contains("min_tokens"),
         "{v}"
     );
-    gateway.shutdown();
-    gateway.wait().await.unwrap();
+
+    // Without the tokenizer's files: llama-server's own /tokenize, /detokenize and the
+    // template and special tokens of its /props give the same prompts and answers.
+    let mut own = ServeConfig::for_models(
+        PathBuf::from(format!("{}/v1", llama.base)),
+        thresh_models::testing::minilm_dir(),
+    );
+    own.policy_tokenizer = None;
+    let bare = start_ready(own).await;
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"messages": ask, "max_tokens": 12, "temperature": 0}),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "The kitchen", "max_tokens": 10, "n": 2, "seed": 4}),
+        ),
+    ] {
+        let (s1, _, files) = post(&c, &url(&gateway, path), &body).await;
+        let (s2, _, served) = post(&c, &url(&bare, path), &body).await;
+        assert_eq!((s1, s2), (200, 200), "{files} {served}");
+        assert_eq!(
+            files["usage"]["prompt_tokens"],
+            served["usage"]["prompt_tokens"]
+        );
+        for i in 0..files["choices"].as_array().unwrap().len() {
+            let (a, b) = (&files["choices"][i], &served["choices"][i]);
+            assert_eq!(a["text"], b["text"], "{body}");
+            assert_eq!(a["message"], b["message"], "{body}");
+            assert_eq!(a["finish_reason"], b["finish_reason"], "{body}");
+        }
+    }
+    for s in [bare, gateway] {
+        s.shutdown();
+        s.wait().await.unwrap();
+    }
     drop(llama);
 }

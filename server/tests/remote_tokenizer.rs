@@ -191,6 +191,8 @@ async fn the_tokenizer_endpoints_refuse_what_they_cannot_read() {
             "tokens[1]",
         ),
         ("/detokenize", json!({"tokens": [-1]}), "tokens[0]"),
+        // A list is not read into the body's fields in order.
+        ("/detokenize", json!([null, [0]]), "object"),
     ] {
         let (status, _, v) = post(&c, &url(&server, path), &body).await;
         assert!((400..500).contains(&status), "{path} {body}: {status} {v}");
@@ -200,6 +202,14 @@ async fn the_tokenizer_endpoints_refuse_what_they_cannot_read() {
             "{path} {body}: {v}"
         );
     }
+    // An integral number is an integer, as JSON Schema counts them.
+    let (status, _, v) = post(
+        &c,
+        &url(&server, "/detokenize"),
+        &json!({"tokens": [104.0]}),
+    )
+    .await;
+    assert_eq!((status, v["prompt"].as_str()), (200, Some("h")), "{v}");
     server.shutdown();
     server.wait().await.unwrap();
 }

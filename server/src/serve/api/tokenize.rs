@@ -36,8 +36,10 @@ pub struct TokenizeBody {
 pub struct DetokenizeBody {
     /// The policy's id (optional).
     pub model: Option<String>,
-    /// The token ids to write as text (special tokens included).
-    pub tokens: Vec<u32>,
+    /// The token ids to write as text (special tokens included); integral numbers (`17.0`)
+    /// are read as integers, as JSON Schema counts them.
+    #[schema(value_type = Vec<u32>)]
+    pub tokens: Vec<super::integers::TokenId>,
 }
 
 /// Token ids of text or of a rendered conversation, with the policy's tokenizer.

@@ -28,7 +28,9 @@ pub struct Arrived(pub Instant);
 #[derive(Debug, Clone, Copy)]
 pub struct StrategyLabel(pub &'static str);
 
-/// Reads a JSON body into `T`: a syntax error is `invalid_json`, a wrong field names its path.
+/// Reads a JSON body into `T` (a request object): a syntax error, or a body that is not an
+/// object (serde would read a list into a struct's fields in order), is `invalid_json`; a
+/// wrong field names its path.
 pub(crate) fn parse_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
@@ -40,6 +42,11 @@ pub(crate) fn parse_body<T: DeserializeOwned>(
             ApiError::InvalidJson(format!("cannot read the body: {}", r.body_text()))
         }
     })?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::InvalidJson(
+            "invalid JSON body: expected an object, got a list".into(),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

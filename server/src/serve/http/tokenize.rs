@@ -107,9 +107,9 @@ pub async fn detokenize(State(s): S, body: Result<Bytes, BytesRejection>) -> Res
     };
     blocking(&s, move |info| {
         check_model(info, body.model.as_deref(), false)?;
+        let tokens: Vec<u32> = body.tokens.iter().map(|t| t.0).collect();
         if let Some(vocab) = info.vocab_size
-            && let Some((i, id)) = body
-                .tokens
+            && let Some((i, id)) = tokens
                 .iter()
                 .enumerate()
                 .find(|&(_, &id)| id as usize >= vocab)
@@ -121,7 +121,7 @@ pub async fn detokenize(State(s): S, body: Result<Bytes, BytesRejection>) -> Res
         }
         let text = info
             .tokenizer
-            .decode(&body.tokens, false)
+            .decode(&tokens, false)
             .map_err(failed(info))?;
         Ok(json!({ "prompt": text }))
     })
