@@ -57,13 +57,15 @@ fn token_text(v: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Reads vLLM's (and thresh's) `/tokenizer_info`.
+/// Reads vLLM's (and thresh's) `/tokenizer_info`. Its `added_tokens_decoder` maps each id to
+/// `{content, special}` (thresh) or, from vLLM, to the token's text alone (its `special` flag
+/// lost in vLLM's serialisation): those are all taken as special.
 fn openai_info(v: &Value) -> ServerTokenizer {
     let mut special_ids: Vec<u32> = v["added_tokens_decoder"]
         .as_object()
         .map(|m| {
             m.iter()
-                .filter(|(_, t)| t["special"].as_bool() == Some(true))
+                .filter(|(_, t)| t.is_string() || t["special"].as_bool() == Some(true))
                 .filter_map(|(id, _)| id.parse().ok())
                 .collect()
         })
@@ -265,10 +267,21 @@ mod tests {
             },
         });
         let info = openai_info(&v);
+        assert_eq!(info.special_ids, vec![0, 2]);
+        // vLLM 0.32 writes each added token as its text only.
+        let v = json!({
+            "bos_token": "<|im_start|>",
+            "eos_token": {"content": "<|im_end|>"},
+            "chat_template": "{{ messages }}",
+            "model_max_length": 8192,
+            "eos_token_ids": [2, 0],
+            "added_tokens_decoder": {"0": "<|endoftext|>", "1": "<|im_start|>", "2": "<|im_end|>"},
+        });
+        let info = openai_info(&v);
         assert_eq!(info.bos_token.as_deref(), Some("<|im_start|>"));
         assert_eq!(info.eos_token.as_deref(), Some("<|im_end|>"));
         assert_eq!(info.chat_template.as_deref(), Some("{{ messages }}"));
-        assert_eq!(info.special_ids, vec![0, 2]);
+        assert_eq!(info.special_ids, vec![0, 1, 2]);
         assert_eq!(info.eos_ids, vec![2, 0]);
         assert_eq!(info.context, Some(8192));
         let unbounded = openai_info(&json!({"model_max_length": 1e30}));
