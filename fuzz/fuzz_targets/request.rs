@@ -36,7 +36,7 @@ fn info() -> &'static ModelInfo {
             aligner_id: Some("tiny-aligner".into()),
             aligner_context: Some(2048),
             aligner_template: None,
-            vocab_size: tokenizer.vocab_size(),
+            vocab_size: Some(tokenizer.vocab_size()),
             tokenizer,
             chat_template,
             context: 2048,
