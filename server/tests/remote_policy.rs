@@ -288,19 +288,7 @@ async fn a_gateway_over_a_remote_thresh_answers_as_the_backend_does() {
         direct["choices"][0]["message"]["content"],
         through["choices"][0]["message"]["content"]
     );
-    let mut streamed = chat.clone();
-    streamed["stream"] = json!(true);
-    let (status, events) =
-        common::post_stream(&c, &url(&gateway, "/v1/chat/completions"), &streamed).await;
-    assert_eq!(status, 200);
-    let text: String = common::data_events(&events)
-        .iter()
-        .filter_map(|e| {
-            e["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
+    let text = common::streamed_chat_text(&c, &url(&gateway, "/v1/chat/completions"), &chat).await;
     assert_eq!(
         text,
         through["choices"][0]["message"]["content"]

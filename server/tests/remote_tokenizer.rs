@@ -100,19 +100,7 @@ async fn a_gateway_without_the_policys_files_tokenizes_on_the_backend_and_answer
     );
     let answer = &through["choices"][0]["message"]["content"];
     assert_eq!(&direct["choices"][0]["message"]["content"], answer);
-    let mut streamed = chat.clone();
-    streamed["stream"] = json!(true);
-    let (status, events) =
-        common::post_stream(&c, &url(&gateway, "/v1/chat/completions"), &streamed).await;
-    assert_eq!(status, 200);
-    let text: String = common::data_events(&events)
-        .iter()
-        .filter_map(|e| {
-            e["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
+    let text = common::streamed_chat_text(&c, &url(&gateway, "/v1/chat/completions"), &chat).await;
     assert_eq!(Some(text.as_str()), answer.as_str());
 
     // The vocabulary the backend told bounds token-id prompts; grammars need the vocabulary

@@ -204,3 +204,19 @@ pub async fn assert_logprobs_when_asked(c: &reqwest::Client, at: &str) {
         "real log-probabilities: {v}"
     );
 }
+
+/// Posts `body` to the chat route at `at` streamed: the text its deltas add up to.
+pub async fn streamed_chat_text(c: &reqwest::Client, at: &str, body: &Value) -> String {
+    let mut streamed = body.clone();
+    streamed["stream"] = Value::Bool(true);
+    let (status, events) = post_stream(c, at, &streamed).await;
+    assert_eq!(status, 200);
+    data_events(&events)
+        .iter()
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
