@@ -7,7 +7,7 @@ mod common;
 mod gateway;
 
 use common::{client, post, start_ready, tiny_config, tiny_models, url};
-use gateway::{gateway_config, limited_backend, load_error};
+use gateway::{gateway_config, limited_backend, limited_backend_on, load_error};
 use serde_json::json;
 use thresh_decoding::remote::RemotePolicy;
 use thresh_decoding::strategy::remote::RemoteInput;
@@ -556,4 +556,70 @@ async fn a_fleet_with_a_replica_down_at_start_up_serves_and_takes_it_in_once_it_
         s.shutdown();
         s.wait().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_replica_down_at_start_up_that_lacks_a_capability_is_never_taken_in() {
+    let m = tiny_models(256);
+    let up = start_ready(tiny_config(&m)).await;
+    let models = common::get_json(&client(), &url(&up, "/v1/models")).await;
+    let name: &'static str = models["data"][0]["id"].as_str().unwrap().to_string().leak();
+    let c = client();
+    // With health checks, and without (then the request that finds the replica due runs the
+    // check, once its 5 s out are over).
+    for every in [100, 0] {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let later = free.local_addr().unwrap();
+        drop(free);
+        let fleet = format!("{},http://{later}/v1", url(&up, "/v1"));
+        let mut cfg = gateway_config(&m, &fleet);
+        cfg.policy_health_interval = std::time::Duration::from_millis(every);
+        let gateway = start_ready(cfg).await;
+        // It comes up serving the model, but answers without token ids: its health probe
+        // passes, the start-up check it missed does not.
+        let listener = tokio::net::TcpListener::bind(later).await.unwrap();
+        limited_backend_on(listener, "token_ids", name);
+        let page_at = url(&gateway, "/metrics");
+        let late = format!("http://{later}/v1");
+        let replica = format!("replica=\"{late}/completions\"");
+        let ask = |i: usize| {
+            let (c, at) = (c.clone(), url(&gateway, "/v1/completions"));
+            async move {
+                let body = json!({"prompt": format!("prompt {i}"), "max_tokens": 2});
+                let (status, _, v) = post(&c, &at, &body).await;
+                assert_eq!(status, 200, "{every} ms, prompt {i}: {v}");
+            }
+        };
+        let t = std::time::Instant::now();
+        loop {
+            ask(0).await;
+            let page = common::get_text(&c, &page_at).await;
+            let asked: f64 = ["ok", "refused", "failed"]
+                .iter()
+                .map(|o| count_in(&page, &late, o))
+                .sum();
+            if asked >= 1.0 {
+                break;
+            }
+            assert!(
+                t.elapsed().as_secs() < 30,
+                "{every} ms: never checked: {page}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let page = common::get_text(&c, &page_at).await;
+        assert_eq!(
+            common::metric(&page, "thresh_policy_replica_up", &replica),
+            0.0,
+            "{every} ms: left out: {page}"
+        );
+        // Prompts that hash to either replica all go to the one that passed.
+        for i in 0..8 {
+            ask(i).await;
+        }
+        gateway.shutdown();
+        gateway.wait().await.unwrap();
+    }
+    up.shutdown();
+    up.wait().await.unwrap();
 }

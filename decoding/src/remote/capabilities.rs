@@ -3,43 +3,33 @@
 //! every capability thresh relies on, so that a replica that cannot serve fails the start with
 //! its own URL in the message, rather than one request in N later.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use super::admission::Admission;
 use super::{CompletionRequest, Engine, RemotePolicy, Replica, ServerInfo};
 use crate::error::{DecodeError, Result};
 use crate::sampling::SamplingParams;
 
-/// How a dialect is named in messages.
-fn dialect(engine: Engine) -> &'static str {
-    match engine {
-        Engine::OpenAi => "OpenAI completions (vLLM, thresh)",
-        Engine::LlamaCpp { .. } => "llama-server's /completion",
-    }
-}
-
 impl RemotePolicy {
     /// A client of replica `i` alone, with this one's model, key and timeout.
     fn single(&self, i: usize) -> RemotePolicy {
-        let url = self.replicas[i].url.clone();
-        let replica = Replica {
-            url,
-            down_since: Mutex::new(None),
-        };
         RemotePolicy {
-            replicas: Arc::from(vec![replica]),
+            replicas: Arc::from(vec![Replica::new(self.replicas[i].url.clone())]),
             health_checked: false,
             model: self.model.clone(),
             api_key: self.api_key.clone(),
             agent: self.agent.clone(),
             engine: Mutex::new(None),
+            admission: Arc::default(),
         }
     }
 
     /// The start-up check of every replica: its probe (it must list the model named, and run
     /// the same engine as the others) and [`RemotePolicy::check_capabilities`]. A replica that
-    /// is down now is left out (health checks or [`super::DOWN_FOR`] take it back) and only
-    /// probed when it is; one that refuses, or lacks a capability, fails the check, the error
-    /// naming it. What the fleet offers: the model, the smallest context any replica has, and
+    /// is down now is left out, and gets no request until a health check finds it up and has
+    /// run this check on it (the fleet's engine, at least its context; `admission.rs`); one
+    /// that refuses, or lacks a capability, fails the check, the error naming it. What the fleet offers: the model, the smallest context any replica has, and
     /// the engine (of llama-servers, the fewest slots any has).
     pub fn check_fleet(&self, prompt: &[u32]) -> Result<ServerInfo> {
         let mut fleet: Option<(String, ServerInfo)> = None;
@@ -55,12 +45,14 @@ impl RemotePolicy {
                         "policy replica down at start-up; left out until it answers"
                     );
                     self.mark(i, true);
+                    self.replicas[i].admitted.store(false, Ordering::Release);
                     continue;
                 }
                 Err(f) => return Err(f.into_error()),
             };
             one.learn(&info);
             one.check_capabilities(prompt)?;
+            self.replicas[i].admitted.store(true, Ordering::Release);
             fleet = Some(match fleet {
                 None => (url, info),
                 Some((first, mut all)) => {
@@ -75,8 +67,8 @@ impl RemotePolicy {
                                 message: format!(
                                     "this replica speaks {} while {first} speaks {}: the \
                                      replicas of one policy must run one engine",
-                                    dialect(ours),
-                                    dialect(theirs)
+                                    ours.dialect(),
+                                    theirs.dialect()
                                 ),
                             });
                         }
@@ -89,11 +81,22 @@ impl RemotePolicy {
                 }
             });
         }
-        let (_, info) = fleet.ok_or_else(|| DecodeError::Remote {
-            url: self.urls().join(","),
-            message: "no replica answered the start-up check".into(),
-        })?;
+        let Some((_, info)) = fleet else {
+            for r in self.replicas.iter() {
+                r.admitted.store(true, Ordering::Release);
+            }
+            return Err(DecodeError::Remote {
+                url: self.urls().join(","),
+                message: "no replica answered the start-up check".into(),
+            });
+        };
         self.learn(&info);
+        if let Ok(mut a) = self.admission.lock() {
+            *a = Some(Admission {
+                prompt: prompt.to_vec(),
+                fleet: info.clone(),
+            });
+        }
         Ok(info)
     }
 

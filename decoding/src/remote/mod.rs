@@ -18,7 +18,8 @@
 //! answer it better. A replica left out comes back when an active health check
 //! ([`RemotePolicy::with_health_checks`]: `GET /v1/models` of each one left out, every few
 //! seconds) finds it answering, or, without health checks, after [`DOWN_FOR`]. When every
-//! replica is down, they are all tried again. `thresh_policy_replica_up{replica}` is 1 while
+//! replica is down, they are all tried again. A replica that was down at start-up is taken in
+//! only once it passes the start-up check it missed (`admission.rs`). `thresh_policy_replica_up{replica}` is 1 while
 //! a replica is in, 0 while it is left out.
 //!
 //! Every request to a replica is counted in `thresh_policy_replica_requests_total{replica,
@@ -44,11 +45,13 @@
 //! Replicas of one policy run one engine and serve one model: the start-up check
 //! ([`RemotePolicy::check_fleet`]) asks each of them, and fails naming the one that differs.
 
+mod admission;
 mod batch;
 mod capabilities;
 mod fields;
 mod health;
 mod llama_cpp;
+mod replicas;
 mod stream;
 mod tokenize;
 mod wire;
@@ -56,9 +59,8 @@ mod wire;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
-
 pub use batch::RemoteBatch;
+use replicas::Replica;
 pub use stream::{DeltaSink, StreamDelta};
 use thresh_reward::ApiKey;
 pub use tokenize::{PolicyCodec, ServerTokenizer};
@@ -72,53 +74,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a failing replica is left out before it is tried again.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
 
-/// Why no replica answered.
-struct Failed {
-    url: String,
-    message: String,
-    /// Every replica tried was down or failing (waiting could help), rather than refusing.
-    replicas_down: bool,
-}
-
-impl Failed {
-    fn into_error(self) -> DecodeError {
-        DecodeError::Remote {
-            url: self.url,
-            message: self.message,
-        }
-    }
-}
-
-/// One server of the fleet.
-struct Replica {
-    /// Its completions endpoint.
-    url: String,
-    /// Since when it has been left out, after a failure (until a health check or, without
-    /// them, [`DOWN_FOR`] takes it back).
-    down_since: Mutex<Option<Instant>>,
-}
-
-impl Replica {
-    /// Marks it failed (`true`: left out from now) or answering, on
-    /// `thresh_policy_replica_up` too.
-    fn set_down(&self, down: bool) {
-        if let Ok(mut d) = self.down_since.lock() {
-            // A new failure starts its time out again.
-            *d = down.then(Instant::now);
-        }
-        gauge!("thresh_policy_replica_up", "replica" => self.url.clone()).set(if down {
-            0.0
-        } else {
-            1.0
-        });
-    }
-
-    /// Since when it has been down, if it is.
-    fn down(&self) -> Option<Instant> {
-        self.down_since.lock().ok().and_then(|d| *d)
-    }
-}
-
 /// Which dialect a policy server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -131,6 +86,16 @@ pub enum Engine {
     },
 }
 
+impl Engine {
+    /// How its dialect is named in messages.
+    fn dialect(self) -> &'static str {
+        match self {
+            Engine::OpenAi => "OpenAI completions (vLLM, thresh)",
+            Engine::LlamaCpp { .. } => "llama-server's /completion",
+        }
+    }
+}
+
 /// An OpenAI-compatible completions server holding the policy, or several replicas of it.
 pub struct RemotePolicy {
     replicas: Arc<[Replica]>,
@@ -141,6 +106,9 @@ pub struct RemotePolicy {
     agent: ureq::Agent,
     /// The fleet's engine, once a probe has told.
     engine: Mutex<Option<Engine>>,
+    /// What a replica down at start-up must offer to be taken in, once the start-up check
+    /// ([`RemotePolicy::check_fleet`]) has run.
+    admission: Arc<Mutex<Option<admission::Admission>>>,
 }
 
 /// One completions request: continuations of one token-id prompt.
@@ -258,10 +226,7 @@ impl RemotePolicy {
             .filter(|u| !u.trim().is_empty())
             .map(|u| {
                 wire::endpoint(u)
-                    .map(|url| Replica {
-                        url,
-                        down_since: Mutex::new(None),
-                    })
+                    .map(Replica::new)
                     .map_err(|message| DecodeError::Remote {
                         url: u.trim().to_string(),
                         message,
@@ -281,6 +246,7 @@ impl RemotePolicy {
             api_key: None,
             agent: wire::agent(DEFAULT_TIMEOUT),
             engine: Mutex::new(None),
+            admission: Arc::default(),
         })
     }
 
@@ -310,104 +276,6 @@ impl RemotePolicy {
     /// Every replica's completions endpoint.
     pub fn urls(&self) -> Vec<&str> {
         self.replicas.iter().map(|r| r.url.as_str()).collect()
-    }
-
-    /// The replicas to try for `affinity`, in order: the one it hashes to first, then the
-    /// others; those left out after a failure go last (all are tried when all are down).
-    /// A failed replica is left out until a health check passes or, without health checks,
-    /// for [`DOWN_FOR`].
-    fn order(&self, affinity: u64) -> Vec<usize> {
-        let n = self.replicas.len();
-        let start = (affinity % n as u64) as usize;
-        let (up, down): (Vec<usize>, Vec<usize>) =
-            (0..n).map(|i| (start + i) % n).partition(|&i| {
-                self.replicas[i]
-                    .down()
-                    .is_none_or(|t| !self.health_checked && t.elapsed() >= DOWN_FOR)
-            });
-        up.into_iter().chain(down).collect()
-    }
-
-    fn mark(&self, i: usize, failed: bool) {
-        self.replicas[i].set_down(failed);
-    }
-
-    /// Runs `call` on the replicas in `order(affinity)` until one answers; a replica's
-    /// failure leaves it out for [`DOWN_FOR`].
-    fn with_replicas<T>(
-        &self,
-        affinity: u64,
-        call: impl Fn(&str) -> std::result::Result<T, Failure>,
-    ) -> Result<T> {
-        self.try_replicas(affinity, call)
-            .map_err(Failed::into_error)
-    }
-
-    /// [`RemotePolicy::with_replicas`], also saying whether every failure was a replica's
-    /// (down or failing), so that waiting could help.
-    fn try_replicas<T>(
-        &self,
-        affinity: u64,
-        call: impl Fn(&str) -> std::result::Result<T, Failure>,
-    ) -> std::result::Result<T, Failed> {
-        let mut failures = Vec::new();
-        for i in self.order(affinity) {
-            let url = &self.replicas[i].url;
-            let t = Instant::now();
-            let result = call(url);
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(Failure::Request(_)) => "refused",
-                Err(Failure::Replica(_) | Failure::Broken(_)) => "failed",
-            };
-            counter!("thresh_policy_replica_requests_total",
-                "replica" => url.clone(), "outcome" => outcome)
-            .increment(1);
-            histogram!("thresh_policy_replica_request_seconds", "replica" => url.clone())
-                .record(t.elapsed().as_secs_f64());
-            match result {
-                Ok(v) => {
-                    self.mark(i, false);
-                    return Ok(v);
-                }
-                Err(Failure::Request(message)) => {
-                    return Err(Failed {
-                        url: url.clone(),
-                        message,
-                        replicas_down: false,
-                    });
-                }
-                Err(Failure::Broken(message)) => {
-                    // Part of the answer has been handed on: no other replica may redo it.
-                    tracing::warn!(url, %message, "policy replica failed mid-stream; left out for a while");
-                    self.mark(i, true);
-                    return Err(Failed {
-                        url: url.clone(),
-                        message,
-                        replicas_down: true,
-                    });
-                }
-                Err(Failure::Replica(message)) => {
-                    tracing::warn!(url, %message, "policy replica failed; left out for a while");
-                    self.mark(i, true);
-                    failures.push((url.clone(), message));
-                }
-            }
-        }
-        let (url, message) = if failures.len() == 1 {
-            failures.remove(0)
-        } else {
-            let each: Vec<String> = failures.iter().map(|(u, m)| format!("{u}: {m}")).collect();
-            (
-                self.urls().join(","),
-                format!("every replica failed: {}", each.join("; ")),
-            )
-        };
-        Err(Failed {
-            url,
-            message,
-            replicas_down: true,
-        })
     }
 
     /// Asks the servers for their models (`GET .../v1/models`): whether one is up, the model

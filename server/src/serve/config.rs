@@ -39,8 +39,9 @@ pub struct ServeArgs {
     #[arg(long, env = "THRESH_POLICY_STARTUP_TIMEOUT")]
     pub policy_startup_timeout: Option<u64>,
     /// With a remote policy: seconds between health checks (`GET /v1/models`) of the
-    /// replicas left out after a failure, each taken back once it answers (default 2; 0: no
-    /// checks, a failed replica is tried again after 5 s).
+    /// replicas left out after a failure, each taken back once it answers (one down at
+    /// start-up once it also passes the start-up check; default 2; 0: no checks, a failed
+    /// replica is tried again after 5 s).
     #[arg(long, env = "THRESH_POLICY_HEALTH_INTERVAL")]
     pub policy_health_interval: Option<u64>,
     /// Reward model directory (default: the demo all-MiniLM-L6-v2 relevance reward).

@@ -19,11 +19,24 @@ pub fn gateway_config(
 /// An OpenAI-compatible server of the kind thresh cannot drive: its `/v1/models` is fine, its
 /// completions lack what `lacks` names (`token_ids`: answers without token ids, as servers
 /// before vLLM's `return_token_ids`; `n`: one continuation whatever `n` asks). It lists one
-/// model, `model`.
+/// model, `model`, with a context of 4096.
 pub async fn limited_backend(lacks: &'static str, model: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    limited_backend_on(listener, lacks, model);
+    addr
+}
+
+/// [`limited_backend`] on `listener`.
+pub fn limited_backend_on(
+    listener: tokio::net::TcpListener,
+    lacks: &'static str,
+    model: &'static str,
+) {
     use axum::routing::{get, post};
     let models = get(move || async move {
-        axum::Json(json!({"object": "list", "data": [{"id": model, "object": "model"}]}))
+        axum::Json(json!({"object": "list",
+                          "data": [{"id": model, "object": "model", "max_model_len": 4096}]}))
     });
     let completions = post(
         move |axum::Json(body): axum::Json<serde_json::Value>| async move {
@@ -45,10 +58,7 @@ pub async fn limited_backend(lacks: &'static str, model: &'static str) -> std::n
     let app = axum::Router::new()
         .route("/v1/models", models)
         .route("/v1/completions", completions);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
 }
 
 /// The error that stopped `server`'s start (it must stop within a minute).
