@@ -11,7 +11,7 @@ use common::{
     client, get_json, get_text, metric, post, start_ready, tiny_config, tiny_models, url,
 };
 use gateway::{gateway_config, limited_backend, load_error};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_gateway_without_the_policys_files_tokenizes_on_the_backend_and_answers_as_it_does() {
@@ -85,6 +85,23 @@ async fn a_gateway_without_the_policys_files_tokenizes_on_the_backend_and_answer
                     "{body}"
                 );
             }
+        }
+    }
+
+    // Streamed, the same texts and finish reasons, with the text the backend streams: its
+    // `/detokenize` is asked once per answer at the end, not on every delta.
+    for body in [
+        json!({"prompt": "hello", "max_tokens": 12, "n": 2, "seed": 5}),
+        json!({"prompt": "hello", "max_tokens": 16, "n": 2, "seed": 9, "stop": ["a", "e"]}),
+    ] {
+        let (_, _, direct) = post(&c, &at(&backend), &body).await;
+        let before = detokenized(&c, &backend).await;
+        let (texts, finishes) = streamed_completions(&c, &at(&gateway), &body, 2).await;
+        let asked = detokenized(&c, &backend).await - before;
+        assert!(asked <= 2.0, "{asked} /detokenize calls for {body}");
+        for i in 0..2 {
+            assert_eq!(direct["choices"][i]["text"], texts[i], "{body}");
+            assert_eq!(direct["choices"][i]["finish_reason"], finishes[i], "{body}");
         }
     }
 
@@ -200,4 +217,35 @@ async fn the_tokenizer_endpoints_refuse_what_they_cannot_read() {
     assert_eq!((status, v["prompt"].as_str()), (200, Some("h")), "{v}");
     server.shutdown();
     server.wait().await.unwrap();
+}
+
+/// How many `/detokenize` requests `backend` has answered.
+async fn detokenized(c: &reqwest::Client, backend: &thresh_server::serve::Server) -> f64 {
+    let page = get_text(c, &url(backend, "/metrics")).await;
+    metric(&page, "thresh_requests_total", "route=\"/detokenize\"")
+}
+
+/// Posts `body` streamed to the completions route at `at`: each of its `n` answers' text, as
+/// its deltas add up, and finish reason.
+async fn streamed_completions(
+    c: &reqwest::Client,
+    at: &str,
+    body: &Value,
+    n: usize,
+) -> (Vec<String>, Vec<Value>) {
+    let mut streamed = body.clone();
+    streamed["stream"] = Value::Bool(true);
+    let (status, events) = common::post_stream(c, at, &streamed).await;
+    assert_eq!(status, 200);
+    let (mut texts, mut finishes) = (vec![String::new(); n], vec![Value::Null; n]);
+    for e in common::data_events(&events) {
+        for choice in e["choices"].as_array().into_iter().flatten() {
+            let i = choice["index"].as_u64().unwrap() as usize;
+            texts[i].push_str(choice["text"].as_str().unwrap_or_default());
+            if !choice["finish_reason"].is_null() {
+                finishes[i] = choice["finish_reason"].clone();
+            }
+        }
+    }
+    (texts, finishes)
 }

@@ -471,12 +471,26 @@ async fn a_gateway_without_tokenizer_files_tokenizes_on_vllm_and_answers_as_with
         }
     }
 
-    // Streamed, decoded row by row through vLLM's /detokenize: the same text.
+    // Streamed, with the text vLLM streams: the same text, and cut at a stop string as the
+    // gateway with files cuts it.
     let greedy = json!({"messages": ask, "max_tokens": 24, "temperature": 0});
     let (status, _, whole) = post(&c, &at(&files), &greedy).await;
     assert_eq!(status, 200, "{whole}");
     let streamed = common::streamed_chat_text(&c, &at(&bare), &greedy).await;
-    assert_eq!(streamed, content(&whole));
+    let text = content(&whole);
+    assert_eq!(streamed, text);
+    let word = text
+        .split_whitespace()
+        .nth(4)
+        .expect("an answer of five words");
+    let mut stopped = greedy.clone();
+    stopped["stop"] = json!([word]);
+    let (status, _, cut) = post(&c, &at(&files), &stopped).await;
+    assert_eq!(status, 200, "{cut}");
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop", "{cut}");
+    let streamed = common::streamed_chat_text(&c, &at(&bare), &stopped).await;
+    assert_eq!(streamed, content(&cut), "stop {word:?}");
+    assert!(text.starts_with(&streamed) && streamed.len() < text.len());
 
     for g in [files, bare] {
         g.shutdown();

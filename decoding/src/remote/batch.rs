@@ -194,7 +194,8 @@ impl<'a> RemoteBatch<'a> {
 
     /// Generates every row to its end in one streamed request, as [`RowBatch::advance`]
     /// with no limit would in one round: `on_rows` sees the rows each time new tokens come
-    /// (their text decoded so far, less an unfinished character at its end; a row whose
+    /// (their text so far, less an unfinished character at its end: decoded here, or where
+    /// the tokenizer is the server's, the text the server streamed with them; a row whose
     /// server said it ended, or whose text reached a stop string, marked finished and cut
     /// there), then the batch holds the rows `advance` would have left. `on_rows` returning
     /// `false` cancels the request. Only for a batch that has not begun.
@@ -215,6 +216,10 @@ impl<'a> RemoteBatch<'a> {
         let mut failed = None;
         let (tokenizer, stop, cancel) = (self.tokenizer, &self.stop.stop, self.cancel.clone());
         let ignore_eos = self.stop.ignore_eos;
+        // Without tokenizer files the server decodes: its streamed text is taken as it comes
+        // rather than asking it to decode each row again on every delta. The rows' final
+        // text is decoded once, below, as for a whole answer.
+        let server_text = tokenizer.is_remote();
         let mut sink = |d: StreamDelta<'_>| {
             if cancel.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
                 return false;
@@ -232,17 +237,22 @@ impl<'a> RemoteBatch<'a> {
                     }
                 }
                 let before = row.text.len();
-                match tokenizer.decode(&row.tokens, true) {
-                    Ok(text) => row.text = text.trim_end_matches('\u{FFFD}').to_string(),
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
+                match d.text.filter(|_| server_text) {
+                    Some(text) => row.text.push_str(text),
+                    None => match tokenizer.decode(&row.tokens, true) {
+                        Ok(text) => row.text = text.trim_end_matches('\u{FFFD}').to_string(),
+                        Err(e) => {
+                            failed = Some(e);
+                            return false;
+                        }
+                    },
                 }
                 if let Some(matched) = cut_at_stop(&mut row.text, before, stop) {
                     row.finish = Some(FinishReason::StopString(matched));
                 } else if let Some(reason) = d.finish_reason {
-                    row.text = tokenizer.decode(&row.tokens, true).unwrap_or_default();
+                    if !server_text {
+                        row.text = tokenizer.decode(&row.tokens, true).unwrap_or_default();
+                    }
                     row.finish = Some(if reason == "stop" {
                         FinishReason::Eos
                     } else {

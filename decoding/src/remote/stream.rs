@@ -44,6 +44,11 @@ pub struct StreamDelta<'a> {
     pub token_logprobs: &'a [f32],
     /// OpenAI's finish reason, once the continuation has ended.
     pub finish_reason: Option<&'a str>,
+    /// The server's own text for these tokens, where it sends text that goes with them
+    /// (vLLM and thresh; llama-server's `content` runs a token ahead of the ids handed on,
+    /// so it is left out). The text of a continuation's deltas, joined, is its text, less a
+    /// stop string the server cut.
+    pub text: Option<&'a str>,
 }
 
 /// Receives the deltas; `false` stops the stream (the request is cancelled).
@@ -74,6 +79,7 @@ struct Piece {
     token_ids: Vec<u32>,
     token_logprobs: Vec<f32>,
     finish_reason: Option<String>,
+    text: Option<String>,
 }
 
 impl Assembler {
@@ -142,6 +148,7 @@ impl Assembler {
                 token_ids: ids,
                 token_logprobs: lps,
                 finish_reason,
+                text: Some(c["text"].as_str().unwrap_or_default().to_string()),
             });
         }
         Ok(pieces)
@@ -192,6 +199,7 @@ impl Assembler {
             token_ids: out.iter().map(|t| t.0).collect(),
             token_logprobs: out.iter().map(|t| t.1).collect(),
             finish_reason,
+            text: None,
         }))
     }
 
@@ -304,6 +312,7 @@ impl RemotePolicy {
                     token_ids: &piece.token_ids,
                     token_logprobs: &piece.token_logprobs,
                     finish_reason: piece.finish_reason.as_deref(),
+                    text: piece.text.as_deref(),
                 };
                 let keep = match sink.lock() {
                     Ok(mut sink) => sink(delta),
