@@ -304,10 +304,8 @@ async fn a_gateway_over_a_remote_thresh_answers_as_the_backend_does() {
 #[tokio::test]
 async fn a_gateway_whose_backend_is_down_fails_to_start_naming_it() {
     let m = tiny_models(256);
-    // A port nothing listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = dead.local_addr().unwrap();
-    drop(dead);
+    // A port nothing listens on (held for the test, so that nothing else comes to).
+    let (_dead, addr) = common::reserve_port();
     let backend = format!("http://{addr}/v1");
     let mut cfg = gateway_config(&m, &backend);
     cfg.policy_startup_timeout = std::time::Duration::from_secs(2);
@@ -428,9 +426,7 @@ async fn a_fleet_of_two_outlives_a_dead_replica_and_takes_it_back() {
 #[tokio::test]
 async fn a_gateway_started_before_its_backend_waits_for_it() {
     let m = tiny_models(256);
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = free.local_addr().unwrap();
-    drop(free);
+    let (port, addr) = common::reserve_port();
     // The gateway first (as a fleet starts: in any order), the backend a moment later.
     let gateway = thresh_server::serve::start(gateway_config(&m, &format!("http://{addr}/v1")))
         .await
@@ -438,9 +434,7 @@ async fn a_gateway_started_before_its_backend_waits_for_it() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(!gateway.is_ready(), "not ready while its backend is away");
     assert!(gateway.load_error().is_none(), "{:?}", gateway.load_error());
-    let mut cfg = tiny_config(&m);
-    cfg.addr = addr;
-    let backend = start_ready(cfg).await;
+    let backend = common::start_ready_on(port, tiny_config(&m)).await;
     let t = std::time::Instant::now();
     while !gateway.is_ready() {
         assert!(gateway.load_error().is_none(), "{:?}", gateway.load_error());
@@ -520,9 +514,7 @@ async fn a_fleet_with_one_replica_lacking_a_capability_fails_the_start_naming_th
 async fn a_fleet_with_a_replica_down_at_start_up_serves_and_takes_it_in_once_it_is_up() {
     let m = tiny_models(256);
     let up = start_ready(tiny_config(&m)).await;
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let later = free.local_addr().unwrap();
-    drop(free);
+    let (port, later) = common::reserve_port();
     let fleet = format!("{},http://{later}/v1", url(&up, "/v1"));
     let mut cfg = gateway_config(&m, &fleet);
     cfg.policy_health_interval = std::time::Duration::from_millis(200);
@@ -544,9 +536,7 @@ async fn a_fleet_with_a_replica_down_at_start_up_serves_and_takes_it_in_once_it_
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    let mut cfg = tiny_config(&m);
-    cfg.addr = later;
-    let backend = start_ready(cfg).await;
+    let backend = common::start_ready_on(port, tiny_config(&m)).await;
     let t = std::time::Instant::now();
     while common::metric(&metrics().await, "thresh_policy_replica_up", &replica) != 1.0 {
         assert!(t.elapsed().as_secs() < 30, "never taken in");
@@ -568,17 +558,14 @@ async fn a_replica_down_at_start_up_that_lacks_a_capability_is_never_taken_in() 
     // With health checks, and without (then the request that finds the replica due runs the
     // check, once its 5 s out are over).
     for every in [100, 0] {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let later = free.local_addr().unwrap();
-        drop(free);
+        let (port, later) = common::reserve_port();
         let fleet = format!("{},http://{later}/v1", url(&up, "/v1"));
         let mut cfg = gateway_config(&m, &fleet);
         cfg.policy_health_interval = std::time::Duration::from_millis(every);
         let gateway = start_ready(cfg).await;
         // It comes up serving the model, but answers without token ids: its health probe
         // passes, the start-up check it missed does not.
-        let listener = tokio::net::TcpListener::bind(later).await.unwrap();
-        limited_backend_on(listener, "token_ids", name);
+        limited_backend_on(port.listen(1024).unwrap(), "token_ids", name);
         let page_at = url(&gateway, "/metrics");
         let late = format!("http://{later}/v1");
         let replica = format!("replica=\"{late}/completions\"");

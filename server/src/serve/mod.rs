@@ -74,10 +74,16 @@ impl Server {
 /// Binds the listener, starts the engine thread (which loads the models in the background:
 /// `/health` answers 503 until they are ready) and serves on the current tokio runtime.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
-    let cfg = Arc::new(cfg);
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
+    start_on(listener, cfg)
+}
+
+/// [`start`] on a listener already bound (`cfg.addr` is not used): for a caller that holds
+/// its port from before, as a test reserving a port for a server it starts later does.
+pub fn start_on(listener: tokio::net::TcpListener, cfg: ServeConfig) -> anyhow::Result<Server> {
+    let cfg = Arc::new(cfg);
     let addr = listener.local_addr()?;
     let infer = Infer::start(cfg.clone()).context("cannot start the engine thread")?;
     let state = Arc::new(AppState {

@@ -10,7 +10,7 @@ use thresh_models::config::Family;
 use thresh_models::testing::{
     BYTE_TOKENIZER_VOCAB, TinySpec, write_byte_tokenizer, write_tiny_classifier,
 };
-use thresh_server::serve::{ServeConfig, Server, start};
+use thresh_server::serve::{ServeConfig, Server, start, start_on};
 
 /// Serialises the tests of one binary that read or move process-wide metrics (the
 /// Prometheus recorder is global, so concurrent servers in one test process share it: one
@@ -50,7 +50,27 @@ pub fn tiny_config(m: &TinyModels) -> ServeConfig {
 
 /// Starts a server and waits until its models are loaded.
 pub async fn start_ready(cfg: ServeConfig) -> Server {
-    let server = start(cfg).await.expect("server starts");
+    wait_ready(start(cfg).await.expect("server starts")).await
+}
+
+/// [`start_ready`] on a port held from before (see [`reserve_port`]).
+pub async fn start_ready_on(port: tokio::net::TcpSocket, cfg: ServeConfig) -> Server {
+    let listener = port.listen(1024).expect("listen on the reserved port");
+    wait_ready(start_on(listener, cfg).expect("server starts")).await
+}
+
+/// A loopback port held for a server started later: bound, not listening, so connections to
+/// it are refused until then and no other test can take it meanwhile.
+pub fn reserve_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(([127, 0, 0, 1], 0).into())
+        .expect("bind a loopback port");
+    let addr = socket.local_addr().expect("its address");
+    (socket, addr)
+}
+
+async fn wait_ready(server: Server) -> Server {
     let t = Instant::now();
     while !server.is_ready() {
         if let Some(e) = server.load_error() {
