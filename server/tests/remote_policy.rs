@@ -610,3 +610,85 @@ async fn a_replica_down_at_start_up_that_lacks_a_capability_is_never_taken_in() 
     up.shutdown();
     up.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fleet_with_a_concurrency_limit_spills_to_the_next_replica_and_never_overloads_one() {
+    let m = tiny_models(256);
+    // Each backend runs one request at a time and queues one more: a third at once is 429.
+    // (The gateway's limit is one, not two: a backend answers a request just before its
+    // worker takes the next from its queue, so the gateway's next may meet a full queue.)
+    let backend = || {
+        let mut cfg = tiny_config(&m);
+        cfg.max_batch_requests = 1;
+        cfg.max_queue = 1;
+        start_ready(cfg)
+    };
+    let (a, b) = (backend().await, backend().await);
+    let fleet = format!("{},{}", url(&a, "/v1"), url(&b, "/v1"));
+    let mut cfg = gateway_config(&m, &fleet);
+    cfg.policy_max_in_flight = Some(1);
+    let gateway = start_ready(cfg).await;
+    let c = client();
+    // One prompt, so every request hashes to the same replica.
+    let body = json!({"prompt": "the same prompt", "max_tokens": 48, "ignore_eos": true,
+                      "seed": 3, "temperature": 1.0});
+    let at = url(&gateway, "/v1/completions");
+    let answers = futures_util::future::join_all((0..6).map(|_| post(&c, &at, &body))).await;
+    let mut texts = std::collections::HashSet::new();
+    for (status, _, v) in &answers {
+        assert_eq!(*status, 200, "no replica had a third request: {v}");
+        texts.insert(v["choices"][0]["text"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        texts.len(),
+        1,
+        "the same answer on either replica: {texts:?}"
+    );
+    let page = common::get_text(&c, &url(&gateway, "/metrics")).await;
+    let (ra, rb) = (url(&a, "/v1"), url(&b, "/v1"));
+    let count = |replica: &str, outcome: &str| count_in(&page, replica, outcome);
+    // Start-up checks count too; the six went to both, none refused by a full replica.
+    assert!(count(&ra, "ok") >= 2.0 && count(&rb, "ok") >= 2.0, "{page}");
+    assert!(count(&ra, "ok") + count(&rb, "ok") >= 8.0, "{page}");
+    assert_eq!(count(&ra, "failed") + count(&rb, "failed"), 0.0, "{page}");
+    let gauge = |name: &str, page: &str| {
+        page.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!(
+        gauge("thresh_policy_affinity_spills_total", &page) >= 1.0,
+        "{page}"
+    );
+    assert_eq!(
+        gauge("thresh_policy_waiting_for_replica", &page),
+        0.0,
+        "{page}"
+    );
+    let in_flight = |replica: &str| {
+        let replica = format!("replica=\"{replica}/completions\"");
+        page.lines()
+            .filter(|l| l.starts_with("thresh_policy_replica_in_flight{") && l.contains(&replica))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert_eq!(
+        (in_flight(&ra), in_flight(&rb)),
+        (0.0, 0.0),
+        "all given back: {page}"
+    );
+    // Without the limit, the same load overloads the backends: the limit is what kept them
+    // within what they take.
+    let unlimited = start_ready(gateway_config(&m, &fleet)).await;
+    let at = url(&unlimited, "/v1/completions");
+    let answers = futures_util::future::join_all((0..6).map(|_| post(&c, &at, &body))).await;
+    let page = common::get_text(&c, &url(&unlimited, "/metrics")).await;
+    let refused = count_in(&page, &ra, "failed") + count_in(&page, &rb, "failed");
+    let statuses: Vec<u16> = answers.iter().map(|(s, _, _)| *s).collect();
+    assert!(refused >= 1.0, "statuses {statuses:?}; {page}");
+    for s in [unlimited, gateway, a, b] {
+        s.shutdown();
+        s.wait().await.unwrap();
+    }
+}

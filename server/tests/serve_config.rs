@@ -270,6 +270,34 @@ fn a_remote_policy_takes_a_tokenizer_and_the_remote_flags_need_a_remote_policy()
             "{flag}: {e}"
         );
     }
+    let e = err(&[
+        "--policy",
+        &p,
+        "--reward",
+        &r,
+        "--policy-max-in-flight",
+        "4",
+    ]);
+    assert!(
+        e.contains("--policy-max-in-flight") && e.contains("remote policy"),
+        "{e}"
+    );
+    let remote = |n: &str| {
+        parse(&[
+            "--policy",
+            "http://127.0.0.1:9/v1",
+            "--policy-tokenizer",
+            &p,
+            "--reward",
+            &r,
+            "--policy-max-in-flight",
+            n,
+        ])
+        .resolve()
+    };
+    assert_eq!(remote("4").unwrap().policy_max_in_flight, Some(4));
+    let e = remote("0").unwrap_err().to_string();
+    assert!(e.contains("policy-max-in-flight"), "{e}");
 }
 
 #[test]

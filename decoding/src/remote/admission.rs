@@ -115,15 +115,13 @@ fn admit(
     if let Some(why) = gate.misfit(info) {
         return Err(why);
     }
-    let one = RemotePolicy {
-        replicas: std::sync::Arc::from(vec![Replica::new(replica.url.clone())]),
-        health_checked: false,
-        model: model.map(str::to_string),
-        api_key: key.cloned(),
-        agent: agent.clone(),
-        engine: Mutex::new(Some(info.engine)),
-        admission: std::sync::Arc::default(),
-    };
+    let one = RemotePolicy::alone(
+        replica.url.clone(),
+        model.map(str::to_string),
+        key.cloned(),
+        agent.clone(),
+        Some(info.engine),
+    );
     one.check_capabilities(&gate.prompt)
         .map_err(|e| e.to_string())?;
     replica.admitted.store(true, Ordering::Release);

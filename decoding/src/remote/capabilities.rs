@@ -4,25 +4,24 @@
 //! its own URL in the message, rather than one request in N later.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use super::admission::Admission;
-use super::{CompletionRequest, Engine, RemotePolicy, Replica, ServerInfo};
+use super::{CompletionRequest, Engine, RemotePolicy, ServerInfo};
 use crate::error::{DecodeError, Result};
 use crate::sampling::SamplingParams;
 
 impl RemotePolicy {
     /// A client of replica `i` alone, with this one's model, key and timeout.
     fn single(&self, i: usize) -> RemotePolicy {
-        RemotePolicy {
-            replicas: Arc::from(vec![Replica::new(self.replicas[i].url.clone())]),
-            health_checked: false,
-            model: self.model.clone(),
-            api_key: self.api_key.clone(),
-            agent: self.agent.clone(),
-            engine: Mutex::new(None),
-            admission: Arc::default(),
-        }
+        let mut one = RemotePolicy::alone(
+            self.replicas[i].url.clone(),
+            self.model.clone(),
+            self.api_key.clone(),
+            self.agent.clone(),
+            None,
+        );
+        one.timeout = self.timeout;
+        one
     }
 
     /// The start-up check of every replica: its probe (it must list the model named, and run

@@ -20,7 +20,9 @@
 //! seconds) finds it answering, or, without health checks, after [`DOWN_FOR`]. When every
 //! replica is down, they are all tried again. A replica that was down at start-up is taken in
 //! only once it passes the start-up check it missed (`admission.rs`). `thresh_policy_replica_up{replica}` is 1 while
-//! a replica is in, 0 while it is left out.
+//! a replica is in, 0 while it is left out. With a concurrency limit
+//! ([`RemotePolicy::with_max_in_flight`], `slots.rs`), a request whose replica is full goes
+//! to the next one with room, or waits for a slot.
 //!
 //! Every request to a replica is counted in `thresh_policy_replica_requests_total{replica,
 //! outcome}` (`ok`, `failed`: the replica's fault, `refused`: the request's) and timed in
@@ -52,6 +54,7 @@ mod fields;
 mod health;
 mod llama_cpp;
 mod replicas;
+mod slots;
 mod stream;
 mod tokenize;
 mod wire;
@@ -109,6 +112,10 @@ pub struct RemotePolicy {
     /// What a replica down at start-up must offer to be taken in, once the start-up check
     /// ([`RemotePolicy::check_fleet`]) has run.
     admission: Arc<Mutex<Option<admission::Admission>>>,
+    /// Generation requests out to each replica, under the concurrency limit.
+    slots: slots::Slots,
+    /// Per-request timeout, also the longest wait for a slot.
+    timeout: Duration,
 }
 
 /// One completions request: continuations of one token-id prompt.
@@ -239,6 +246,7 @@ impl RemotePolicy {
                 message: "no server URL given".into(),
             });
         }
+        let n = replicas.len();
         Ok(Self {
             replicas: replicas.into(),
             health_checked: false,
@@ -247,7 +255,31 @@ impl RemotePolicy {
             agent: wire::agent(DEFAULT_TIMEOUT),
             engine: Mutex::new(None),
             admission: Arc::default(),
+            slots: slots::Slots::new(n, None),
+            timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// A client of the one replica at `url` (an endpoint already checked), for the start-up
+    /// check of each replica: no health checks, no concurrency limit.
+    fn alone(
+        url: String,
+        model: Option<String>,
+        api_key: Option<ApiKey>,
+        agent: ureq::Agent,
+        engine: Option<Engine>,
+    ) -> Self {
+        Self {
+            replicas: Arc::from(vec![Replica::new(url)]),
+            health_checked: false,
+            model,
+            api_key,
+            agent,
+            engine: Mutex::new(engine),
+            admission: Arc::default(),
+            slots: slots::Slots::new(1, None),
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
     /// Names the model in every request (servers hosting several need it).
@@ -264,7 +296,16 @@ impl RemotePolicy {
 
     /// Sets the per-request timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.agent = wire::agent(timeout.max(Duration::from_millis(1)));
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self.agent = wire::agent(self.timeout);
+        self
+    }
+
+    /// Sends each replica at most `limit` generation requests at once: a request whose
+    /// replica is full goes to the next one with room, or waits for a slot (up to the
+    /// timeout) when all are full. Without it (the default) there is no limit.
+    pub fn with_max_in_flight(mut self, limit: usize) -> Self {
+        self.slots = slots::Slots::new(self.replicas.len(), Some(limit));
         self
     }
 
@@ -362,7 +403,7 @@ impl RemotePolicy {
         n: usize,
         affinity: u64,
     ) -> Result<CompletionAnswer> {
-        self.with_replicas(affinity, |url| {
+        self.generating(affinity, |url| {
             wire::post(&self.agent, url, self.api_key.as_ref(), engine, body, n)
         })
     }

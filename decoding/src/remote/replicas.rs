@@ -1,6 +1,7 @@
 //! The replicas of a remote policy: which one a request goes to (its prompt's affinity
 //! first, those left out after a failure last, those not admitted never), and the failover
-//! of one call across them, with each replica's metrics.
+//! of one call across them, each with a slot under the concurrency limit when it generates
+//! (`slots.rs`), with each replica's metrics.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +9,7 @@ use std::time::Instant;
 
 use metrics::{counter, gauge, histogram};
 
+use super::slots::NoSlot;
 use super::wire::Failure;
 use super::{DOWN_FOR, RemotePolicy};
 use crate::error::{DecodeError, Result};
@@ -84,18 +86,35 @@ impl RemotePolicy {
     /// others; those left out after a failure go last (all are tried when all are down).
     /// A failed replica is left out until a health check passes or, without health checks,
     /// for [`DOWN_FOR`]; one not admitted yet ([`Replica::admitted`]) is never tried.
+    #[cfg(test)]
     pub(super) fn order(&self, affinity: u64) -> Vec<usize> {
+        let (up, down) = self.ranked(affinity);
+        up.into_iter().chain(down).collect()
+    }
+
+    /// [`RemotePolicy::order`], as the replicas up and those left out.
+    fn ranked(&self, affinity: u64) -> (Vec<usize>, Vec<usize>) {
         let n = self.replicas.len();
         let start = (affinity % n as u64) as usize;
-        let (up, down): (Vec<usize>, Vec<usize>) = (0..n)
+        (0..n)
             .map(|i| (start + i) % n)
             .filter(|&i| self.replicas[i].is_admitted())
             .partition(|&i| {
                 self.replicas[i]
                     .down()
                     .is_none_or(|t| !self.health_checked && t.elapsed() >= DOWN_FOR)
-            });
-        up.into_iter().chain(down).collect()
+            })
+    }
+
+    /// The replicas still to try for `affinity`, best first: those up not `tried` yet, or,
+    /// once none is left, those left out.
+    fn candidates(&self, affinity: u64, tried: &[usize]) -> Vec<usize> {
+        let (up, down) = self.ranked(affinity);
+        let fresh = |v: Vec<usize>| -> Vec<usize> {
+            v.into_iter().filter(|i| !tried.contains(i)).collect()
+        };
+        let up = fresh(up);
+        if up.is_empty() { fresh(down) } else { up }
     }
 
     pub(super) fn mark(&self, i: usize, failed: bool) {
@@ -103,13 +122,25 @@ impl RemotePolicy {
     }
 
     /// Runs `call` on the replicas in `order(affinity)` until one answers; a replica's
-    /// failure leaves it out for [`DOWN_FOR`].
+    /// failure leaves it out for [`DOWN_FOR`]. For calls that take no slot (probes, the
+    /// tokenizer's).
     pub(super) fn with_replicas<T>(
         &self,
         affinity: u64,
         call: impl Fn(&str) -> std::result::Result<T, Failure>,
     ) -> Result<T> {
         self.try_replicas(affinity, call)
+            .map_err(Failed::into_error)
+    }
+
+    /// [`RemotePolicy::with_replicas`] for a generation request: each replica tried is one
+    /// with room under the concurrency limit (`slots.rs`), waited for while all are full.
+    pub(super) fn generating<T>(
+        &self,
+        affinity: u64,
+        call: impl Fn(&str) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
+        self.attempt(affinity, true, call)
             .map_err(Failed::into_error)
     }
 
@@ -120,11 +151,43 @@ impl RemotePolicy {
         affinity: u64,
         call: impl Fn(&str) -> std::result::Result<T, Failure>,
     ) -> std::result::Result<T, Failed> {
+        self.attempt(affinity, false, call)
+    }
+
+    /// Runs `call` on the replicas in `affinity`'s order until one answers, each first taking
+    /// a slot on it when `slotted`.
+    fn attempt<T>(
+        &self,
+        affinity: u64,
+        slotted: bool,
+        call: impl Fn(&str) -> std::result::Result<T, Failure>,
+    ) -> std::result::Result<T, Failed> {
         if !self.health_checked {
             self.admit_due();
         }
+        let deadline = Instant::now() + self.timeout;
+        let mut tried = Vec::new();
         let mut failures = Vec::new();
-        for i in self.order(affinity) {
+        loop {
+            let (i, _slot) = if slotted {
+                let candidates = || {
+                    self.candidates(affinity, &tried)
+                        .into_iter()
+                        .map(|i| (i, self.replicas[i].url.as_str()))
+                        .collect()
+                };
+                match self.slots.take(candidates, deadline) {
+                    Ok(slot) => (slot.replica, Some(slot)),
+                    Err(NoSlot::NoCandidate) => break,
+                    Err(NoSlot::Full) => return Err(self.full()),
+                }
+            } else {
+                match self.candidates(affinity, &tried).first() {
+                    Some(&i) => (i, None),
+                    None => break,
+                }
+            };
+            tried.push(i);
             let url = &self.replicas[i].url;
             let t = Instant::now();
             let result = call(url);
@@ -181,5 +244,18 @@ impl RemotePolicy {
             message,
             replicas_down: true,
         })
+    }
+
+    /// Why a request found no slot: every replica stayed at its limit until the timeout.
+    fn full(&self) -> Failed {
+        Failed {
+            url: self.urls().join(","),
+            message: format!(
+                "every replica had {} requests in flight (--policy-max-in-flight) for {} s",
+                self.slots.limit().unwrap_or(usize::MAX),
+                self.timeout.as_secs()
+            ),
+            replicas_down: true,
+        }
     }
 }

@@ -240,7 +240,7 @@ impl RemotePolicy {
             if engine == Engine::OpenAi {
                 body["stream_options"] = json!({"include_usage": true});
             }
-            self.with_replicas(req.affinity, |url| {
+            self.generating(req.affinity, |url| {
                 self.stream_one(url, engine, &body, n, offset, &sink, &stopped)
             })
         };

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// replica is tried again after 5 s).
     #[arg(long, env = "THRESH_POLICY_HEALTH_INTERVAL")]
     pub policy_health_interval: Option<u64>,
+    /// With a remote policy: generation requests out to each replica at once at most. A
+    /// request whose replica (the one its prompt hashes to) is full goes to the next one with
+    /// room, or waits for a slot while all are full (default: no limit).
+    #[arg(long, env = "THRESH_POLICY_MAX_IN_FLIGHT")]
+    pub policy_max_in_flight: Option<usize>,
     /// Reward model directory (default: the demo all-MiniLM-L6-v2 relevance reward).
     #[arg(long, env = "THRESH_REWARD")]
     pub reward: Option<PathBuf>,
@@ -200,6 +205,8 @@ pub struct ServeConfig {
     pub policy_startup_timeout: Duration,
     /// Between health checks of a remote policy's failed replicas (zero: none).
     pub policy_health_interval: Duration,
+    /// Generation requests out to each replica of a remote policy at once at most.
+    pub policy_max_in_flight: Option<usize>,
     /// Reward head for sentence encoders.
     pub reward_head: Option<String>,
     /// Bearer token of a remote reward server.
@@ -267,6 +274,7 @@ impl ServeConfig {
             policy_api_key: None,
             policy_startup_timeout: Duration::from_secs(600),
             policy_health_interval: Duration::from_secs(2),
+            policy_max_in_flight: None,
             aligner: None,
             aligner_tokenizer: None,
             aligner_model: None,
@@ -395,6 +403,10 @@ impl ServeArgs {
                     self.policy_health_interval.is_some(),
                     "--policy-health-interval",
                 ),
+                (
+                    self.policy_max_in_flight.is_some(),
+                    "--policy-max-in-flight",
+                ),
             ],
         )?;
         if let Some(url) = self.aligner.as_deref().and_then(thresh_reward::remote_url)
@@ -477,6 +489,10 @@ impl ServeArgs {
             policy_health_interval: self
                 .policy_health_interval
                 .map_or(d.policy_health_interval, Duration::from_secs),
+            policy_max_in_flight: self
+                .policy_max_in_flight
+                .map(|n| positive("policy-max-in-flight", n))
+                .transpose()?,
             aligner: self.aligner,
             aligner_tokenizer: self.aligner_tokenizer,
             aligner_model: self.aligner_model,

@@ -27,6 +27,8 @@ struct Remote<'a> {
     model: Option<&'a str>,
     /// The bearer token to send.
     api_key: Option<&'a ApiKey>,
+    /// Generation requests out to each replica at most.
+    max_in_flight: Option<usize>,
 }
 
 /// The tokenizer thresh uses for a remote model: its files, or what the server says of its
@@ -56,6 +58,9 @@ fn connect(cfg: &ServeConfig, r: Remote<'_>) -> anyhow::Result<(RemotePolicyMode
     }
     if let Some(k) = r.api_key {
         client = client.with_api_key(k.clone());
+    }
+    if let Some(n) = r.max_in_flight {
+        client = client.with_max_in_flight(n);
     }
     let server = client
         .probe_waiting(cfg.policy_startup_timeout)
@@ -170,6 +175,7 @@ pub(super) fn remote_policy(
             tokenizer: ("--policy-tokenizer", cfg.policy_tokenizer.as_deref()),
             model: cfg.policy_model.as_deref(),
             api_key: cfg.policy_api_key.as_ref(),
+            max_in_flight: cfg.policy_max_in_flight,
         },
     )
 }
@@ -188,6 +194,7 @@ pub(super) fn remote_aligner(
             tokenizer: ("--aligner-tokenizer", cfg.aligner_tokenizer.as_deref()),
             model: cfg.aligner_model.as_deref(),
             api_key: cfg.aligner_api_key.as_ref(),
+            max_in_flight: None,
         },
     )
 }
