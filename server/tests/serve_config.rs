@@ -252,16 +252,20 @@ fn a_remote_policy_takes_a_tokenizer_and_the_remote_flags_need_a_remote_policy()
         &r,
     ]);
     assert!(e.contains("--policy-tokenizer /no/such/dir"), "{e}");
-    let cfg = parse(&[
-        "--policy",
-        "http://127.0.0.1:9/v1",
-        "--policy-tokenizer",
-        &p,
-        "--reward",
-        &r,
-    ])
-    .resolve()
-    .unwrap();
+    // A remote policy with its tokenizer, and `extra` flags.
+    let remote = |extra: &[&str]| {
+        let mut args = vec![
+            "--policy",
+            "http://127.0.0.1:9/v1",
+            "--policy-tokenizer",
+            &p,
+            "--reward",
+            &r,
+        ];
+        args.extend_from_slice(extra);
+        parse(&args).resolve()
+    };
+    let cfg = remote(&[]).unwrap();
     assert_eq!(cfg.remote_policy(), Some("http://127.0.0.1:9/v1"));
     for flag in ["--policy-model", "--policy-api-key", "--policy-tokenizer"] {
         let e = err(&["--policy", &p, "--reward", &r, flag, &p]);
@@ -282,21 +286,9 @@ fn a_remote_policy_takes_a_tokenizer_and_the_remote_flags_need_a_remote_policy()
         e.contains("--policy-max-in-flight") && e.contains("remote policy"),
         "{e}"
     );
-    let remote = |n: &str| {
-        parse(&[
-            "--policy",
-            "http://127.0.0.1:9/v1",
-            "--policy-tokenizer",
-            &p,
-            "--reward",
-            &r,
-            "--policy-max-in-flight",
-            n,
-        ])
-        .resolve()
-    };
-    assert_eq!(remote("4").unwrap().policy_max_in_flight, Some(4));
-    let e = remote("0").unwrap_err().to_string();
+    let limit = |n: &str| remote(&["--policy-max-in-flight", n]);
+    assert_eq!(limit("4").unwrap().policy_max_in_flight, Some(4));
+    let e = limit("0").unwrap_err().to_string();
     assert!(e.contains("policy-max-in-flight"), "{e}");
 }
 
