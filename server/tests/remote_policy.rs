@@ -323,9 +323,18 @@ async fn a_gateway_whose_backend_is_down_fails_to_start_naming_it() {
 fn count_in(page: &str, replica: &str, outcome: &str) -> f64 {
     let replica = format!("replica=\"{replica}/completions\"");
     let outcome = format!("outcome=\"{outcome}\"");
+    metric(
+        page,
+        "thresh_policy_replica_requests_total{",
+        &[&replica, &outcome],
+    )
+}
+
+/// The sum of the samples on `page` whose line starts with `name` and holds every one of
+/// `labels`.
+fn metric(page: &str, name: &str, labels: &[&str]) -> f64 {
     page.lines()
-        .filter(|l| l.starts_with("thresh_policy_replica_requests_total{"))
-        .filter(|l| l.contains(&replica) && l.contains(&outcome))
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>()
 }
@@ -651,27 +660,18 @@ async fn a_fleet_with_a_concurrency_limit_spills_to_the_next_replica_and_never_o
     assert!(count(&ra, "ok") >= 2.0 && count(&rb, "ok") >= 2.0, "{page}");
     assert!(count(&ra, "ok") + count(&rb, "ok") >= 8.0, "{page}");
     assert_eq!(count(&ra, "failed") + count(&rb, "failed"), 0.0, "{page}");
-    let gauge = |name: &str, page: &str| {
-        page.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
     assert!(
-        gauge("thresh_policy_affinity_spills_total", &page) >= 1.0,
+        metric(&page, "thresh_policy_affinity_spills_total", &[]) >= 1.0,
         "{page}"
     );
     assert_eq!(
-        gauge("thresh_policy_waiting_for_replica", &page),
+        metric(&page, "thresh_policy_waiting_for_replica", &[]),
         0.0,
         "{page}"
     );
     let in_flight = |replica: &str| {
         let replica = format!("replica=\"{replica}/completions\"");
-        page.lines()
-            .filter(|l| l.starts_with("thresh_policy_replica_in_flight{") && l.contains(&replica))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+        metric(&page, "thresh_policy_replica_in_flight{", &[&replica])
     };
     assert_eq!(
         (in_flight(&ra), in_flight(&rb)),
